@@ -1,0 +1,200 @@
+"""The `method` config group: each class runs one of the paper's algorithms for one prompt.
+
+They turn Algorithms 1 and 2 into named variants (stable, unstable, original, optimized, baseline);
+writing files happens in `noise_exp.results`, never here.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from noise_exp.errors import NoiseExpError
+from noise_exp.methods.optimization import OptimizationConfig, OptimizationResult, optimize_noise
+from noise_exp.methods.roundtrip import ModelRoundTrip
+from noise_exp.methods.selection import SelectionResult, select_noise
+from noise_exp.models.base import Conditioning, NoiseModel
+from noise_exp.stability import get_similarity
+
+VARIANTS = ("stable", "unstable", "original", "optimized", "baseline")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Variant:
+    name: str
+    seed: int
+    stability: float
+    noise: torch.Tensor  # [C, H, W]
+    latents: torch.Tensor  # [C, H, W] clean latents it denoises to
+    time_s: float
+    unet_calls: int
+
+
+@dataclass
+class MethodOutput:
+    variants: list[Variant]
+    selection_scores: list[tuple[int, float]] = field(default_factory=list)  # (seed, stability)
+    trace: list[tuple[int, float, float]] = field(default_factory=list)  # (step, stability, lr)
+
+
+class Method(ABC):
+    """One noise strategy; `run` handles one prompt."""
+
+    name: str = "method"
+    variants: tuple[str, ...] = ()
+    main_variant: str = ""  # the variant whose mean stability a sweeper optimises
+
+    def __init__(self, similarity: str = "cosine", seed_start: int = 0, num_seeds: int = 100) -> None:
+        if num_seeds < 1:
+            raise NoiseExpError(f"method.num_seeds must be >= 1, got {num_seeds}")
+        self.similarity_name = similarity
+        self.similarity = get_similarity(similarity)
+        self.seed_start = int(seed_start)
+        self.num_seeds = int(num_seeds)
+
+    def prompt_seed(self, prompt_index: int) -> int:
+        """The one seed a single-noise method uses for the i-th prompt: seed_start + i mod K (paper: 0..99)."""
+        return self.seed_start + prompt_index % self.num_seeds
+
+    @abstractmethod
+    def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
+        """Run the method for one prompt."""
+
+
+class NoiseSelection(Method):
+    """Algorithm 1 over seeds seed_start .. seed_start+K-1; keeps the stable (argmax) and unstable (argmin) noise."""
+
+    name = "select"
+    variants = ("stable", "unstable")
+    main_variant = "stable"
+
+    def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine") -> None:
+        super().__init__(similarity, seed_start, num_seeds)
+        if batch_size < 1:
+            raise NoiseExpError(f"method.batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+
+    def select(self, model: NoiseModel, cond: Conditioning, progress: Progress | None = None) -> tuple[SelectionResult, float]:
+        seeds = range(self.seed_start, self.seed_start + self.num_seeds)
+        done = [0]
+
+        def on_batch(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(f"seed {done[0]}/{self.num_seeds}")
+
+        start = time.perf_counter()
+        result = select_noise(seeds, model.draw_noise, ModelRoundTrip(model, cond), self.batch_size, self.similarity, on_batch)
+        return result, time.perf_counter() - start
+
+    def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
+        result, seconds = self.select(model, cond, progress)
+        return MethodOutput(variants=_selection_variants(result, seconds, self.num_seeds * model.unet_calls_per_roundtrip),
+                            selection_scores=list(zip(result.seeds, result.scores.tolist())))
+
+
+class NoiseOptimization(Method):
+    """Algorithm 2 from the prompt's seed; keeps the original and the optimized noise."""
+
+    name = "optimize"
+    variants = ("original", "optimized")
+    main_variant = "optimized"
+
+    def __init__(self, steps: int = 100, lr: float = 100.0, momentum: float = 0.5, lr_schedule: str = "cosine",
+                 optimizer: str = "sgd", keep_best: bool = False, early_stop_tol: float | None = None,
+                 seed_start: int = 0, num_seeds: int = 100, similarity: str = "cosine") -> None:
+        super().__init__(similarity, seed_start, num_seeds)
+        self.config = OptimizationConfig(int(steps), float(lr), float(momentum), lr_schedule, optimizer, bool(keep_best),
+                                         None if early_stop_tol is None else float(early_stop_tol))
+        if lr_schedule not in ("cosine", "constant"):
+            raise NoiseExpError(f"unknown method.lr_schedule {lr_schedule!r}; choose cosine or constant")
+        if optimizer not in ("sgd", "adam"):
+            raise NoiseExpError(f"unknown method.optimizer {optimizer!r}; choose sgd or adam")
+
+    def optimize(self, model: NoiseModel, cond: Conditioning, seed: int, noise: torch.Tensor,
+                 progress: Progress | None = None) -> tuple[OptimizationResult, float]:
+        def on_step(step: int, score: torch.Tensor) -> None:
+            if progress:
+                progress(f"step {step + 1}/{self.config.steps} s={float(score.mean()):.5f}")
+
+        start = time.perf_counter()
+        result = optimize_noise(noise, [seed], ModelRoundTrip(model, cond), self.config, self.similarity, on_step)
+        return result, time.perf_counter() - start
+
+    def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
+        seed = self.prompt_seed(prompt_index)
+        result, seconds = self.optimize(model, cond, seed, model.draw_noise([seed]), progress)
+        calls = model.unet_calls_per_roundtrip
+        variants = [
+            Variant("original", seed, float(result.original_stability[0]), result.original_noise[0], result.original_latents[0],
+                    seconds / (result.steps_run + 1), calls),
+            Variant("optimized", seed, float(result.optimized_stability[0]), result.optimized_noise[0],
+                    result.optimized_latents[0], seconds, (result.steps_run + 1) * calls),
+        ]
+        return MethodOutput(variants=variants, trace=_trace_rows(result))
+
+
+class SelectThenOptimize(Method):
+    """Beyond the paper: Algorithm 1, then Algorithm 2 from the selected stable noise."""
+
+    name = "select_optimize"
+    variants = ("stable", "unstable", "optimized")
+    main_variant = "optimized"
+
+    def __init__(self, selection: dict, optimization: dict, similarity: str = "cosine") -> None:
+        self.selection = NoiseSelection(**selection, similarity=similarity)
+        self.optimization = NoiseOptimization(**optimization, similarity=similarity)
+        super().__init__(similarity, self.selection.seed_start, self.selection.num_seeds)
+
+    def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
+        selected, select_s = self.selection.select(model, cond, progress)
+        stable = selected.stable
+        optimized, optimize_s = self.optimization.optimize(model, cond, stable.seed, stable.noise[None], progress)
+        select_calls = self.selection.num_seeds * model.unet_calls_per_roundtrip
+        variants = _selection_variants(selected, select_s, select_calls)
+        variants.append(Variant("optimized", stable.seed, float(optimized.optimized_stability[0]), optimized.optimized_noise[0],
+                                optimized.optimized_latents[0], select_s + optimize_s,
+                                select_calls + (optimized.steps_run + 1) * model.unet_calls_per_roundtrip))
+        return MethodOutput(variants=variants, selection_scores=list(zip(selected.seeds, selected.scores.tolist())),
+                            trace=_trace_rows(optimized))
+
+
+class Baseline(Method):
+    """Plain generation from the prompt's seed (one roundtrip, to report its stability)."""
+
+    name = "baseline"
+    variants = ("baseline",)
+    main_variant = "baseline"
+
+    def __init__(self, seed_start: int = 0, num_seeds: int = 100, similarity: str = "cosine") -> None:
+        super().__init__(similarity, seed_start, num_seeds)
+
+    def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
+        seed = self.prompt_seed(prompt_index)
+        start = time.perf_counter()
+        noise = model.draw_noise([seed])
+        latents, inverted = ModelRoundTrip(model, cond)(noise, [seed])
+        score = float(self.similarity(noise, inverted)[0])
+        return MethodOutput([Variant("baseline", seed, score, noise[0], latents[0], time.perf_counter() - start,
+                                     model.unet_calls_per_roundtrip)])
+
+
+def _selection_variants(result: SelectionResult, seconds: float, unet_calls: int) -> list[Variant]:
+    return [Variant(kind, c.seed, c.stability, c.noise, c.latents, seconds, unet_calls)
+            for kind, c in (("stable", result.stable), ("unstable", result.unstable))]
+
+
+def _trace_rows(result: OptimizationResult) -> list[tuple[int, float, float]]:
+    return [(row.step, row.stability[0], row.lr) for row in result.trace]
+
+
+def validate_variants(names: Sequence[str]) -> list[str]:
+    """Check user-given variant names (e.g. `save_images`) against the known ones."""
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise NoiseExpError(f"unknown variant(s) {unknown}; known variants are {list(VARIANTS)}")
+    return list(names)

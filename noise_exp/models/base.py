@@ -1,0 +1,58 @@
+"""The model adapter interface: everything the methods need from a diffusion model."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+
+@dataclass
+class Conditioning:
+    """A prompt's encodings, computed once and reused for every seed and every step."""
+
+    prompt: str
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class NoiseModel(ABC):
+    """A diffusion model seen as the map F: eps -> x0 -> eps' (denoise, then invert).
+
+    Latents travel in float32 between steps; each adapter casts to its model dtype only for the network
+    call, so the inversion error measured by the stability score is the model's, not the bookkeeping's.
+    """
+
+    name: str
+    num_steps: int
+    device: torch.device
+
+    @abstractmethod
+    def encode_prompt(self, prompt: str) -> Conditioning:
+        """Encode the condition once per prompt."""
+
+    @abstractmethod
+    def draw_noise(self, seeds: Sequence[int]) -> torch.Tensor:
+        """The initial noise of each seed, exactly as the plain pipeline draws it; float32 on device."""
+
+    @abstractmethod
+    def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Run the sampler from noise to clean latents (batched over the first dim)."""
+
+    @abstractmethod
+    def invert(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Run the inversion from clean latents back to noise (batched over the first dim)."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor, cond: Conditioning | None = None) -> list[Image.Image]:
+        """Decode latents to images; only called for the variants that are saved or scored."""
+
+    @property
+    @abstractmethod
+    def unet_calls_per_roundtrip(self) -> int:
+        """Network evaluations per sample of one denoise + invert (the cost unit of the methods)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the loaded model for logs and results."""
+        return {"name": self.name, "num_steps": self.num_steps, "device": str(self.device)}

@@ -1,0 +1,96 @@
+"""Loading diffusers pipelines from a hub id or a local folder, with one clear error when that fails."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from noise_exp.errors import NoiseExpError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' means cuda when present, else cpu."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NoiseExpError(f"model.device={device} but no CUDA device is available; use model.device=auto or cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' means float16 on GPU (the paper's setting) and float32 on CPU."""
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise NoiseExpError(f"unknown model.dtype {dtype!r}; choose auto, {', '.join(sorted(DTYPES))}")
+    resolved = DTYPES[dtype]
+    if device.type == "cpu" and resolved == torch.float16:
+        log.warning("float16 is slow and partly unsupported on CPU; using float32 (set model.dtype=float32 to silence)")
+        return torch.float32
+    return resolved
+
+
+def _dtype_kwarg(torch_dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """diffusers >= 0.42 renamed `torch_dtype` to `dtype`; older releases only know the former."""
+    import diffusers
+    from packaging.version import Version
+
+    return {"dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype": torch_dtype}
+
+
+def load_pipeline(
+    pipeline_cls: type,
+    pretrained: str,
+    torch_dtype: torch.dtype,
+    variant: str | None = None,
+    builder: Callable[[Path], Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """`pipeline_cls.from_pretrained` on a local folder or hub id; build tiny models on first use.
+
+    A local folder that is missing is built by `builder` when one is configured (tiny test models),
+    otherwise the error names the folder and the config key to fix.
+    """
+    path = Path(os.path.expanduser(str(pretrained)))
+    is_local = str(pretrained).startswith(("/", ".", "~")) or path.exists()
+    if is_local:
+        if not (path / "model_index.json").exists():
+            if builder is None:
+                raise NoiseExpError(
+                    f"model folder {path} does not exist or is not a diffusers pipeline (no model_index.json); "
+                    f"set model.pretrained to a local diffusers folder or a hub id")
+            log.info("building %s (first use)", path)
+            builder(path)
+        return pipeline_cls.from_pretrained(str(path), local_files_only=True, **_dtype_kwarg(torch_dtype), **kwargs)
+    try:
+        try:
+            return pipeline_cls.from_pretrained(pretrained, variant=variant, **_dtype_kwarg(torch_dtype), **kwargs)
+        except ValueError:
+            if variant is None:
+                raise
+            return pipeline_cls.from_pretrained(pretrained, **_dtype_kwarg(torch_dtype), **kwargs)
+    except (OSError, ValueError, EnvironmentError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        reason = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable or the id is wrong"
+        raise NoiseExpError(
+            f"could not load model {pretrained!r}: not in the local Hugging Face cache and {reason} "
+            f"({type(err).__name__}). Download it on a machine with access (`hf download {pretrained}`) "
+            f"or point model.pretrained=/path/to/a/local/diffusers/folder") from err
+
+
+def load_component(component_cls: type, pretrained: str, torch_dtype: torch.dtype) -> Any:
+    """Load one model component (e.g. the fp16-fix SDXL VAE) with the same error handling as pipelines."""
+    try:
+        return component_cls.from_pretrained(pretrained, **_dtype_kwarg(torch_dtype))
+    except (OSError, ValueError) as err:
+        raise NoiseExpError(f"could not load {component_cls.__name__} {pretrained!r} ({type(err).__name__}); "
+                            f"download it or point the config at a local folder") from err

@@ -1,0 +1,218 @@
+"""Adapters over diffusers' StableDiffusionPipeline (SD 1.5/2.1) and StableDiffusionXLPipeline (SDXL, SDXL-turbo).
+
+The pipelines hold the components and the prompt encoding; the sampling loop here is eq. (1) as
+deterministic DDIM and the inversion loop is eq. (2), both over the same `DDIMSchedule`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from noise_exp.ddim import DDIMSchedule, ddim_denoise_step, ddim_inversion_step, ddim_schedule, predicted_noise
+from noise_exp.errors import NoiseExpError
+from noise_exp.models.base import Conditioning, NoiseModel
+from noise_exp.models.loading import load_component, load_pipeline, resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+def ddim_scheduler_for(scheduler_config: Any, timestep_spacing: str | None) -> DDIMScheduler:
+    """A DDIM scheduler with the pipeline's noise schedule (whatever sampler it ships with)."""
+    overrides: dict[str, Any] = {"clip_sample": False}
+    if "set_alpha_to_one" not in scheduler_config:
+        overrides["set_alpha_to_one"] = False
+    if timestep_spacing:
+        overrides["timestep_spacing"] = timestep_spacing
+    return DDIMScheduler.from_config(scheduler_config, **overrides)
+
+
+class DDIMLatentModel(NoiseModel):
+    """Shared DDIM denoise / invert / decode over a latent-diffusion pipeline; subclasses encode prompts."""
+
+    pipeline_cls: type = StableDiffusionPipeline
+
+    def __init__(
+        self,
+        pipe: Any,
+        name: str,
+        num_steps: int,
+        guidance_scale: float,
+        inversion_guidance_scale: float = 1.0,
+        height: int | None = None,
+        width: int | None = None,
+        timestep_spacing: str | None = None,
+    ) -> None:
+        self.pipe = pipe
+        self.name = name
+        self.num_steps = int(num_steps)
+        self.guidance_scale = float(guidance_scale)
+        self.inversion_guidance_scale = float(inversion_guidance_scale)
+        self.unet = pipe.unet
+        self.device = self.unet.device
+        self.dtype = self.unet.dtype
+        default_size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        self.height = int(height or default_size)
+        self.width = int(width or default_size)
+        if self.height % pipe.vae_scale_factor or self.width % pipe.vae_scale_factor:
+            raise NoiseExpError(f"model.height/width must be multiples of {pipe.vae_scale_factor}, got {self.height}x{self.width}")
+        self.scheduler = ddim_scheduler_for(pipe.scheduler.config, timestep_spacing)
+        if self.num_steps < 1 or self.num_steps > self.scheduler.config.num_train_timesteps:
+            raise NoiseExpError(f"model.num_steps must be in 1..{self.scheduler.config.num_train_timesteps}, got {num_steps}")
+        self.schedule: DDIMSchedule = ddim_schedule(self.scheduler, self.num_steps)
+        self._timesteps = self.schedule.timesteps.to(self.device)
+        self.latent_shape = (pipe.unet.config.in_channels, self.height // pipe.vae_scale_factor,
+                             self.width // pipe.vae_scale_factor)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained: str,
+        name: str = "model",
+        num_steps: int = 10,
+        guidance_scale: float = 5.0,
+        inversion_guidance_scale: float = 1.0,
+        height: int | None = None,
+        width: int | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        timestep_spacing: str | None = None,
+        variant: str | None = None,
+        vae: str | None = None,
+        builder: Callable[[Path], Any] | None = None,
+        **unused: Any,
+    ) -> "DDIMLatentModel":
+        """Load the pipeline (hub id or local folder) and wrap it; the `model` config group calls this."""
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        extra = {}
+        if vae:
+            from diffusers import AutoencoderKL
+            extra["vae"] = load_component(AutoencoderKL, vae, torch_dtype)
+        pipe = load_pipeline(cls.pipeline_cls, pretrained, torch_dtype, variant=variant, builder=builder, **extra)
+        pipe = pipe.to(torch_device)
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, name, num_steps, guidance_scale, inversion_guidance_scale, height, width, timestep_spacing)
+
+    # --- the interface -------------------------------------------------------------------------------
+    @property
+    def unet_calls_per_roundtrip(self) -> int:
+        return self.num_steps * (self._passes(self.guidance_scale) + self._passes(self.inversion_guidance_scale))
+
+    def draw_noise(self, seeds: Sequence[int]) -> torch.Tensor:
+        """Per seed, the same call the pipeline's `prepare_latents` makes with Generator('cpu').manual_seed(seed)."""
+        noises = [randn_tensor((1, *self.latent_shape), generator=torch.Generator("cpu").manual_seed(int(seed)),
+                               device=self.device, dtype=self.dtype) for seed in seeds]
+        return torch.cat(noises).to(torch.float32) * self.scheduler.init_noise_sigma
+
+    @torch.no_grad()
+    def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        latents = noise.to(self.device, torch.float32)
+        for i in range(self.num_steps):
+            alpha_t, alpha_prev = self.schedule.alpha_pair(i)
+            output = self._model_output(latents, i, cond, self.guidance_scale)
+            noise_pred = predicted_noise(output, latents, alpha_t, self.schedule.prediction_type)
+            latents = ddim_denoise_step(latents, noise_pred, alpha_t, alpha_prev)
+        return latents
+
+    @torch.no_grad()
+    def invert(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        sample = latents.to(self.device, torch.float32)
+        for i in reversed(range(self.num_steps)):
+            alpha_t, alpha_prev = self.schedule.alpha_pair(i)
+            output = self._model_output(sample, i, cond, self.inversion_guidance_scale)
+            noise_pred = predicted_noise(output, sample, alpha_prev, self.schedule.prediction_type)
+            sample = ddim_inversion_step(sample, noise_pred, alpha_prev, alpha_t)
+        return sample
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, cond: Conditioning | None = None) -> list[Image.Image]:
+        vae = self.pipe.vae
+        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            vae.to(torch.float32)  # the SDXL VAE overflows in fp16; upcast once, like the pipeline does
+        latents = latents.to(vae.device, vae.dtype)
+        mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:
+            shape = (1, -1, 1, 1)
+            latents = latents * torch.tensor(std).view(shape).to(latents) / vae.config.scaling_factor + torch.tensor(mean).view(shape).to(latents)
+        else:
+            latents = latents / vae.config.scaling_factor
+        images = torch.cat([vae.decode(latent[None], return_dict=False)[0] for latent in latents])
+        return self.pipe.image_processor.postprocess(images.float(), output_type="pil")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "dtype": str(self.dtype).replace("torch.", ""), "guidance_scale": self.guidance_scale,
+                "inversion_guidance_scale": self.inversion_guidance_scale, "height": self.height, "width": self.width,
+                "timestep_spacing": self.scheduler.config.timestep_spacing,
+                "timesteps": [int(t) for t in self.schedule.timesteps]}
+
+    # --- the one place that calls the UNet ----------------------------------------------------------
+    def _passes(self, guidance_scale: float) -> int:
+        return 2 if self._guided(guidance_scale) else 1
+
+    def _guided(self, guidance_scale: float) -> bool:
+        return guidance_scale > 1.0 and self.unet.config.time_cond_proj_dim is None
+
+    def _model_output(self, latents: torch.Tensor, step: int, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
+        guided = self._guided(guidance_scale)
+        batch = latents.shape[0]
+        model_input = latents.to(self.dtype)
+        if guided:
+            model_input = torch.cat([model_input, model_input])
+        output = self.unet(model_input, self._timesteps[step], return_dict=False,
+                           **self._unet_conditioning(cond, batch, guided))[0].to(torch.float32)
+        if guided:
+            uncond, text = output.chunk(2)
+            output = uncond + guidance_scale * (text - uncond)
+        return output
+
+    @staticmethod
+    def _stack(cond: Conditioning, key: str, batch: int, guided: bool) -> torch.Tensor:
+        """The prompt's tensor repeated over the batch, preceded by the unconditional one under CFG."""
+        parts = [cond.tensors[f"negative_{key}"].expand(batch, *cond.tensors[key].shape[1:])] if guided else []
+        parts.append(cond.tensors[key].expand(batch, *cond.tensors[key].shape[1:]))
+        return torch.cat(parts)
+
+    def _unet_conditioning(self, cond: Conditioning, batch: int, guided: bool) -> dict[str, Any]:
+        return {"encoder_hidden_states": self._stack(cond, "prompt_embeds", batch, guided)}
+
+
+class StableDiffusionModel(DDIMLatentModel):
+    """SD 1.x / 2.x (StableDiffusionPipeline)."""
+
+    pipeline_cls = StableDiffusionPipeline
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> Conditioning:
+        embeds, negative = self.pipe.encode_prompt(prompt, self.device, 1, True, negative_prompt=None)
+        return Conditioning(prompt, {"prompt_embeds": embeds, "negative_prompt_embeds": negative})
+
+
+class StableDiffusionXLModel(DDIMLatentModel):
+    """SDXL and SDXL-turbo (StableDiffusionXLPipeline): two text encoders, pooled embeddings, time ids."""
+
+    pipeline_cls = StableDiffusionXLPipeline
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> Conditioning:
+        embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
+            prompt=prompt, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=True)
+        size = (self.height, self.width)
+        projection_dim = (int(pooled.shape[-1]) if self.pipe.text_encoder_2 is None
+                          else self.pipe.text_encoder_2.config.projection_dim)
+        time_ids = self.pipe._get_add_time_ids(size, (0, 0), size, dtype=embeds.dtype,
+                                               text_encoder_projection_dim=projection_dim).to(self.device)
+        return Conditioning(prompt, {
+            "prompt_embeds": embeds, "negative_prompt_embeds": negative,
+            "text_embeds": pooled, "negative_text_embeds": negative_pooled,
+            "time_ids": time_ids, "negative_time_ids": time_ids})
+
+    def _unet_conditioning(self, cond: Conditioning, batch: int, guided: bool) -> dict[str, Any]:
+        return {**super()._unet_conditioning(cond, batch, guided),
+                "added_cond_kwargs": {"text_embeds": self._stack(cond, "text_embeds", batch, guided),
+                                      "time_ids": self._stack(cond, "time_ids", batch, guided)}}

@@ -1,0 +1,98 @@
+"""Tiny random-weight SD / SDXL pipelines built from configs with the real diffusers classes.
+
+They exist so that everything runs offline on CPU: built once, written with `save_pretrained` and
+loaded back through the same `from_pretrained` path as real weights. Their images are noise-like; they
+prove the mechanics, not image quality.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+def write_clip_tokenizer(out_dir: Path) -> tuple[Path, Path]:
+    """Write HF `vocab.json`/`merges.txt` from the BPE file open_clip ships (OpenAI CLIP's 49408 tokens)."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    byte_tokens = list(bytes_to_unicode().values())
+    vocab = byte_tokens + [t + "</w>" for t in byte_tokens] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    vocab_file, merges_file = out_dir / "vocab.json", out_dir / "merges.txt"
+    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    merges_file.write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return vocab_file, merges_file
+
+
+@dataclass
+class TinyPipelineBuilder:
+    """Builds a tiny `kind` ('sdxl' or 'sd') pipeline into a folder; deterministic from `seed`."""
+
+    kind: str = "sdxl"
+    seed: int = 0
+    sample_size: int = 16
+    hidden_size: int = 32
+
+    def __call__(self, out_dir: Path) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+        try:
+            self.build().save_pretrained(tmp)
+            try:
+                os.replace(tmp, out_dir)  # atomic: concurrent jobs never see a half-written model
+            except OSError:
+                if not (out_dir / "model_index.json").exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out_dir
+
+    def build(self):
+        from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
+                               UNet2DConditionModel)
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+        torch.manual_seed(self.seed)
+        with tempfile.TemporaryDirectory() as tok_dir:
+            vocab, merges = write_clip_tokenizer(Path(tok_dir))
+            tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
+            tokenizer_2 = CLIPTokenizer(str(vocab), str(merges), pad_token="!", model_max_length=77)
+        text_config = CLIPTextConfig(
+            bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, vocab_size=49408, max_position_embeddings=77,
+            hidden_size=self.hidden_size, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+            projection_dim=self.hidden_size, hidden_act="gelu", layer_norm_eps=1e-5)
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                  set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+        vae = AutoencoderKL(block_out_channels=[32, 64, 64, 64], in_channels=3, out_channels=3, latent_channels=4,
+                            layers_per_block=1, down_block_types=["DownEncoderBlock2D"] * 4,
+                            up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=32,
+                            sample_size=self.sample_size * 8)
+        unet_common = dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=self.sample_size,
+                           in_channels=4, out_channels=4, norm_num_groups=32,
+                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+        if self.kind == "sdxl":
+            time_embed_dim = 8
+            unet = UNet2DConditionModel(
+                **unet_common, attention_head_dim=(2, 4), use_linear_projection=True, transformer_layers_per_block=(1, 2),
+                addition_embed_type="text_time", addition_time_embed_dim=time_embed_dim,
+                projection_class_embeddings_input_dim=6 * time_embed_dim + self.hidden_size,
+                cross_attention_dim=2 * self.hidden_size)
+            return StableDiffusionXLPipeline(
+                vae=vae, text_encoder=CLIPTextModel(text_config), text_encoder_2=CLIPTextModelWithProjection(text_config),
+                tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
+        if self.kind == "sd":
+            unet = UNet2DConditionModel(**unet_common, cross_attention_dim=self.hidden_size)
+            return StableDiffusionPipeline(
+                vae=vae, text_encoder=CLIPTextModel(text_config), tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        raise ValueError(f"unknown tiny pipeline kind {self.kind!r} (sdxl or sd)")

@@ -1,0 +1,34 @@
+"""Shared fixtures: composed configs and the tiny models (built once into the model cache, then loaded)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+
+import noise_exp  # noqa: F401  (registers the config resolvers)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def compose_cfg(overrides: list[str] | None = None):
+    """Compose the real `conf/` with overrides, as `run.py` would."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose(config_name="config", overrides=overrides or [])
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl():
+    return instantiate(compose_cfg(["model=tiny_sdxl"]).model)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd():
+    return instantiate(compose_cfg(["model=tiny_sd"]).model)

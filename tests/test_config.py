@@ -1,0 +1,64 @@
+"""Every option of every config group composes, and builds the object it names."""
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from noise_exp.data import PromptSet
+from noise_exp.methods import Method
+from tests.conftest import CONF, compose_cfg
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_has_its_documented_options():
+    assert {"tiny_sdxl", "tiny_sd", "sdxl", "sdxl_turbo", "sd15"} <= set(options("model"))
+    assert {"select", "optimize", "select_optimize", "baseline"} <= set(options("method"))
+    assert {"drawbench", "pickapic", "geneval", "prompts"} <= set(options("dataset"))
+    assert "none" in options("evaluator")
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_model_configs_compose_with_the_interface_keys(model):
+    cfg = compose_cfg([f"model={model}"])
+    for key in ["pretrained", "num_steps", "guidance_scale", "inversion_guidance_scale", "height", "width", "dtype", "device"]:
+        assert key in cfg.model, (model, key)
+    assert cfg.model.inversion_guidance_scale == 1.0
+    OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def test_paper_defaults():
+    assert compose_cfg(["model=sdxl_turbo"]).model.num_steps == 4
+    assert compose_cfg(["model=sdxl_turbo"]).model.timestep_spacing == "trailing"
+    assert compose_cfg(["model=sdxl"]).model.num_steps == 10
+    opt = compose_cfg(["method=optimize"]).method
+    assert (opt.steps, opt.lr, opt.momentum, opt.lr_schedule, opt.optimizer) == (100, 100.0, 0.5, "cosine", "sgd")
+    sel = compose_cfg(["method=select"]).method
+    assert (sel.num_seeds, sel.seed_start) == (100, 0)
+
+
+@pytest.mark.parametrize("method", options("method"))
+def test_method_configs_instantiate(method):
+    obj = instantiate(compose_cfg([f"method={method}"]).method)
+    assert isinstance(obj, Method)
+    assert obj.main_variant in obj.variants
+
+
+@pytest.mark.parametrize("dataset", options("dataset"))
+def test_dataset_configs_instantiate(dataset, tmp_path):
+    overrides = [f"dataset={dataset}"]
+    if dataset == "prompts":
+        (tmp_path / "p.txt").write_text("a cat\na dog\n")
+        overrides.append(f"dataset.path={tmp_path / 'p.txt'}")
+    obj = instantiate(compose_cfg(overrides).dataset)
+    assert isinstance(obj, PromptSet)
+    assert obj.load()
+
+
+def test_data_paths_point_inside_the_project():
+    cfg = compose_cfg([])
+    assert Path(cfg.paths.data_dir) == CONF.parent / "datasets"
+    assert "../shared" not in cfg.dataset.path

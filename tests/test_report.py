@@ -1,0 +1,136 @@
+"""The report on synthetic run folders: means, winning-rate arithmetic, CI, files, CLI."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from evaluators.testing import write_synthetic_run
+from noise_exp.errors import NoiseExpError
+from noise_exp.report import wilson_interval, winning_rates, write_report
+from noise_exp.report.__main__ import main as report_main
+from noise_exp.report.tables import load_runs, mean_table
+
+PROMPTS = {"drawbench": ["a cat", "a dog", "a red car", "a tree"], "pickapic": ["a house", "a blue bird"]}
+# prompt ids: drawbench 0-3, pickapic 4-5
+HPS = {"stable": [1.0, 2.0, 3.0, 4.0, 10.0, 11.0], "unstable": [0.0, 2.0, 5.0, 1.0, 9.0, 12.0],
+       "baseline": [0.5, 2.5, 3.0, 3.0, 10.0, 10.0]}
+LPIPS = {"stable": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "unstable": [0.2, 0.2, 0.1, 0.5, 0.4, 0.7],
+         "baseline": [0.1] * 6}
+
+
+def metrics(values, datasets=("drawbench",) * 4 + ("pickapic",) * 2):
+    return {(datasets[i], i, variant): v for variant, column in values.items() for i, v in enumerate(column)}
+
+
+@pytest.fixture
+def run(tmp_path):
+    paper = {"hpsv2": metrics(HPS), "aes": metrics({k: [5.0] * 6 for k in HPS}),
+             "pickscore": metrics({k: [20.0] * 6 for k in HPS}), "imagereward": metrics({k: [1.0] * 6 for k in HPS}),
+             "lpips": metrics(LPIPS)}
+    return write_synthetic_run(tmp_path / "run", PROMPTS, ("stable", "unstable", "baseline"), metrics=paper)
+
+
+def rate(rates, dataset, a, b, metric):
+    row = rates[(rates.dataset == dataset) & (rates.a == a) & (rates.b == b) & (rates.metric == metric)]
+    assert len(row) == 1
+    return row.iloc[0]
+
+
+def test_winning_rates_against_hand_counts(run):
+    rates = winning_rates(load_runs([run]))
+    # drawbench hpsv2 stable vs unstable: 1>0 win, 2=2 tie, 3<5 loss, 4>1 win -> (2 + 0.5) / 4
+    row = rate(rates, "drawbench", "stable", "unstable", "hpsv2")
+    assert (row.n, row.wins, row.ties, row.losses) == (4, 2, 1, 1)
+    assert row.win_rate == pytest.approx(0.625)
+    # pickapic: 10>9 win, 11<12 loss -> 0.5
+    assert rate(rates, "pickapic", "stable", "unstable", "hpsv2").win_rate == pytest.approx(0.5)
+    # stable vs baseline on drawbench: 1>0.5 win, 2<2.5 loss, 3=3 tie, 4>3 win -> 0.625
+    assert rate(rates, "drawbench", "stable", "baseline", "hpsv2").win_rate == pytest.approx(0.625)
+    # LPIPS: lower wins. drawbench stable vs unstable: .1<.2 win, tie, .3>.1 loss, .4<.5 win -> 0.625
+    assert rate(rates, "drawbench", "stable", "unstable", "lpips").win_rate == pytest.approx(0.625)
+    # constant metrics tie everywhere -> exactly one half
+    assert rate(rates, "drawbench", "stable", "unstable", "aes").ties == 4
+    assert rate(rates, "drawbench", "stable", "unstable", "aes").win_rate == 0.5
+    # no optimized/original variants -> no such comparison
+    assert not ((rates.a == "optimized") | (rates.b == "original")).any()
+    low, high = wilson_interval(2.5, 4)
+    assert (row.ci_low, row.ci_high) == pytest.approx((low, high))
+
+
+def test_wilson_interval_matches_scipy_and_closed_form():
+    from scipy.stats import binomtest
+
+    for k, n in [(7, 10), (0, 5), (5, 5), (57, 100)]:
+        expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-9)
+    # half successes (ties): closed form with p = 0.625, n = 4, z = 1.96
+    z, p, n = 1.959963984540054, 0.625, 4
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert wilson_interval(2.5, 4) == pytest.approx((centre - half, centre + half))
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_mean_table_and_paper_average(run):
+    means = mean_table(load_runs([run])).set_index(["dataset", "variant"])
+    assert list(means.index.get_level_values("variant")[:3]) == ["unstable", "stable", "baseline"]
+    assert means.loc[("drawbench", "stable"), "hpsv2"] == pytest.approx(2.5)
+    assert means.loc[("drawbench", "unstable"), "hpsv2"] == pytest.approx(2.0)
+    assert means.loc[("pickapic", "baseline"), "hpsv2"] == pytest.approx(10.0)
+    # Average = mean of HPS v2, AES, PickScore, ImageReward (as in Tables 1-2): (2.5 + 5 + 20 + 1) / 4
+    assert means.loc[("drawbench", "stable"), "average"] == pytest.approx(7.125)
+    assert means.loc[("drawbench", "stable"), "n"] == 4
+
+
+def test_paper_table_1_average_is_reproduced():
+    """The Average column of Table 1 (Pick-a-Pic, stable) from its four numbers."""
+    frame = pd.DataFrame({"run": "r", "dataset": "pickapic", "prompt_id": [0], "variant": ["stable"],
+                          "hpsv2": [27.4934], "aes": [5.9960], "pickscore": [21.6372], "imagereward": [0.8981]})
+    assert mean_table(frame)["average"].iloc[0] == pytest.approx(14.0062, abs=1e-4)
+
+
+def test_write_report_files(run, tmp_path):
+    result = write_report([run], tmp_path / "report")
+    for name in ["means_csv", "means_md", "winning_rates_csv", "winning_rates_md", "winning_rates_png",
+                 "grid_stable_vs_unstable", "grid_stable_vs_baseline", "report_md"]:
+        assert result.files[name].is_file() and result.files[name].stat().st_size > 0, name
+    markdown = result.files["means_md"].read_text()
+    assert markdown.splitlines()[0] == "| Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | LPIPS ↓ | Average |"
+    assert "| drawbench | Stable noise | 2.5000 | 5.0000 | 20.0000 | 1.0000 | 0.2500 | 7.1250 |" in markdown
+    on_disk = pd.read_csv(result.files["winning_rates_csv"])
+    assert len(on_disk) == len(result.winning_rates) == 2 * 2 * 5  # datasets x comparisons x metrics
+    grid = Image.open(result.files["grid_stable_vs_unstable"])
+    assert grid.size == (4 * 192, 20 + 6 * (192 + 16))  # 6 prompts, text column + A + B
+    pixels = np.asarray(grid.convert("L"))
+    assert pixels.std() > 10  # images were pasted, not a blank canvas
+    chart = Image.open(result.files["winning_rates_png"])
+    assert chart.size[0] > 300 and np.asarray(chart.convert("L")).std() > 10
+
+
+def test_merged_sweep_pools_prompts_and_pairs_within_runs(run, tmp_path):
+    second = write_synthetic_run(tmp_path / "shard2", {"drawbench": ["x", "y"]}, ("stable", "unstable"),
+                                 metrics={"hpsv2": {("drawbench", 0, "stable"): 1.0, ("drawbench", 0, "unstable"): 2.0,
+                                                    ("drawbench", 1, "stable"): 3.0, ("drawbench", 1, "unstable"): 2.0}})
+    result = write_report([run, second], tmp_path / "sweep")
+    row = rate(result.winning_rates, "drawbench", "stable", "unstable", "hpsv2")
+    # run: 2 wins, 1 tie, 1 loss; shard2 (same prompt ids 0-1, paired within the shard): 1 loss, 1 win
+    assert (row.n, row.wins, row.ties) == (6, 3, 1)
+    assert row.win_rate == pytest.approx(3.5 / 6)
+
+
+def test_cli(run, tmp_path, capsys):
+    assert report_main([str(run), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert "Stable noise" in capsys.readouterr().out
+    assert report_main([str(tmp_path / "missing")]) == 2
+
+
+def test_duplicate_variant_rows_are_an_error(run):
+    frame = pd.read_csv(run / "results.csv")
+    pd.concat([frame, frame.iloc[:1]]).to_csv(run / "results.csv", index=False)
+    with pytest.raises(NoiseExpError, match="appears twice"):
+        winning_rates(load_runs([run]))
