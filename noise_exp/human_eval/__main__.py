@@ -1,0 +1,101 @@
+"""`python -m noise_exp.human_eval {serve,export,analyze} <run or sweep folder>`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from noise_exp.errors import NoiseExpError
+
+TOKEN_ENV = "NOISE_EXP_HUMAN_EVAL_TOKEN"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m noise_exp.human_eval", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the pairwise preference page for a run or sweep folder")
+    serve.add_argument("folder", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"shared token every annotator's URL must carry; required off loopback (or set ${TOKEN_ENV})",
+    )
+    serve.add_argument(
+        "--comparisons",
+        default=None,
+        help="A:B list, winning rate is A's (default: stable:unstable,optimized:original,"
+        "stable:baseline,optimized:baseline, those present)",
+    )
+
+    export = commands.add_parser("export", help="write the votes as CSV")
+    export.add_argument("folder", type=Path)
+    export.add_argument("--out", type=Path, default=None, help="default <folder>/human_votes.csv")
+
+    analyze = commands.add_parser("analyze", help="print the human preference section of the report")
+    analyze.add_argument("folder", type=Path)
+    analyze.add_argument(
+        "--csv", nargs="?", type=Path, const=True, default=None,
+        help="also write the rates as CSV (default path <folder>/human_winning_rates.csv)",
+    )
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from noise_exp.human_eval.app import create_app, db_path, is_loopback
+    from noise_exp.human_eval.pairs import build_pairs, parse_comparisons
+    from noise_exp.human_eval.store import VoteStore
+
+    if not is_loopback(args.host) and not args.token:
+        raise NoiseExpError(f"binding to {args.host} exposes the page beyond this machine: pass --token <shared secret>")
+    if args.token is not None and len(args.token) < 8:
+        raise NoiseExpError("--token must be at least 8 characters")
+    pair_set = build_pairs(args.folder, parse_comparisons(args.comparisons))
+    store = VoteStore(db_path(pair_set.root))
+    app = create_app(pair_set, store, token=args.token)
+    url = f"http://{args.host}:{args.port}/" + (f"?token={quote(args.token)}" if args.token else "")
+    print(f"{len(pair_set.pairs)} pairs from {pair_set.root} ({len(pair_set.skipped)} skipped); votes in {store.path}")
+    print(f"open {url}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from noise_exp.human_eval.analysis import load_votes
+
+    votes, database = load_votes(args.folder)
+    if database is None:
+        raise NoiseExpError(f"no votes database for {args.folder}: serve it first")
+    out = args.out if args.out is not None else Path(args.folder) / "human_votes.csv"
+    votes.to_csv(out, index=False)
+    print(f"{len(votes)} votes from {database} -> {out}")
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    from noise_exp.human_eval.analysis import human_report_markdown, write_human_winning_rates_csv
+
+    print(human_report_markdown(args.folder), end="")
+    if args.csv is not None:
+        out = write_human_winning_rates_csv(args.folder, None if args.csv is True else args.csv)
+        print(f"\nwrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if not Path(args.folder).is_dir():
+            raise NoiseExpError(f"{args.folder} is not a folder")
+        {"serve": _serve, "export": _export, "analyze": _analyze}[args.command](args)
+    except NoiseExpError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
