@@ -1,4 +1,37 @@
-"""Image scorers behind one interface (see `evaluators.base.Evaluator`)."""
+"""Image scorers behind one interface (see `evaluators.base.Evaluator`).
+
+`build_evaluators(cfg.evaluator)` instantiates the Hydra `evaluator` group (a mapping name -> config with
+`_target_`); the mapping's keys name the results.csv columns.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
 from evaluators.base import Evaluator
 
-__all__ = ["Evaluator"]
+__all__ = ["Evaluator", "build_evaluators"]
+
+
+def build_evaluators(config: Mapping[str, Any] | None) -> dict[str, Evaluator]:
+    """One evaluator per entry of the composed `evaluator` group (empty for `evaluator=none`)."""
+    from hydra.utils import instantiate
+
+    from noise_exp.errors import NoiseExpError
+
+    built: dict[str, Evaluator] = {}
+    for name, entry in (config or {}).items():
+        if entry is None:
+            continue
+        if "_target_" not in entry:
+            raise NoiseExpError(f"evaluator.{name} has no _target_")
+        try:
+            evaluator = instantiate(entry)
+        except NoiseExpError:
+            raise
+        except Exception as error:  # a bad _target_ or argument in the config
+            cause = error.__cause__ or error
+            raise NoiseExpError(f"cannot build evaluator.{name}: {str(cause).splitlines()[0]}") from None
+        if not isinstance(evaluator, Evaluator):
+            raise NoiseExpError(f"evaluator.{name} (_target_={entry['_target_']}) is not an Evaluator")
+        built[str(name)] = evaluator
+    return built

@@ -1,22 +1,61 @@
-"""The scorer interface shared by every evaluator."""
+"""The scorer interface shared by every evaluator, and the plumbing every scorer uses.
+
+`Evaluator.score(images, prompts=None, references=None)` returns one float per image as a 1-D float32 CPU
+tensor. Text-to-image scorers read `prompts`; reference-based scorers (LPIPS, SSIM, CLIP-S image mode) read
+`references`. Subclasses load their model lazily, once per process (see `evaluators.weights.cached`), and
+score in batches of `batch_size` on `device` in `dtype`.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Iterator, Sequence, TypeVar
 
 import torch
 from PIL import Image
 
+from noise_exp.errors import NoiseExpError
+
+T = TypeVar("T")
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`None`/"auto" picks CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """Half precision only makes sense on an accelerator; on CPU every scorer runs in float32."""
+    if isinstance(dtype, torch.dtype):
+        resolved = dtype
+    elif dtype in _DTYPES:
+        resolved = _DTYPES[dtype]
+    else:
+        raise NoiseExpError(f"unknown evaluator dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    return torch.float32 if device.type == "cpu" else resolved
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start:start + size]
+
 
 class Evaluator(ABC):
-    """One scorer. `score` returns one float per image (1-D tensor, on CPU, float32).
-
-    Text-to-image scorers read `prompts`; reference-based scorers (LPIPS, SSIM) read `references`.
-    Subclasses load their model once (lazily, cached per process) and score in batches.
-    """
+    """One scorer. `score` returns one float per image (1-D tensor, on CPU, float32)."""
 
     name: str = "evaluator"
     higher_is_better: bool = True
+    needs_prompts: bool = False
+    needs_references: bool = False
+
+    def __init__(self, device: str | None = None, dtype: str = "float32", batch_size: int = 16):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = int(batch_size)
 
     @abstractmethod
     def score(
@@ -26,3 +65,18 @@ class Evaluator(ABC):
         references: Sequence[Image.Image] | None = None,
     ) -> torch.Tensor:
         """Score each image; returns a 1-D float32 tensor of len(images)."""
+
+    def _check_inputs(self, images, prompts, references) -> None:
+        if self.needs_prompts and (prompts is None or len(prompts) != len(images)):
+            raise NoiseExpError(f"{self.name} needs one prompt per image "
+                                f"(got {0 if prompts is None else len(prompts)} prompts for {len(images)} images)")
+        if self.needs_references and (references is None or len(references) != len(images)):
+            raise NoiseExpError(f"{self.name} needs one reference image per image "
+                                f"(got {0 if references is None else len(references)} for {len(images)} images)")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={self.device}, dtype={self.dtype}, batch_size={self.batch_size})"
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")

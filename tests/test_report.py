@@ -98,6 +98,7 @@ def test_write_report_files(run, tmp_path):
     for name in ["means_csv", "means_md", "winning_rates_csv", "winning_rates_md", "winning_rates_png",
                  "grid_stable_vs_unstable", "grid_stable_vs_baseline", "report_md"]:
         assert result.files[name].is_file() and result.files[name].stat().st_size > 0, name
+    assert result.markdown == result.files["report_md"] and "Wilson" in result.markdown.read_text()
     markdown = result.files["means_md"].read_text()
     assert markdown.splitlines()[0] == "| Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | LPIPS ↓ | Average |"
     assert "| drawbench | Stable noise | 2.5000 | 5.0000 | 20.0000 | 1.0000 | 0.2500 | 7.1250 |" in markdown

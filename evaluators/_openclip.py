@@ -1,0 +1,90 @@
+"""open_clip models shared by HPSv2, AES and CLIP-S: building, loading a checkpoint, preprocessing."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from evaluators.base import to_rgb
+from evaluators.weights import cached
+from noise_exp.errors import NoiseExpError
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def arch_name(arch: str) -> str:
+    """An open_clip model name, or a JSON model config (registered under its file stem)."""
+    import open_clip
+
+    path = Path(arch)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise NoiseExpError(f"open_clip model config {arch} does not exist")
+        open_clip.add_model_config(path)
+        return path.stem
+    return arch
+
+
+def load_open_clip(arch: str, checkpoint: Path, device: torch.device, dtype: torch.dtype):
+    """(model, tokenizer) for `arch` with the weights of `checkpoint`, strict; cached per process."""
+    import open_clip
+
+    name = arch_name(arch)
+
+    def load():
+        try:
+            model = open_clip.create_model(name, pretrained=None)
+        except RuntimeError as error:
+            raise NoiseExpError(f"unknown open_clip architecture {arch!r}: {error}") from None
+        try:
+            open_clip.load_checkpoint(model, str(checkpoint), strict=True)
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            raise NoiseExpError(f"checkpoint {checkpoint} does not fit open_clip {name}: {first}") from None
+        model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return model, open_clip.get_tokenizer(name)
+
+    return cached(("open_clip", name, str(checkpoint), str(device), dtype), load)
+
+
+def image_size(model) -> int:
+    size = model.visual.image_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def resize_longest_and_pad(image: Image.Image, size: int) -> torch.Tensor:
+    """HPSv2's eval transform: ToTensor, bicubic resize of the longest side to `size` on the tensor
+    (antialiased), zero padding to a centred square, then OpenAI normalisation. Unlike hpsv2 it also pads a
+    non-square image whose longest side is already `size`, and it drops an alpha channel."""
+    tensor = TF.to_tensor(to_rgb(image))
+    height, width = tensor.shape[1:]
+    scale = size / float(max(height, width))
+    if scale != 1.0:
+        height, width = round(height * scale), round(width * scale)
+        tensor = TF.resize(tensor, [height, width], InterpolationMode.BICUBIC, antialias=True)
+    pad_h, pad_w = size - height, size - width
+    if pad_h or pad_w:
+        tensor = F.pad(tensor, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+    return TF.normalize(tensor, OPENAI_MEAN, OPENAI_STD)
+
+
+def resize_shortest_and_crop(image: Image.Image, size: int) -> torch.Tensor:
+    """OpenAI CLIP's eval transform: bicubic resize of the shortest side on PIL, centre crop, normalise."""
+    image = TF.resize(to_rgb(image), size, InterpolationMode.BICUBIC)
+    image = TF.center_crop(image, [size, size])
+    return TF.normalize(TF.to_tensor(image), OPENAI_MEAN, OPENAI_STD)
+
+
+def encode_images(model, images: Sequence[Image.Image], transform, device, dtype) -> torch.Tensor:
+    pixels = torch.stack([transform(image, image_size(model)) for image in images]).to(device=device, dtype=dtype)
+    return model.encode_image(pixels, normalize=True).float()
+
+
+def encode_texts(model, tokenizer, texts: Sequence[str], device) -> torch.Tensor:
+    return model.encode_text(tokenizer(list(texts)).to(device), normalize=True).float()

@@ -1,0 +1,81 @@
+"""Figures of the report: winning-rate bars (the paper's Figures 3 and 5) and A-next-to-B image grids
+(Figures 4 and 6)."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from noise_exp.report.tables import METRIC_LABELS, paired_scores
+
+BLUE, ORANGE = "#1f77b4", "#ff7f0e"  # the paper's colours: blue = side A, orange = side B
+
+
+def winning_rate_chart(rates: pd.DataFrame, path: Path) -> Path:
+    """Horizontal stacked bars, one panel per comparison: A's share (blue, with its 95% CI) and B's (orange)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comparisons = list(dict.fromkeys(zip(rates["a"], rates["b"])))
+    heights = [max(1, int(((rates["a"] == a) & (rates["b"] == b)).sum())) for a, b in comparisons]
+    figure, axes = plt.subplots(len(comparisons), 1, squeeze=False, figsize=(7, 1.2 + 0.45 * sum(heights)),
+                                gridspec_kw={"height_ratios": heights})
+    for axis, (a, b) in zip(axes[:, 0], comparisons):
+        part = rates[(rates["a"] == a) & (rates["b"] == b)].reset_index(drop=True)
+        labels = [f"{d} / {METRIC_LABELS.get(m, m)}" for d, m in zip(part["dataset"], part["metric"])]
+        y = range(len(part))
+        share = part["win_rate"].fillna(0).to_numpy()
+        axis.barh(y, share, color=BLUE, label=a)
+        axis.barh(y, 1 - share, left=share, color=ORANGE, label=b)
+        error = [share - part["ci_low"].fillna(0).to_numpy(), part["ci_high"].fillna(0).to_numpy() - share]
+        axis.errorbar(share, list(y), xerr=error, fmt="none", ecolor="black", capsize=3, linewidth=1)
+        for row, value in zip(y, share):
+            axis.text(0.01, row, f"{100 * value:.1f}%", va="center", ha="left", color="white", fontsize=8)
+        axis.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
+        axis.set_yticks(list(y), labels, fontsize=8)
+        axis.set_xlim(0, 1)
+        axis.invert_yaxis()
+        axis.set_title(f"{a} vs {b}: winning rate (ties half, 95% Wilson CI)", fontsize=9)
+        axis.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def image_grid(frame: pd.DataFrame, run_dirs: dict[str, Path], a: str, b: str, path: Path,
+               max_rows: int = 8, cell: int = 192, metric: str | None = None) -> Path | None:
+    """Rows of (prompt | A | B) for up to `max_rows` prompts that have both images; with `metric`, the score
+    of each side is printed under its image. None when no prompt has both images."""
+    keys = ["run", "dataset", "prompt_id"]
+    left = frame[(frame["variant"] == a) & frame["image"].notna()][keys + ["prompt", "image"]]
+    right = frame[(frame["variant"] == b) & frame["image"].notna()][keys + ["image"]]
+    pairs = left.merge(right, on=keys, suffixes=("_a", "_b")).head(max_rows)
+    if pairs.empty:
+        return None
+    scores = paired_scores(frame, a, b, metric).set_index(keys) if metric else None
+    font = ImageFont.load_default()
+    text_width, header = 2 * cell, 20
+    grid = Image.new("RGB", (text_width + 2 * cell, header + len(pairs) * (cell + 16)), "white")
+    draw = ImageDraw.Draw(grid)
+    draw.text((text_width + cell // 2 - 20, 4), a, fill=BLUE, font=font)
+    draw.text((text_width + cell + cell // 2 - 20, 4), b, fill=ORANGE, font=font)
+    for row, pair in enumerate(pairs.itertuples(index=False)):
+        top = header + row * (cell + 16)
+        wrapped = textwrap.fill(f"[{pair.dataset} #{pair.prompt_id}] {pair.prompt}", width=44)
+        draw.multiline_text((6, top + 6), "\n".join(wrapped.splitlines()[:12]), fill="black", font=font)
+        for column, relative in enumerate((pair.image_a, pair.image_b)):
+            with Image.open(run_dirs[pair.run] / relative) as image:
+                tile = ImageOps.contain(image.convert("RGB"), (cell, cell), Image.BICUBIC)
+            grid.paste(tile, (text_width + column * cell + (cell - tile.width) // 2, top))
+        if scores is not None and (pair.run, pair.dataset, pair.prompt_id) in scores.index:
+            found = scores.loc[(pair.run, pair.dataset, pair.prompt_id)]
+            for column, value in enumerate((found["a"], found["b"])):
+                draw.text((text_width + column * cell + 4, top + cell + 2), f"{metric}={value:.4f}", fill="black",
+                          font=font)
+    grid.save(path)
+    return path

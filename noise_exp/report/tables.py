@@ -1,0 +1,145 @@
+"""Numbers of the report: per-variant means (Tables 1-2) and winning rates with 95% Wilson intervals (Figs 3, 5)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from noise_exp.errors import NoiseExpError
+from noise_exp.scoring import read_results
+
+# "A vs B": the share of prompts on which A beats B (docs/CONVENTIONS.md).
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("stable", "unstable"), ("optimized", "original"), ("stable", "baseline"), ("optimized", "baseline"))
+VARIANT_ORDER = ("unstable", "stable", "original", "optimized", "baseline")
+VARIANT_LABELS = {"unstable": "Unstable noise", "stable": "Stable noise", "original": "Original noise",
+                  "optimized": "Optimized noise", "baseline": "Baseline"}
+# The paper's four metrics, in its column order; "Average" is their mean (Tables 1 and 2).
+PAPER_METRICS = ("hpsv2", "aes", "pickscore", "imagereward")
+METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "imagereward": "ImageReward",
+                 "lpips": "LPIPS", "lpips_vgg": "LPIPS (VGG)", "ssim": "SSIM", "clip_s": "CLIP-S"}
+LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
+BOOKKEEPING = frozenset({"dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise",
+                         "time_s", "reference", "run"})
+Z_95 = 1.959963984540054
+
+
+def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    """results.csv of every run, stacked, with a `run` column (pairs are only formed within one run)."""
+    if not run_dirs:
+        raise NoiseExpError("the report needs at least one run folder")
+    frames = []
+    for run_dir in run_dirs:
+        frame = read_results(Path(run_dir))
+        frame.insert(0, "run", str(Path(run_dir)))
+        frames.append(frame)
+    merged = pd.concat(frames, ignore_index=True)
+    if "dataset" not in merged.columns:
+        merged["dataset"] = "all"
+    merged["dataset"] = merged["dataset"].fillna("all").astype(str)
+    return merged
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Scorer columns: the paper's four first, then any other numeric non-bookkeeping column."""
+    numeric = [c for c in frame.columns if c not in BOOKKEEPING and pd.api.types.is_numeric_dtype(frame[c])]
+    return [m for m in PAPER_METRICS if m in numeric] + sorted(m for m in numeric if m not in PAPER_METRICS)
+
+
+def _variants(frame: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(frame["variant"].astype(str)))
+    return [v for v in VARIANT_ORDER if v in present] + [v for v in present if v not in VARIANT_ORDER]
+
+
+def mean_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, variant): the mean of each metric over prompts, plus `average` of the paper's
+    four metrics when all four are present (the paper's Average column)."""
+    metrics = metric_columns(frame)
+    rows = []
+    for dataset in dict.fromkeys(frame["dataset"]):
+        subset = frame[frame["dataset"] == dataset]
+        for variant in _variants(subset):
+            part = subset[subset["variant"] == variant]
+            row = {"dataset": dataset, "variant": variant, "n": int(len(part))}
+            row.update({metric: float(part[metric].mean()) for metric in metrics})
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if all(metric in metrics for metric in PAPER_METRICS) and len(table):
+        table["average"] = table[list(PAPER_METRICS)].mean(axis=1)
+    return table
+
+
+def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (ties counted as half a success)."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_scores(frame: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
+    """Columns a, b: the metric of both variants for each (run, dataset, prompt_id) that has both."""
+    keys = ["run", "dataset", "prompt_id"]
+    left = frame[frame["variant"] == a][keys + [metric]].dropna(subset=[metric])
+    right = frame[frame["variant"] == b][keys + [metric]].dropna(subset=[metric])
+    for name, side in ((a, left), (b, right)):
+        if side.duplicated(keys).any():
+            raise NoiseExpError(f"variant {name} appears twice for one prompt_id in one run")
+    return left.merge(right, on=keys, suffixes=("_a", "_b")).rename(columns={f"{metric}_a": "a", f"{metric}_b": "b"})
+
+
+def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS) -> pd.DataFrame:
+    """Per dataset, comparison and metric: the share of prompts on which A beats B (ties half; for LPIPS lower
+    wins), with a 95% Wilson interval."""
+    rows = []
+    present = set(frame["variant"].astype(str))
+    for dataset in dict.fromkeys(frame["dataset"]):
+        subset = frame[frame["dataset"] == dataset]
+        for a, b in comparisons:
+            if a not in present or b not in present:
+                continue
+            for metric in metric_columns(frame):
+                pairs = paired_scores(subset, a, b, metric)
+                difference = (pairs["a"] - pairs["b"]).to_numpy()
+                if metric in LOWER_IS_BETTER:
+                    difference = -difference
+                wins, ties = int((difference > 0).sum()), int((difference == 0).sum())
+                n = int(len(difference))
+                rate = (wins + 0.5 * ties) / n if n else math.nan
+                low, high = wilson_interval(wins + 0.5 * ties, n)
+                rows.append({"dataset": dataset, "a": a, "b": b, "metric": metric, "n": n, "wins": wins,
+                             "ties": ties, "losses": n - wins - ties, "win_rate": rate, "ci_low": low,
+                             "ci_high": high})
+    columns = ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paper_layout(means: pd.DataFrame) -> pd.DataFrame:
+    """The means in the paper's layout: Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | Average."""
+    metrics = [c for c in means.columns if c not in {"dataset", "variant", "n", "average"}]
+    table = pd.DataFrame({"Dataset": means["dataset"],
+                          "Noise": [VARIANT_LABELS.get(v, v) for v in means["variant"]]})
+    for metric in metrics + (["average"] if "average" in means.columns else []):
+        label = "Average" if metric == "average" else METRIC_LABELS.get(metric, metric)
+        if metric in LOWER_IS_BETTER:
+            label += " ↓"
+        table[label] = means[metric].to_numpy()
+    return table
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub Markdown table (no `tabulate` dependency)."""
+    def cell(value):
+        if isinstance(value, (float, np.floating)):
+            return "nan" if np.isnan(value) else f"{value:.{digits}f}"
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
+             "|" + "|".join("---" if not pd.api.types.is_numeric_dtype(table[c]) else "---:" for c in table.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

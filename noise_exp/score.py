@@ -1,0 +1,70 @@
+"""`python -m noise_exp.score <run_dir>... [evaluator=[hpsv2,aes,...]] [evaluator.hpsv2.checkpoint=...]`
+
+Scores finished run folders in place (adds columns to results.csv). Evaluator configs are composed from this
+repository's conf/evaluator with Hydra's compose API; without an `evaluator=` override the run's own
+`.hydra/config.yaml` evaluator section is used.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from noise_exp.errors import NoiseExpError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_evaluators(overrides: Sequence[str]):
+    """The `evaluator` group composed from conf/ with the given Hydra overrides (`evaluator=[...]` first)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    overrides = [("+" + item) if item.startswith("evaluator=") else item for item in overrides]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="score"):
+            config = compose(config_name=None, overrides=list(overrides))
+    except HydraException as error:
+        raise NoiseExpError(f"cannot compose evaluators: {str(error).splitlines()[0]}") from None
+    group = config.get("evaluator")
+    return OmegaConf.to_container(group, resolve=True) if group else {}
+
+
+def evaluators_of_run(run_dir: Path):
+    from omegaconf import OmegaConf
+
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise NoiseExpError(f"no evaluator=[...] given and {saved} does not exist")
+    group = OmegaConf.load(saved).get("evaluator")
+    return OmegaConf.to_container(group, resolve=True) if group else {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from evaluators import build_evaluators
+    from noise_exp.scoring import score_run
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run_dirs = [Path(item) for item in argv if "=" not in item]
+    overrides = [item for item in argv if "=" in item]
+    try:
+        if not run_dirs:
+            raise NoiseExpError("usage: python -m noise_exp.score <run_dir>... [evaluator=[hpsv2,aes,...]] [key=value...]")
+        explicit = any(item.startswith(("evaluator=", "+evaluator=")) for item in overrides)
+        shared = build_evaluators(compose_evaluators(overrides)) if explicit else None
+        for run_dir in run_dirs:
+            evaluators = shared if shared is not None else build_evaluators(evaluators_of_run(run_dir))
+            if not evaluators:
+                raise NoiseExpError(f"no evaluators selected for {run_dir}")
+            frame = score_run(run_dir, evaluators)
+            means = ", ".join(f"{name}={frame[name].mean():.4f}" for name in evaluators)
+            print(f"{run_dir}: scored {len(frame)} rows ({means})")
+    except NoiseExpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
