@@ -1,12 +1,17 @@
-# noise-exp: one command to set up, one to run the demo, one to test.
+# noise-exp: `make setup` once, `make demo` to run the CPU demo, `make test` for the test suite.
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 PIP         := $(VENV)/bin/pip
-# torch/torchvision pair that pip takes from local disk on the dev machines; override on yours.
+# The torch/torchvision pair pip takes from local disk on the dev machines (a CUDA build that also runs
+# on CPU); on your machine override it, e.g. `make setup TORCH_PINS="torch torchvision"`.
 TORCH_PINS  ?= torch==2.14.1 torchvision==0.29.1
 STAMP       := $(VENV)/.installed
+REFERENCE   := .cache/reference
+RUN         ?=
+HYDRA_ARGS  ?=
 
-.PHONY: setup test demo clean-outputs
+.PHONY: setup test test-fast system-deps reference-wheels demo bench table1 table2 fig8 table3 merge \
+        train-small reproduce-small human-eval slurm-up slurm-down clean-outputs
 
 setup: $(STAMP)
 
@@ -17,11 +22,56 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e ".[dev]" $(TORCH_PINS)
 	touch $(STAMP)
 
-test: $(STAMP)
+# System packages the tests drive for real: Chromium (human-eval page) and SLURM + munge + MariaDB
+# (installed by scripts/slurm_local.sh when the SLURM tests start the cluster). Needs root; skipped otherwise.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash scripts/install_chromium.sh; \
+	 else echo "system-deps: not root, skipping apt packages (browser/SLURM tests may skip)"; fi
+
+# Official hpsv2 / image-reward wheels, unpacked only inside the equality tests (never installed).
+reference-wheels: $(REFERENCE)/.done
+$(REFERENCE)/.done: | $(STAMP)
+	$(PIP) download --quiet --no-deps hpsv2==1.2.0 image-reward==1.5 -d $(REFERENCE)
+	touch $@
+
+test: $(STAMP) reference-wheels system-deps
 	$(PY) -m pytest tests
 
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
 demo: $(STAMP)
-	$(PY) run.py
+	$(PY) run.py dataset.limit=4
+
+bench: $(STAMP)
+	$(PY) scripts/bench.py
+
+# Paper results (GPU or cluster): each ends in the merged report of its sweep.
+table1 table2 fig8: $(STAMP)
+	$(PY) run.py -m experiment=$@ $(HYDRA_ARGS)
+	$(PY) -m noise_exp.merge multirun/$@
+
+ORBITS ?= datasets/omniobject3d_orbits
+table3: $(STAMP)
+	$(PY) run.py experiment=table3 dataset.path=$(ORBITS) $(HYDRA_ARGS)
+
+merge: $(STAMP)
+	$(PY) -m noise_exp.merge $(RUN)
+
+train-small: $(STAMP)
+	$(PY) scripts/train_small.py
+
+reproduce-small: $(STAMP)
+	$(PY) scripts/reproduce_small.py
+
+human-eval: $(STAMP)
+	$(PY) -m noise_exp.human_eval serve $(RUN) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(TOKEN),--token $(TOKEN))
+
+slurm-up:
+	bash scripts/slurm_local.sh up
+
+slurm-down:
+	bash scripts/slurm_local.sh down
 
 clean-outputs:
 	rm -rf outputs multirun

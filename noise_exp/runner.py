@@ -69,7 +69,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         with tqdm(total=len(prompts), initial=resumed, desc=f"{method.name} {model.name}", unit="prompt",
                   dynamic_ncols=True, file=sys.stderr) as bar:
             for prompt in todo:
-                cond = model.encode_prompt(prompt.text)
+                cond = model.condition(prompt)
                 output = method.run(model, cond, prompt.id, progress=lambda s: bar.set_postfix_str(s, refresh=False))
                 images = _decode_kept(model, cond, output, save_images)
                 store.write_prompt(prompt, output, images)
@@ -79,7 +79,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         store.write_tables()
     metrics = summarize(store, len(prompts), resumed, time.perf_counter() - start)
     metrics["objective"] = metrics.get(f"stability/{method.main_variant}")
-    if cfg.get("evaluator"):
+    dataset_report = _dataset_report(cfg)
+    if dataset_report is not None:  # e.g. multi-view orbits: per-view scores vs ground truth (Table 3)
+        result = dataset_report(run_dir, _evaluators(cfg), model_name=cfg.model.get("name", "model"))
+        print(f"report: {result.markdown}", flush=True)
+    elif cfg.get("evaluator"):
         _score_and_report(cfg, run_dir)
     return metrics
 
@@ -107,13 +111,22 @@ def summarize(store: RunStore, num_prompts: int, resumed: int, seconds: float) -
     return {"num_prompts": num_prompts, "seconds": seconds, **means}
 
 
+def _evaluators(cfg: DictConfig) -> dict[str, Any]:
+    return {name: build(conf, f"evaluator {name}") for name, conf in (cfg.get("evaluator") or {}).items()}
+
+
+def _dataset_report(cfg: DictConfig) -> Any:
+    """The dataset's own post-run report (`dataset.report` node), if it has one and the dataset was used."""
+    node = None if cfg.get("prompt") else (cfg.get("dataset") or {}).get("report")
+    return build(node, "dataset.report") if node else None
+
+
 def _score_and_report(cfg: DictConfig, run_dir: Path) -> None:
     """Score the saved images with the configured evaluators, then write the report."""
     from noise_exp.report import write_report
     from noise_exp.scoring import score_run
 
-    evaluators = {name: build(conf, f"evaluator {name}") for name, conf in cfg.evaluator.items()}
-    score_run(run_dir, evaluators)
+    score_run(run_dir, _evaluators(cfg))
     result = write_report([run_dir], run_dir / "report")
     print(f"report: {getattr(result, 'markdown', run_dir / 'report')}", flush=True)
 

@@ -6,8 +6,6 @@ optional `reference` column (a path relative to the run folder).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -17,6 +15,7 @@ from PIL import Image
 
 from evaluators.base import Evaluator
 from noise_exp.errors import NoiseExpError
+from noise_exp.results import atomic_write_bytes
 
 RESULTS = "results.csv"
 CHUNK = 64  # images held in memory at once
@@ -34,16 +33,9 @@ def read_results(run_dir: Path) -> pd.DataFrame:
 
 
 def write_results_atomically(frame: pd.DataFrame, run_dir: Path) -> Path:
-    """Write to a temporary file beside results.csv, then os.replace: readers never see a half-written file."""
+    """Replace results.csv atomically: readers never see a half-written file."""
     target = Path(run_dir) / RESULTS
-    handle, temporary = tempfile.mkstemp(prefix=".results.", suffix=".csv.tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, frame.to_csv(index=False).encode("utf-8"))
     return target
 
 

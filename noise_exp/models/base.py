@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    from noise_exp.data.prompts import Prompt
 
 
 @dataclass
@@ -30,7 +33,11 @@ class NoiseModel(ABC):
 
     @abstractmethod
     def encode_prompt(self, prompt: str) -> Conditioning:
-        """Encode the condition once per prompt."""
+        """Encode a text condition once per prompt."""
+
+    def condition(self, prompt: "Prompt") -> Conditioning:
+        """The conditioning for one dataset item; text models encode its text, image models read its meta."""
+        return self.encode_prompt(prompt.text)
 
     @abstractmethod
     def draw_noise(self, seeds: Sequence[int]) -> torch.Tensor:

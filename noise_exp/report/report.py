@@ -1,12 +1,14 @@
 """`write_report`: tables (CSV + Markdown), winning-rate chart and image grids for one or more run folders."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from noise_exp.human_eval.analysis import human_report_markdown
 from noise_exp.report import figures, tables
 
 
@@ -63,6 +65,14 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
                "## Winning rates (share of prompts where A beats B; ties count half; 95% Wilson score interval)", "",
                tables.to_markdown(readable, digits=3)]
     summary += [f"![{name}]({path.name})" for name, path in files.items() if path.suffix == ".png"]
+    summary += ["", human_report_markdown(_votes_folder(run_dirs))]
     (out_dir / "report.md").write_text("\n".join(summary) + "\n")
     files["report_md"] = out_dir / "report.md"
     return ReportResult(out_dir=out_dir, means=means, winning_rates=rates, files=files)
+
+
+def _votes_folder(run_dirs: Sequence[Path]) -> Path:
+    """Human votes live in the served folder: the run itself, or the sweep folder that holds the runs."""
+    if len(run_dirs) == 1:
+        return run_dirs[0]
+    return Path(os.path.commonpath([str(p.resolve()) for p in run_dirs]))

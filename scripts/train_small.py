@@ -1,0 +1,65 @@
+"""Train the small digits model (`make train-small`) into the folder `model=small_digits` loads.
+
+    python scripts/train_small.py [--out DIR] [--seed 0] [--threads 2] [--force]
+
+Training is deterministic from the seed for a given thread count; the folder also holds training.json
+(configuration, losses, seconds).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from noise_exp.errors import NoiseExpError  # noqa: E402
+from noise_exp.models.digits import DigitsTrainingConfig, save_pipeline, train_pipeline  # noqa: E402
+
+
+def configured_folder() -> Path:
+    """`model.pretrained` of conf/model/small_digits.yaml (honours NOISE_EXP_MODEL_CACHE)."""
+    from hydra import compose, initialize_config_dir
+
+    import noise_exp  # noqa: F401  (registers ${noise_exp_root:})
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return Path(compose(config_name="config", overrides=["model=small_digits"]).model.pretrained)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: model.pretrained)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the timing budget assumes 2)")
+    parser.add_argument("--vae-steps", type=int, default=DigitsTrainingConfig.vae_steps)
+    parser.add_argument("--unet-steps", type=int, default=DigitsTrainingConfig.unet_steps)
+    parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        out = args.out or configured_folder()
+        if (out / "model_index.json").exists():
+            if not args.force:
+                print(f"{out} already exists; --force retrains it")
+                return 0
+            shutil.rmtree(out)
+        start = time.perf_counter()
+        config = DigitsTrainingConfig(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps)
+        pipe, record = train_pipeline(config, report=lambda line: print(line, flush=True))
+        save_pipeline(pipe, record, out)
+    except NoiseExpError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"trained in {time.perf_counter() - start:.0f}s on {args.threads} threads -> {out} ({size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
