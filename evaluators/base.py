@@ -13,30 +13,10 @@ from typing import Iterator, Sequence, TypeVar
 import torch
 from PIL import Image
 
+from noise_exp.devices import resolve_device, resolve_dtype  # noqa: F401  (re-exported for scorers)
 from noise_exp.errors import NoiseExpError
 
 T = TypeVar("T")
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """`None`/"auto" picks CUDA when present, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """Half precision only makes sense on an accelerator; on CPU every scorer runs in float32."""
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    elif dtype in _DTYPES:
-        resolved = _DTYPES[dtype]
-    else:
-        raise NoiseExpError(f"unknown evaluator dtype {dtype!r}; use one of {sorted(_DTYPES)}")
-    return torch.float32 if device.type == "cpu" else resolved
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from noise_exp.errors import NoiseExpError
+from noise_exp.errors import NoiseExpError, exit_on_user_error
+from noise_exp.logging import RunLogger
 from noise_exp.scoring import write_results_atomically
 
 
@@ -22,7 +23,7 @@ def find_runs(folder: Path) -> list[Path]:
     return runs
 
 
-def merge_runs(folder: Path, out_dir: Path | None = None) -> Path:
+def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | None = None) -> Path:
     """Concatenate the runs' results (with a `run` column), check each prompt/variant appears once per
     configuration, and write `<out>/results.csv` and the report. Returns the output folder."""
     folder = Path(folder)
@@ -42,20 +43,39 @@ def merge_runs(folder: Path, out_dir: Path | None = None) -> Path:
     write_results_atomically(merged, out_dir)
     from noise_exp.report import write_report
 
-    write_report(runs, out_dir / "report")
+    report = write_report(runs, out_dir / "report")
+    if tracker is not None:
+        tracker.start({"sweep": str(folder), "runs": [str(r) for r in runs]}, out_dir)
+        try:
+            tracker.log_summary({"means": report.means}, {"winning_rates": report.winning_rates},
+                                figures={k: v for k, v in report.files.items() if v.suffix == ".png"})
+        finally:
+            tracker.finish()
     return out_dir
 
 
+def sweep_tracker(folder: Path) -> RunLogger | None:
+    """The sweep's own logger config (from Hydra's multirun.yaml), as a 'summary' run of the same group."""
+    saved = Path(folder) / "multirun.yaml"
+    if not saved.is_file():
+        return None
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(saved).get("logger")
+    if not node or "NullLogger" in str(node.get("_target_", "")):
+        return None
+    return instantiate(node, job_type="summary", name="summary", group=node.get("group") or Path(folder).name)
+
+
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m noise_exp.merge", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="sweep folder, e.g. multirun/table1")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <folder>/merged)")
+    parser.add_argument("--no-tracker", action="store_true", help="don't log the summary to the sweep's W&B group")
     args = parser.parse_args(argv)
-    try:
-        out = merge_runs(args.folder, args.out)
-    except NoiseExpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder))
     print(f"merged: {out / 'results.csv'}\nreport: {out / 'report' / 'report.md'}")
     return 0
 

@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from noise_exp.data.prompts import Prompt, PromptSet, single_prompt
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
+from noise_exp.logging import NullLogger, RunLogger
+from noise_exp.report.tables import COMPARISONS
 from noise_exp.results import RunStore
 
 log = logging.getLogger(__name__)
@@ -62,30 +64,48 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resumed = len(prompts) - len(todo)
     if resumed:
         log.info("resuming: %d of %d prompts already done in %s", resumed, len(prompts), run_dir)
-    start = time.perf_counter()
-    if todo:
-        model = build(cfg.model, "model")
-        log.info("model %s", model.describe())
-        with tqdm(total=len(prompts), initial=resumed, desc=f"{method.name} {model.name}", unit="prompt",
-                  dynamic_ncols=True, file=sys.stderr) as bar:
-            for prompt in todo:
-                cond = model.condition(prompt)
-                output = method.run(model, cond, prompt.id, progress=lambda s: bar.set_postfix_str(s, refresh=False))
-                images = _decode_kept(model, cond, output, save_images)
-                store.write_prompt(prompt, output, images)
-                bar.set_postfix_str(" ".join(f"{v.name}={v.stability:.4f}" for v in output.variants))
-                bar.update(1)
-    elif not (run_dir / "results.csv").exists():
-        store.write_tables()
-    metrics = summarize(store, len(prompts), resumed, time.perf_counter() - start)
-    metrics["objective"] = metrics.get(f"stability/{method.main_variant}")
-    dataset_report = _dataset_report(cfg)
-    if dataset_report is not None:  # e.g. multi-view orbits: per-view scores vs ground truth (Table 3)
-        result = dataset_report(run_dir, _evaluators(cfg), model_name=cfg.model.get("name", "model"))
-        print(f"report: {result.markdown}", flush=True)
-    elif cfg.get("evaluator"):
-        _score_and_report(cfg, run_dir)
+    tracker: RunLogger = build(cfg.logger, "logger") if cfg.get("logger") else NullLogger()
+    tracker.start(OmegaConf.to_container(cfg, resolve=True), run_dir)
+    try:
+        start = time.perf_counter()
+        if todo:
+            model = build(cfg.model, "model")
+            log.info("model %s", model.describe())
+            with tqdm(total=len(prompts), initial=resumed, desc=f"{method.name} {model.name}", unit="prompt",
+                      dynamic_ncols=True, file=sys.stderr) as bar:
+                for prompt in todo:
+                    cond = model.condition(prompt)
+                    output = method.run(model, cond, prompt.id, progress=lambda s: bar.set_postfix_str(s, refresh=False))
+                    images = _decode_kept(model, cond, output, save_images)
+                    record = store.write_prompt(prompt, output, images)
+                    tracker.log_prompt(*_tracked(record, run_dir))
+                    bar.set_postfix_str(" ".join(f"{v.name}={v.stability:.4f}" for v in output.variants))
+                    bar.update(1)
+        elif not (run_dir / "results.csv").exists():
+            store.write_tables()
+        metrics = summarize(store, len(prompts), resumed, time.perf_counter() - start)
+        metrics["objective"] = metrics.get(f"stability/{method.main_variant}")
+        dataset_report = _dataset_report(cfg)
+        if dataset_report is not None:  # e.g. multi-view orbits: per-view scores vs ground truth (Table 3)
+            result = dataset_report(run_dir, _evaluators(cfg), model_name=cfg.model.get("name", "model"))
+            print(f"report: {result.markdown}", flush=True)
+        elif cfg.get("evaluator"):
+            _score_and_report(cfg, run_dir, tracker)
+    finally:
+        tracker.finish()
     return metrics
+
+
+def _tracked(record: dict[str, Any], run_dir: Path) -> tuple[list[dict], list[dict], list[tuple[str, Path, Path]]]:
+    """A finished prompt as the tracker wants it: results rows, trace rows and the image pairs to compare."""
+    base = {"dataset": record["dataset"], "prompt_id": record["prompt_id"], "prompt": record["prompt"]}
+    rows = [{**base, **v} for v in record["variants"]]
+    trace = [{"prompt_id": record["prompt_id"], "step": step, "stability": score, "lr": lr}
+             for step, score, lr in record["trace"]]
+    images = {v["variant"]: run_dir / v["image"] for v in record["variants"] if v["image"]}
+    pairs = [(f"{record['prompt_id']}: {a} vs {b}", images[a], images[b]) for a, b in COMPARISONS
+             if a in images and b in images]
+    return rows, trace, pairs
 
 
 def _decode_kept(model: Any, cond: Any, output: MethodOutput, save_images: list[str]) -> dict[str, Any]:
@@ -121,14 +141,16 @@ def _dataset_report(cfg: DictConfig) -> Any:
     return build(node, "dataset.report") if node else None
 
 
-def _score_and_report(cfg: DictConfig, run_dir: Path) -> None:
-    """Score the saved images with the configured evaluators, then write the report."""
+def _score_and_report(cfg: DictConfig, run_dir: Path, tracker: RunLogger) -> None:
+    """Score the saved images with the configured evaluators, then write the report (and track it)."""
     from noise_exp.report import write_report
     from noise_exp.scoring import score_run
 
     score_run(run_dir, _evaluators(cfg))
     result = write_report([run_dir], run_dir / "report")
-    print(f"report: {getattr(result, 'markdown', run_dir / 'report')}", flush=True)
+    tracker.log_summary({"means": result.means}, {"winning_rates": result.winning_rates},
+                        figures={k: v for k, v in result.files.items() if v.suffix == ".png"})
+    print(f"report: {result.markdown}", flush=True)
 
 
 def run_cli(cfg: DictConfig) -> float | None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from noise_exp.errors import NoiseExpError
+from noise_exp.errors import NoiseExpError, exit_on_user_error
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -41,6 +41,7 @@ def evaluators_of_run(run_dir: Path):
     return OmegaConf.to_container(group, resolve=True) if group else {}
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     from evaluators import build_evaluators
     from noise_exp.scoring import score_run
@@ -48,21 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     run_dirs = [Path(item) for item in argv if "=" not in item]
     overrides = [item for item in argv if "=" in item]
-    try:
-        if not run_dirs:
-            raise NoiseExpError("usage: python -m noise_exp.score <run_dir>... [evaluator=[hpsv2,aes,...]] [key=value...]")
-        explicit = any(item.startswith(("evaluator=", "+evaluator=")) for item in overrides)
-        shared = build_evaluators(compose_evaluators(overrides)) if explicit else None
-        for run_dir in run_dirs:
-            evaluators = shared if shared is not None else build_evaluators(evaluators_of_run(run_dir))
-            if not evaluators:
-                raise NoiseExpError(f"no evaluators selected for {run_dir}")
-            frame = score_run(run_dir, evaluators)
-            means = ", ".join(f"{name}={frame[name].mean():.4f}" for name in evaluators)
-            print(f"{run_dir}: scored {len(frame)} rows ({means})")
-    except NoiseExpError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if not run_dirs:
+        raise NoiseExpError("usage: python -m noise_exp.score <run_dir>... [evaluator=[hpsv2,aes,...]] [key=value...]")
+    explicit = any(item.startswith(("evaluator=", "+evaluator=")) for item in overrides)
+    shared = build_evaluators(compose_evaluators(overrides)) if explicit else None
+    for run_dir in run_dirs:
+        evaluators = shared if shared is not None else build_evaluators(evaluators_of_run(run_dir))
+        if not evaluators:
+            raise NoiseExpError(f"no evaluators selected for {run_dir}")
+        frame = score_run(run_dir, evaluators)
+        means = ", ".join(f"{name}={frame[name].mean():.4f}" for name in evaluators)
+        print(f"{run_dir}: scored {len(frame)} rows ({means})")
     return 0
 
 

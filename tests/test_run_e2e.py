@@ -56,7 +56,7 @@ def test_select_writes_the_run_folder_and_resumes(tmp_path):
 def test_optimize_writes_trace_original_and_optimized(tmp_path):
     run_dir = tmp_path / "optimize"
     done = run_app("model=tiny_sd", "method=optimize", "method.steps=3", "method.lr=1000", "prompt=a watercolor fox",
-                   f"hydra.run.dir={run_dir}")
+                   "logger=wandb", "logger.mode=offline", f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-2000:]
     rows = read_csv(run_dir / "results.csv")
     assert [r["variant"] for r in rows] == ["original", "optimized"] and rows[0]["prompt"] == "a watercolor fox"
@@ -66,6 +66,8 @@ def test_optimize_writes_trace_original_and_optimized(tmp_path):
     assert float(trace[-1]["stability"]) == pytest.approx(float(rows[1]["stability"]))
     assert not torch.equal(torch.load(run_dir / rows[0]["noise"]), torch.load(run_dir / rows[1]["noise"]))
     assert (run_dir / "images" / "0_optimized.png").is_file()
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline_runs) == 1 and offline_runs[0].stat().st_size > 1000  # the job's W&B log, written offline
 
 
 @pytest.mark.parametrize("overrides,message", [

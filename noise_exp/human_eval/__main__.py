@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-from noise_exp.errors import NoiseExpError
+from noise_exp.errors import NoiseExpError, exit_on_user_error
 
 TOKEN_ENV = "NOISE_EXP_HUMAN_EVAL_TOKEN"
 
@@ -85,15 +85,12 @@ def _analyze(args: argparse.Namespace) -> None:
         print(f"\nwrote {out}")
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if not Path(args.folder).is_dir():
-            raise NoiseExpError(f"{args.folder} is not a folder")
-        {"serve": _serve, "export": _export, "analyze": _analyze}[args.command](args)
-    except NoiseExpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not Path(args.folder).is_dir():
+        raise NoiseExpError(f"{args.folder} is not a folder")
+    {"serve": _serve, "export": _export, "analyze": _analyze}[args.command](args)
     return 0
 
 

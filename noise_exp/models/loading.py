@@ -8,36 +8,10 @@ from typing import Any, Callable
 
 import torch
 
+from noise_exp.devices import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported)
 from noise_exp.errors import NoiseExpError
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' means cuda when present, else cpu."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NoiseExpError(f"model.device={device} but no CUDA device is available; use model.device=auto or cpu")
-    return dev
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """'auto' means float16 on GPU (the paper's setting) and float32 on CPU."""
-    if dtype in (None, "auto"):
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise NoiseExpError(f"unknown model.dtype {dtype!r}; choose auto, {', '.join(sorted(DTYPES))}")
-    resolved = DTYPES[dtype]
-    if device.type == "cpu" and resolved == torch.float16:
-        log.warning("float16 is slow and partly unsupported on CPU; using float32 (set model.dtype=float32 to silence)")
-        return torch.float32
-    return resolved
-
 
 def _dtype_kwarg(torch_dtype: torch.dtype) -> dict[str, torch.dtype]:
     """diffusers >= 0.42 renamed `torch_dtype` to `dtype`; older releases only know the former."""

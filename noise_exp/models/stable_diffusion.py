@@ -32,6 +32,17 @@ def ddim_scheduler_for(scheduler_config: Any, timestep_spacing: str | None) -> D
     return DDIMScheduler.from_config(scheduler_config, **overrides)
 
 
+def apply_speed_options(pipe: Any, compile_unet: bool, channels_last: bool, attention_slicing: bool) -> None:
+    """Opt-in GPU speed options (off by default; `make bench` measures them): channels_last memory format,
+    attention slicing (less memory, usually slower with SDPA), and `torch.compile` of the UNet."""
+    if channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if attention_slicing:
+        pipe.enable_attention_slicing()
+    if compile_unet:
+        pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=False)
+
+
 class DDIMLatentModel(NoiseModel):
     """Shared DDIM denoise / invert / decode over a latent-diffusion pipeline; subclasses encode prompts."""
 
@@ -85,6 +96,9 @@ class DDIMLatentModel(NoiseModel):
         variant: str | None = None,
         vae: str | None = None,
         builder: Callable[[Path], Any] | None = None,
+        compile_unet: bool = False,
+        channels_last: bool = False,
+        attention_slicing: bool = False,
         **unused: Any,
     ) -> "DDIMLatentModel":
         """Load the pipeline (hub id or local folder) and wrap it; the `model` config group calls this."""
@@ -97,6 +111,7 @@ class DDIMLatentModel(NoiseModel):
         pipe = load_pipeline(cls.pipeline_cls, pretrained, torch_dtype, variant=variant, builder=builder, **extra)
         pipe = pipe.to(torch_device)
         pipe.set_progress_bar_config(disable=True)
+        apply_speed_options(pipe, compile_unet, channels_last, attention_slicing)
         return cls(pipe, name, num_steps, guidance_scale, inversion_guidance_scale, height, width, timestep_spacing)
 
     # --- the interface -------------------------------------------------------------------------------
