@@ -20,7 +20,7 @@ T = TypeVar("T")
 DOWNLOAD_TIMEOUT_S = 10.0
 
 _CACHE: dict[Hashable, object] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a loader may itself use `cached` (e.g. a scorer fitted on cached data)
 
 
 def cached(key: Hashable, load: Callable[[], T]) -> T:

@@ -1,13 +1,10 @@
 """Experiment configs compose; the merge step joins a sweep's runs; the benchmark writes its figures."""
 import csv
-import subprocess
-import sys
-
 import pytest
 
 from noise_exp.benchmark import main as bench_main
 from noise_exp.merge import merge_runs
-from tests.conftest import ROOT, compose_cfg
+from tests.conftest import compose_cfg
 
 
 @pytest.mark.parametrize("experiment,model,target", [
@@ -23,21 +20,23 @@ def test_experiments_compose_to_the_paper_settings(experiment, model, target):
         assert (cfg.method.steps, cfg.method.lr, cfg.method.momentum, cfg.model.num_steps) == (100, 100.0, 0.5, 10)
 
 
-@pytest.mark.slow
-def test_a_sharded_sweep_merges_into_one_table_with_every_prompt_once(tmp_path):
+def test_merge_joins_the_runs_of_a_sweep_into_one_table_and_report(tmp_path):
+    from evaluators.testing import write_synthetic_run
+
     sweep = tmp_path / "sweep"
-    done = subprocess.run(
-        [sys.executable, "run.py", "-m", "model=tiny_sd", "method=baseline", "dataset.limit=5", "dataset.num_shards=2",
-         "dataset.shard_index=0,1", "save_noise=false", f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+    write_synthetic_run(sweep / "0", {"drawbench": ["a cat", "a dog"]}, ("stable", "unstable"), seed=0)
+    write_synthetic_run(sweep / "1", {"pickapic": ["a fox"]}, ("stable", "unstable"), seed=1)
     out = merge_runs(sweep)
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(int(r["prompt_id"]) for r in rows) == [0, 1, 2, 3, 4]
-    assert {r["run"] for r in rows} == {"0", "1"}
-    assert all((out / r["image"]).is_file() for r in rows)
+    assert [(r["run"], r["dataset"], r["variant"]) for r in rows] == [
+        ("0", "drawbench", "stable"), ("0", "drawbench", "unstable"), ("0", "drawbench", "stable"),
+        ("0", "drawbench", "unstable"), ("1", "pickapic", "stable"), ("1", "pickapic", "unstable")]
+    assert all((out / r["image"]).is_file() for r in rows)  # paths stay valid from the merged folder
     assert (out / "report" / "report.md").is_file()
+    assert merge_runs(sweep) == out  # a second merge ignores the first one's folder
+    with open(out / "results.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 6
 
 
 def test_benchmark_writes_csv_markdown_and_plot(tmp_path):

@@ -1,8 +1,10 @@
 """Bounded waits and sacct queries shared by the SLURM tests."""
 from __future__ import annotations
 
+import re
 import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
 TERMINAL_FAILED = ("FAILED", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT")
@@ -34,3 +36,23 @@ def wait_sacct_state(job_id: str, timeout_s: float = 60) -> str:
 
     wait_until(final, timeout_s, f"a final sacct state of job {job_id}")
     return state
+
+
+def submitted_job_ids(sweep_dir: Path) -> list[str]:
+    """SLURM job ids of a submitit sweep, from its `.submitit/<jobid>_<task>` folders (other entries ignored)."""
+    names = (p.name for p in (Path(sweep_dir) / ".submitit").iterdir() if p.is_dir())
+    return sorted({m.group(1) for m in map(re.compile(r"^(\d+)(?:_\d+)?$").match, names) if m})
+
+
+def final_sacct_states(job_id: str, timeout_s: float = 60) -> dict[str, str]:
+    """sacct states of all tasks of a job once none is still pending/running (the DB lags the job's end)."""
+    states: dict[str, str] = {}
+
+    def final() -> bool:
+        nonlocal states
+        states = sacct_states(job_id)
+        return bool(states) and all(s.split()[0] not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+                                    for s in states.values())
+
+    wait_until(final, timeout_s, f"final sacct states of job {job_id}")
+    return states

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster_utils import sacct_states
+from .cluster_utils import final_sacct_states, submitted_job_ids
 
 REPO = Path(__file__).resolve().parents[2]
 APP = Path(__file__).parent / "hydra_app" / "app.py"
@@ -22,7 +22,8 @@ def start_multirun(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
 
 
 def array_job_id(sweep_dir: Path) -> str:
-    return next((sweep_dir / ".submitit").iterdir()).name.split("_")[0]
+    (job_id,) = submitted_job_ids(sweep_dir)
+    return job_id
 
 
 @pytest.mark.timeout(300)
@@ -33,5 +34,5 @@ def test_three_job_multirun_completes(slurm_cluster, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     done = sorted((sweep / str(i) / "done.txt").read_text().split()[0] for i in range(3))
     assert done == ["1", "2", "3"]
-    states = sacct_states(array_job_id(sweep))
+    states = final_sacct_states(array_job_id(sweep))
     assert sorted(states.values()) == ["COMPLETED"] * 3, states

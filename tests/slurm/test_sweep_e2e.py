@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .cluster_utils import sacct_states, wait_until
+from .cluster_utils import final_sacct_states, submitted_job_ids, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model=tiny_sdxl", "model.height=64", "model.width=64", "method=select", "method.num_seeds=2",
@@ -36,8 +36,7 @@ def finish(proc: subprocess.Popen, timeout_s: float) -> str:
 
 
 def job_states(sweep_dir: Path) -> list[str]:
-    ids = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir() if p.is_dir()}
-    return sorted(state.split()[0] for job in ids for state in sacct_states(job).values())
+    return sorted(state.split()[0] for job in submitted_job_ids(sweep_dir) for state in final_sacct_states(job).values())
 
 
 @pytest.mark.timeout(600)
