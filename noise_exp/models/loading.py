@@ -68,3 +68,28 @@ def load_component(component_cls: type, pretrained: str, torch_dtype: torch.dtyp
     except (OSError, ValueError) as err:
         raise NoiseExpError(f"could not load {component_cls.__name__} {pretrained!r} ({type(err).__name__}); "
                             f"download it or point the config at a local folder") from err
+
+
+def save_pipeline_atomically(pipe: Any, out_dir: Path, extra_files: dict[str, str] | None = None) -> Path:
+    """`save_pretrained` into a temporary sibling, then one rename: concurrent jobs never see half a model.
+
+    When another job won the race, its complete folder is kept and this copy is dropped.
+    """
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        pipe.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            if not (out_dir / "model_index.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

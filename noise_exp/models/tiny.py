@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from noise_exp.models.loading import save_pipeline_atomically
 
 
 def write_clip_tokenizer(out_dir: Path) -> tuple[Path, Path]:
@@ -42,19 +42,7 @@ class TinyPipelineBuilder:
     hidden_size: int = 32
 
     def __call__(self, out_dir: Path) -> Path:
-        out_dir = Path(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-        try:
-            self.build().save_pretrained(tmp)
-            try:
-                os.replace(tmp, out_dir)  # atomic: concurrent jobs never see a half-written model
-            except OSError:
-                if not (out_dir / "model_index.json").exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out_dir
+        return save_pipeline_atomically(self.build(), out_dir)
 
     def build(self):
         from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
