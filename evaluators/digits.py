@@ -62,10 +62,11 @@ class DigitClassifier(Evaluator):
 
     @property
     def model(self):
+        reference = real_digits("heldout")  # outside `fit`: the per-process cache's lock is not reentrant
+
         def fit():
             from sklearn.linear_model import LogisticRegression
 
-            reference = real_digits("heldout")
             return LogisticRegression(C=self.C, max_iter=10000).fit(reference.features / 16.0, reference.labels)
 
         return cached(("digits", "classifier", self.C), fit)

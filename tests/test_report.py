@@ -135,3 +135,12 @@ def test_duplicate_variant_rows_are_an_error(run):
     pd.concat([frame, frame.iloc[:1]]).to_csv(run / "results.csv", index=False)
     with pytest.raises(NoiseExpError, match="appears twice"):
         winning_rates(load_runs([run]))
+
+
+def test_wilson_bounds_contain_the_rate_at_the_extremes():
+    from noise_exp.report.tables import wilson_interval
+
+    for successes, n in [(10, 10), (0, 3), (50, 50), (0, 50), (7, 10)]:
+        low, high = wilson_interval(successes, n)
+        assert 0.0 <= low <= successes / n <= high <= 1.0
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 3)[0] == 0.0

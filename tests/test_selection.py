@@ -34,3 +34,8 @@ def test_selection_method_outputs_variants_and_all_scores(tiny_sdxl):
     assert output.variants[0].stability == max(scores.values())
     assert scores[output.variants[1].seed] == min(scores.values())
     assert output.variants[0].unet_calls == 6 * tiny_sdxl.unet_calls_per_roundtrip
+
+
+def test_candidate_seeds_are_the_papers_0_to_K_or_a_block_per_prompt():
+    assert list(NoiseSelection(num_seeds=4).candidate_seeds(7)) == [0, 1, 2, 3]
+    assert list(NoiseSelection(num_seeds=4, seed_start=10, seeds_per_prompt=True).candidate_seeds(2)) == [18, 19, 20, 21]

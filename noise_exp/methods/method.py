@@ -72,14 +72,23 @@ class NoiseSelection(Method):
     variants = ("stable", "unstable")
     main_variant = "stable"
 
-    def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine") -> None:
+    def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",
+                 seeds_per_prompt: bool = False) -> None:
         super().__init__(similarity, seed_start, num_seeds)
         if batch_size < 1:
             raise NoiseExpError(f"method.batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        self.seeds_per_prompt = bool(seeds_per_prompt)
 
-    def select(self, model: NoiseModel, cond: Conditioning, progress: Progress | None = None) -> tuple[SelectionResult, float]:
-        seeds = range(self.seed_start, self.seed_start + self.num_seeds)
+    def candidate_seeds(self, prompt_index: int) -> range:
+        """Seeds seed_start .. seed_start+K-1 for every prompt (the paper), or a disjoint block of K per prompt id
+        (`seeds_per_prompt`: repeated prompts then sample fresh candidates)."""
+        first = self.seed_start + (prompt_index * self.num_seeds if self.seeds_per_prompt else 0)
+        return range(first, first + self.num_seeds)
+
+    def select(self, model: NoiseModel, cond: Conditioning, progress: Progress | None = None,
+               prompt_index: int = 0) -> tuple[SelectionResult, float]:
+        seeds = self.candidate_seeds(prompt_index)
         done = [0]
 
         def on_batch(n: int) -> None:
@@ -92,7 +101,7 @@ class NoiseSelection(Method):
         return result, time.perf_counter() - start
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
-        result, seconds = self.select(model, cond, progress)
+        result, seconds = self.select(model, cond, progress, prompt_index)
         return MethodOutput(variants=_selection_variants(result, seconds, self.num_seeds * model.unet_calls_per_roundtrip),
                             selection_scores=list(zip(result.seeds, result.scores.tolist())))
 
@@ -151,7 +160,7 @@ class SelectThenOptimize(Method):
         super().__init__(similarity, self.selection.seed_start, self.selection.num_seeds)
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
-        selected, select_s = self.selection.select(model, cond, progress)
+        selected, select_s = self.selection.select(model, cond, progress, prompt_index)
         stable = selected.stable
         optimized, optimize_s = self.optimization.optimize(model, cond, stable.seed, stable.noise[None], progress)
         select_calls = self.selection.num_seeds * model.unet_calls_per_roundtrip

@@ -20,8 +20,6 @@ import copy
 import json
 import logging
 import math
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -31,7 +29,14 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from noise_exp.data.digits import IMAGE_SIZE, NUM_CLASSES, digit_prompt, digits_to_pixels, load_digit_splits
+from noise_exp.data.digits import (
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    digit_prompt,
+    digits_to_pixels,
+    load_digit_splits,
+)
+from noise_exp.models.loading import save_pipeline_atomically
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,8 @@ def write_digit_tokenizer(out_dir: Path, words: Sequence[str] = PROMPT_WORDS) ->
 
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
 
-    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    with gzip.open(default_bpe()) as handle:
+        merges = handle.read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
     byte_encoder = bytes_to_unicode()
     needed: set[tuple[str, str]] = set()
@@ -92,13 +98,13 @@ def write_digit_tokenizer(out_dir: Path, words: Sequence[str] = PROMPT_WORDS) ->
 # --- training -----------------------------------------------------------------------------------------
 @dataclass
 class DigitsTrainingConfig:
-    """Everything that decides the weights. The defaults train in a few minutes on 2 CPU cores."""
+    """Everything that decides the weights. The defaults train in ~7 minutes on one thread (docs/small_model.md)."""
 
     seed: int = 0
-    vae_steps: int = 1500
+    vae_steps: int = 1000
     vae_lr: float = 1e-3
     kl_weight: float = 1e-4
-    unet_steps: int = 3000
+    unet_steps: int = 2500
     unet_lr: float = 1e-3
     batch_size: int = 32
     cond_dropout: float = 0.1
@@ -187,8 +193,9 @@ def train_unet(unet, posterior_mean: torch.Tensor, posterior_std: torch.Tensor, 
     alphas = scheduler.alphas_cumprod.to(torch.float32)
     ema = copy.deepcopy(unet).requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.0)
-    warmup = 200
-    lr_at = lambda step: config.unet_lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / config.unet_steps))  # noqa: E731
+
+    def lr_at(step: int) -> float:  # 200 warm-up steps, then cosine annealing to 0
+        return config.unet_lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / config.unet_steps))
     losses, running = [], 0.0
     unet.train()
     for step in range(config.unet_steps):
@@ -267,27 +274,16 @@ class DigitsPipelineBuilder:
     seed: int = 0
     vae_steps: int = DigitsTrainingConfig.vae_steps
     unet_steps: int = DigitsTrainingConfig.unet_steps
+    batch_size: int = DigitsTrainingConfig.batch_size
 
     def __call__(self, out_dir: Path) -> Path:
         log.warning("training the small digits model into %s (first use; a few minutes on CPU)", out_dir)
-        config = DigitsTrainingConfig(seed=self.seed, vae_steps=self.vae_steps, unet_steps=self.unet_steps)
+        config = DigitsTrainingConfig(seed=self.seed, vae_steps=self.vae_steps, unet_steps=self.unet_steps,
+                                      batch_size=self.batch_size)
         pipe, record = train_pipeline(config)
         return save_pipeline(pipe, record, Path(out_dir))
 
 
 def save_pipeline(pipe, record: dict, out_dir: Path) -> Path:
-    """`save_pretrained` into a temporary sibling, then one rename: concurrent jobs never see half a model."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        pipe.save_pretrained(tmp)
-        (tmp / "training.json").write_text(json.dumps(record, indent=1) + "\n")
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            if not (out_dir / "model_index.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    """Save the trained pipeline atomically, with its training record beside it."""
+    return save_pipeline_atomically(pipe, out_dir, {"training.json": json.dumps(record, indent=1) + "\n"})

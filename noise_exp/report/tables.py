@@ -23,7 +23,7 @@ METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "ima
                  "lpips": "LPIPS", "lpips_vgg": "LPIPS (VGG)", "ssim": "SSIM", "clip_s": "CLIP-S"}
 LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
 BOOKKEEPING = frozenset({"dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise",
-                         "time_s", "reference", "run"})
+                         "time_s", "unet_calls", "reference", "run"})
 Z_95 = 1.959963984540054
 
 
@@ -79,7 +79,8 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # clamp to [0, 1] and around p: rounding can put a bound a hair on the wrong side of p (10/10 -> 0.99999...)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def paired_scores(frame: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
