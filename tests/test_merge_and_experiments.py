@@ -40,7 +40,7 @@ def test_merge_joins_the_runs_of_a_sweep_into_one_table_and_report(tmp_path):
 
 
 def test_benchmark_writes_csv_markdown_and_plot(tmp_path):
-    bench_main(["--K", "2", "--steps", "1", "--batch-sizes", "1", "2", "--no-scaling", "--out", str(tmp_path)])
+    bench_main(["--K", "2", "--steps", "1", "--batch-sizes", "1", "2", "--no-scaling", "--repeats", "1", "--out", str(tmp_path)])
     with open(tmp_path / "bench.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["experiment"] for r in rows] == ["select", "select", "optimize", "generate+invert"]
