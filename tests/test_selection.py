@@ -39,3 +39,18 @@ def test_selection_method_outputs_variants_and_all_scores(tiny_sdxl):
 def test_candidate_seeds_are_the_papers_0_to_K_or_a_block_per_prompt():
     assert list(NoiseSelection(num_seeds=4).candidate_seeds(7)) == [0, 1, 2, 3]
     assert list(NoiseSelection(num_seeds=4, seed_start=10, seeds_per_prompt=True).candidate_seeds(2)) == [18, 19, 20, 21]
+
+
+def test_non_finite_latents_name_the_prompt_and_the_seed():
+    import pytest
+    from hydra.utils import instantiate
+
+    from noise_exp.errors import NoiseExpError
+    from tests.conftest import compose_cfg
+
+    model = instantiate(compose_cfg(["model=tiny_sd"]).model)
+    with torch.no_grad():
+        model.unet.conv_out.bias[0] = float("nan")  # what an fp16 overflow looks like downstream
+    method = NoiseSelection(num_seeds=3, seed_start=40, batch_size=3)
+    with pytest.raises(NoiseExpError, match=r"non-finite .*denoised latents for prompt 'a broken run', seed\(s\) \[40, 41, 42\]"):
+        method.run(model, model.encode_prompt("a broken run"), prompt_index=0)
