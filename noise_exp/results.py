@@ -60,6 +60,7 @@ class RunStore:
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
         self.records_dir = self.run_dir / "prompts"
+        self._records: dict[int, dict[str, Any]] | None = None  # read from disk once, then kept up to date
 
     def record_path(self, prompt_id: int) -> Path:
         return self.records_dir / f"{prompt_id}.json"
@@ -68,10 +69,10 @@ class RunStore:
         return self.record_path(prompt_id).is_file()
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.records_dir.is_dir():
-            return []
-        records = [json.loads(p.read_text()) for p in self.records_dir.glob("*.json")]
-        return sorted(records, key=lambda r: r["prompt_id"])
+        if self._records is None:
+            paths = self.records_dir.glob("*.json") if self.records_dir.is_dir() else []
+            self._records = {r["prompt_id"]: r for r in (json.loads(p.read_text()) for p in paths)}
+        return [self._records[k] for k in sorted(self._records)]
 
     def write_prompt(self, prompt: Prompt, output: MethodOutput, images: dict[str, Image.Image]) -> dict[str, Any]:
         """Save a finished prompt's images, noises and record, then refresh the tables."""
@@ -94,6 +95,8 @@ class RunStore:
         record = {"prompt_id": prompt.id, "prompt": prompt.text, "dataset": prompt.dataset, "meta": prompt.meta,
                   "variants": variants, "selection_scores": output.selection_scores, "trace": output.trace}
         atomic_write_bytes(self.record_path(prompt.id), json.dumps(record).encode("utf-8"))
+        self.records()  # load the earlier records once before adding this one
+        self._records[prompt.id] = record
         self.write_tables()
         return record
 

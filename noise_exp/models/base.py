@@ -18,6 +18,8 @@ class Conditioning:
 
     prompt: str
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    # network inputs assembled from `tensors`, per (batch size, guided): built once, reused every step
+    batched: dict[tuple[int, bool], Any] = field(default_factory=dict, repr=False)
 
 
 class NoiseModel(ABC):

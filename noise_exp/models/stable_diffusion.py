@@ -179,8 +179,10 @@ class DDIMLatentModel(NoiseModel):
         model_input = latents.to(self.dtype)
         if guided:
             model_input = torch.cat([model_input, model_input])
+        if (batch, guided) not in cond.batched:
+            cond.batched[(batch, guided)] = self._unet_conditioning(cond, batch, guided)
         output = self.unet(model_input, self._timesteps[step], return_dict=False,
-                           **self._unet_conditioning(cond, batch, guided))[0].to(torch.float32)
+                           **cond.batched[(batch, guided)])[0].to(torch.float32)
         if guided:
             uncond, text = output.chunk(2)
             output = uncond + guidance_scale * (text - uncond)
