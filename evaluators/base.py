@@ -8,21 +8,13 @@ score in batches of `batch_size` on `device` in `dtype`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterator, Sequence, TypeVar
+from typing import Sequence
 
 import torch
 from PIL import Image
 
 from noise_exp.devices import resolve_device, resolve_dtype  # noqa: F401  (re-exported for scorers)
 from noise_exp.errors import NoiseExpError
-
-T = TypeVar("T")
-
-
-def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), max(1, size)):
-        yield items[start:start + size]
-
 
 class Evaluator(ABC):
     """One scorer. `score` returns one float per image (1-D tensor, on CPU, float32)."""

@@ -62,12 +62,7 @@ class UNetRecorder:
 @torch.no_grad()
 def replay_bare(unet: torch.nn.Module, calls: list[tuple[tuple, dict]], device: torch.device) -> float:
     """Time the same UNet calls (same inputs, same order) with nothing around them."""
-    _sync(device)
-    start = time.perf_counter()
-    for args, kwargs in calls:
-        unet(*args, **kwargs)
-    _sync(device)
-    return time.perf_counter() - start
+    return timed(lambda: [unet(*args, **kwargs) for args, kwargs in calls], device)[1]
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
@@ -96,17 +91,13 @@ def measure(model, cond, experiment: str, method, K: int, batch_size: int, repea
 
 
 def build_model(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    import noise_exp  # noqa: F401  (resolvers)
-    from noise_exp.config import PROJECT_ROOT
+    from noise_exp.config import compose_config
     from noise_exp.runner import _quiet_libraries
 
     _quiet_libraries()
-    with initialize_config_dir(version_base="1.3", config_dir=str(PROJECT_ROOT / "conf")):
-        cfg = compose(config_name="config", overrides=overrides)
-    return instantiate(cfg.model)
+    return instantiate(compose_config(overrides).model)
 
 
 def run(overrides: list[str], out_dir: Path, K: int, steps: int, batch_sizes: list[int], scaling: bool,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from noise_exp.errors import NoiseExpError
@@ -113,3 +114,9 @@ def stack_rows(rows: Sequence[Image.Image], gap: int = 2) -> Image.Image:
 def to_unit_array(image: Image.Image) -> np.ndarray:
     """HWC float32 in [0, 1]."""
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def pixels_to_images(pixels: torch.Tensor) -> list[Image.Image]:
+    """[N, 3, H, W] in [-1, 1] -> RGB images, rounded as diffusers' image processor does."""
+    array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(frame) for frame in array]

@@ -51,6 +51,24 @@ def atomic_write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str
 
 
 @dataclass
+class RecordRows:
+    """One prompt's record as rows of results.csv, selection_scores.csv and optimization_trace.csv."""
+
+    results: list[dict[str, Any]]
+    selection: list[dict[str, Any]]
+    trace: list[dict[str, Any]]
+
+
+def record_rows(record: dict[str, Any]) -> RecordRows:
+    prompt_id = record["prompt_id"]
+    base = {"dataset": record["dataset"], "prompt_id": prompt_id, "prompt": record["prompt"]}
+    return RecordRows(
+        results=[{**base, **variant} for variant in record["variants"]],
+        selection=[{"prompt_id": prompt_id, "seed": seed, "stability": s} for seed, s in record["selection_scores"]],
+        trace=[{"prompt_id": prompt_id, "step": step, "stability": s, "lr": lr} for step, s, lr in record["trace"]])
+
+
+@dataclass
 class RunStore:
     """Reads and writes one run folder (layout in docs/CONVENTIONS.md)."""
 
@@ -101,13 +119,12 @@ class RunStore:
         return record
 
     def write_tables(self) -> None:
-        records = self.records()
         results, selection, trace = [], [], []
-        for r in records:
-            base = {"dataset": r["dataset"], "prompt_id": r["prompt_id"], "prompt": r["prompt"]}
-            results += [{**base, **v} for v in r["variants"]]
-            selection += [{"prompt_id": r["prompt_id"], "seed": s, "stability": score} for s, score in r["selection_scores"]]
-            trace += [{"prompt_id": r["prompt_id"], "step": step, "stability": score, "lr": lr} for step, score, lr in r["trace"]]
+        for record in self.records():
+            rows = record_rows(record)
+            results += rows.results
+            selection += rows.selection
+            trace += rows.trace
         atomic_write_csv(self.run_dir / "results.csv", RESULT_COLUMNS, results)
         if selection:
             atomic_write_csv(self.run_dir / "selection_scores.csv", SELECTION_COLUMNS, selection)

@@ -15,7 +15,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
 from noise_exp.logging import NullLogger, RunLogger
 from noise_exp.report.tables import COMPARISONS
-from noise_exp.results import RunStore
+from noise_exp.results import RunStore, record_rows
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def _tracked(record: dict[str, Any], run_dir: Path) -> tuple[list[dict], list[dict], list[tuple[str, Path, Path]]]:
     """A finished prompt as the tracker wants it: results rows, trace rows and the image pairs to compare."""
-    base = {"dataset": record["dataset"], "prompt_id": record["prompt_id"], "prompt": record["prompt"]}
-    rows = [{**base, **v} for v in record["variants"]]
-    trace = [{"prompt_id": record["prompt_id"], "step": step, "stability": score, "lr": lr}
-             for step, score, lr in record["trace"]]
+    rows = record_rows(record)
     images = {v["variant"]: run_dir / v["image"] for v in record["variants"] if v["image"]}
     pairs = [(f"{record['prompt_id']}: {a} vs {b}", images[a], images[b]) for a, b in COMPARISONS
              if a in images and b in images]
-    return rows, trace, pairs
+    return rows.results, rows.trace, pairs
 
 
 def _decode_kept(model: Any, cond: Any, output: MethodOutput, save_images: list[str]) -> dict[str, Any]:

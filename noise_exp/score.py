@@ -10,21 +10,19 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from noise_exp.config import CONF_DIR  # noqa: F401  (the conf/ folder, for callers and tests)
 from noise_exp.errors import NoiseExpError, exit_on_user_error
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
 
 def compose_evaluators(overrides: Sequence[str]):
     """The `evaluator` group composed from conf/ with the given Hydra overrides (`evaluator=[...]` first)."""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
+    from noise_exp.config import compose_config
+
     overrides = [("+" + item) if item.startswith("evaluator=") else item for item in overrides]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="score"):
-            config = compose(config_name=None, overrides=list(overrides))
+        config = compose_config(overrides, config_name=None)
     except HydraException as error:
         raise NoiseExpError(f"cannot compose evaluators: {str(error).splitlines()[0]}") from None
     group = config.get("evaluator")

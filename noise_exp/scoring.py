@@ -15,6 +15,7 @@ from PIL import Image
 
 from evaluators.base import Evaluator
 from noise_exp.errors import NoiseExpError
+from noise_exp.imaging import open_image
 from noise_exp.results import atomic_write_bytes
 
 RESULTS = "results.csv"
@@ -40,11 +41,7 @@ def write_results_atomically(frame: pd.DataFrame, run_dir: Path) -> Path:
 
 
 def _load(run_dir: Path, relative: str) -> Image.Image:
-    path = run_dir / relative
-    if not path.is_file():
-        raise NoiseExpError(f"image {path} listed in results.csv does not exist")
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    return open_image(run_dir / relative).convert("RGB")
 
 
 def _cell(value) -> str:

@@ -32,22 +32,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from noise_exp.config import compose_config  # noqa: E402
 from noise_exp.errors import NoiseExpError  # noqa: E402
 
 EVALUATORS = "evaluator=[digit_classifier,digit_realism]"
 METRICS = ("digit_classifier", "digit_realism", "stability")
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    import noise_exp  # noqa: F401  (registers ${noise_exp_root:})
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return hydra_compose(config_name="config", overrides=overrides)
 
 
 def run(overrides: list[str], run_dir: Path) -> float:
@@ -55,7 +44,7 @@ def run(overrides: list[str], run_dir: Path) -> float:
     from noise_exp.runner import run_experiment
 
     start = time.perf_counter()
-    cfg = compose(["model=small_digits", "dataset=digits", EVALUATORS, *overrides])
+    cfg = compose_config(["model=small_digits", "dataset=digits", EVALUATORS, *overrides])
     print(f"== {' '.join(overrides)} -> {run_dir}", flush=True)
     run_experiment(cfg, run_dir)
     return time.perf_counter() - start

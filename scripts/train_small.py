@@ -24,12 +24,9 @@ from noise_exp.models.digits import DigitsTrainingConfig, save_pipeline, train_p
 
 def configured_folder() -> Path:
     """`model.pretrained` of conf/model/small_digits.yaml (honours NOISE_EXP_MODEL_CACHE)."""
-    from hydra import compose, initialize_config_dir
+    from noise_exp.config import compose_config
 
-    import noise_exp  # noqa: F401  (registers ${noise_exp_root:})
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return Path(compose(config_name="config", overrides=["model=small_digits"]).model.pretrained)
+    return Path(compose_config(["model=small_digits"]).model.pretrained)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,11 +5,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-import noise_exp  # noqa: F401  (registers the config resolvers)
+from noise_exp.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -19,9 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def compose_cfg(overrides: list[str] | None = None):
     """Compose the real `conf/` with overrides, as `run.py` would."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name="config", overrides=overrides or [])
+    return compose_config(overrides or [])
 
 
 @pytest.fixture(scope="session")

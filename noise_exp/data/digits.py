@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.imaging import pixels_to_images
 
 PROMPT_TEMPLATE = "a handwritten digit {}"
 NUM_CLASSES = 10
@@ -64,12 +65,7 @@ def digits_to_pixels(images: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor
     return (1.0 - 2.0 * grey).clamp(-1, 1).repeat(1, 3, 1, 1)
 
 
-def pixels_to_pil(pixels: torch.Tensor):
-    """[N, 3, H, W] in [-1, 1] -> PIL images, as the pipeline's image processor writes them."""
-    from PIL import Image
-
-    array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a) for a in array]
+pixels_to_pil = pixels_to_images  # the scorers and tests read digits as the pipeline writes them
 
 
 def images_to_digit_features(images: Sequence) -> np.ndarray:

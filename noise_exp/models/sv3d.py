@@ -22,7 +22,7 @@ from noise_exp.data.prompts import Prompt
 from noise_exp.edm import (EDMSchedule, edm_euler_inversion_step, edm_euler_step, edm_schedule,
                            triangle_guidance_scales, v_scalings)
 from noise_exp.errors import NoiseExpError
-from noise_exp.imaging import horizontal_strip, open_image, prepare_view, to_unit_array
+from noise_exp.imaging import horizontal_strip, open_image, pixels_to_images, prepare_view, to_unit_array
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.models.loading import load_pipeline, resolve_device, resolve_dtype
 from noise_exp.models.sv3d_components import MODEL_INDEX, SV3DComponents
@@ -83,6 +83,8 @@ class SV3DModel(NoiseModel):
         overrides = {key: float(value) for key, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max))
                      if value is not None}
         self.schedule: EDMSchedule = edm_schedule(self.num_steps, {**components.scheduler_config, **overrides})
+        self._denoise_scales = self._scales(self.guidance_scale)
+        self._invert_scales = self._scales(self.inversion_guidance_scale)
 
     @classmethod
     def from_pretrained(cls, pretrained: str, builder: Callable[[Path], Any] | None = None, dtype: str = "auto",
@@ -128,7 +130,7 @@ class SV3DModel(NoiseModel):
     @torch.no_grad()
     def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         sample = noise.to(self.device, torch.float32) * self.schedule.init_noise_sigma
-        scales = self._scales(self.guidance_scale)
+        scales = self._denoise_scales
         for i in range(self.num_steps):
             sigma_high, sigma_low = self.schedule.pair(i)
             output = self._model_output(sample, sigma_high, cond, scales)
@@ -138,7 +140,7 @@ class SV3DModel(NoiseModel):
     @torch.no_grad()
     def invert(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         sample = latents.to(self.device, torch.float32)
-        scales = self._scales(self.inversion_guidance_scale)
+        scales = self._invert_scales
         for i in reversed(range(self.num_steps)):
             sigma_high, sigma_low = self.schedule.pair(i)
             output = self._model_output(sample, sigma_high, cond, scales)  # u at x_t stands in for u at x_{t+1}
@@ -153,7 +155,7 @@ class SV3DModel(NoiseModel):
         for sample in latents:
             chunks = [self.vae.decode((chunk / scaling).to(self.vae.device, self.vae.dtype)).sample.float()
                       for chunk in sample.split(self.decode_chunk_size)]
-            orbits.append(_to_images(torch.cat(chunks)))
+            orbits.append(pixels_to_images(torch.cat(chunks)))
         return orbits
 
     def decode(self, latents: torch.Tensor, cond: Conditioning | None = None) -> list[Image.Image]:
@@ -187,30 +189,35 @@ class SV3DModel(NoiseModel):
         embeds = self.image_encoder(pixel_values=normalized.to(self.image_encoder.dtype)).image_embeds
         return embeds[:, None].to(torch.float32)
 
+    def _unet_conditioning(self, cond: Conditioning, batch: int, frames: int,
+                           guided: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image latents per frame, CLIP embedding, time ids) for a batch, in the UNet dtype; under CFG the
+        unconditional half (zero image embedding and zero image latent) comes first. Built once per prompt."""
+        image_latents = cond.tensors["image_latents"][:, None].expand(batch, frames, -1, -1, -1)
+        embeds = cond.tensors["image_embeds"].expand(batch, -1, -1)
+        time_ids = cond.tensors["added_time_ids"].expand(batch, -1)
+        if guided:
+            image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
+            embeds = torch.cat([torch.zeros_like(embeds), embeds])
+            time_ids = torch.cat([time_ids, time_ids])
+        return image_latents.to(self.dtype), embeds.to(self.dtype), time_ids.to(self.dtype)
+
     def _model_output(self, sample: torch.Tensor, sigma: float, cond: Conditioning,
                       scales: torch.Tensor | None) -> torch.Tensor:
         """F(c_in x; c_noise, c) for the batch [B, F, 4, h, w], CFG-combined per frame when `scales` is set."""
         scalings = v_scalings(sigma)
-        batch, frames = sample.shape[:2]
-        image_latents = cond.tensors["image_latents"][:, None].expand(batch, frames, -1, -1, -1)
-        embeds = cond.tensors["image_embeds"].expand(batch, -1, -1)
-        time_ids = cond.tensors["added_time_ids"].expand(batch, -1)
-        scaled = scalings.c_in * sample
-        model_input = torch.cat([scaled, image_latents], dim=2)
-        if scales is not None:  # unconditional branch first: zero image embedding and zero image latent
-            model_input = torch.cat([torch.cat([scaled, torch.zeros_like(image_latents)], dim=2), model_input])
-            embeds = torch.cat([torch.zeros_like(embeds), embeds])
-            time_ids = torch.cat([time_ids, time_ids])
+        guided = scales is not None
+        key = (sample.shape[0], guided)
+        if key not in cond.batched:
+            cond.batched[key] = self._unet_conditioning(cond, sample.shape[0], sample.shape[1], guided)
+        image_latents, embeds, time_ids = cond.batched[key]
+        scaled = (scalings.c_in * sample).to(self.dtype)
+        model_input = torch.cat([torch.cat([scaled, scaled]) if guided else scaled, image_latents], dim=2)
         timestep = torch.tensor([scalings.c_noise], device=self.device, dtype=torch.float32)
-        output = self.unet(model_input.to(self.dtype), timestep, encoder_hidden_states=embeds.to(self.dtype),
-                           added_time_ids=time_ids.to(self.dtype), return_dict=False)[0].to(torch.float32)
+        output = self.unet(model_input, timestep, encoder_hidden_states=embeds, added_time_ids=time_ids,
+                           return_dict=False)[0].to(torch.float32)
         if scales is None:
             return output
         uncond, conditional = output.chunk(2)
         return uncond + scales * (conditional - uncond)
 
-
-def _to_images(pixels: torch.Tensor) -> list[Image.Image]:
-    """[N, 3, H, W] in [-1, 1] -> RGB images."""
-    array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(frame) for frame in array]

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import torch
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.models.loading import save_pipeline_atomically
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_ENCODER_PREFIX = "conditioner.embedders.1.encoder."
@@ -159,4 +160,4 @@ def convert_file(checkpoint: Path, out_dir: Path, configs: Mapping[str, Mapping[
     del state
     for module in (components.unet, components.vae, components.image_encoder):
         module.to(DTYPES[dtype])
-    return components.save_pretrained(out_dir)
+    return save_pipeline_atomically(components, out_dir)

@@ -99,12 +99,13 @@ def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = 
     wins), with a 95% Wilson interval."""
     rows = []
     present = set(frame["variant"].astype(str))
+    metrics = metric_columns(frame)
     for dataset in dict.fromkeys(frame["dataset"]):
         subset = frame[frame["dataset"] == dataset]
         for a, b in comparisons:
             if a not in present or b not in present:
                 continue
-            for metric in metric_columns(frame):
+            for metric in metrics:
                 pairs = paired_scores(subset, a, b, metric)
                 difference = (pairs["a"] - pairs["b"]).to_numpy()
                 if metric in LOWER_IS_BETTER:
