@@ -10,6 +10,7 @@ import torch
 
 from noise_exp.devices import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported)
 from noise_exp.errors import NoiseExpError
+from noise_exp.files import DIR_MODE
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def save_pipeline_atomically(pipe: Any, out_dir: Path, extra_files: dict[str, st
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    tmp.chmod(DIR_MODE)  # mkdtemp makes 0700: give the model folder the user's usual permissions
     try:
         pipe.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():

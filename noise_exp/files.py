@@ -1,0 +1,50 @@
+"""Atomic file writes that respect the user's umask, and one-line messages for write failures."""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
+FILE_MODE = 0o666 & ~UMASK
+DIR_MODE = 0o777 & ~UMASK
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and os.replace, so readers never see a partial file.
+
+    The file gets the mode a plain `open(path, "w")` would give it (0666 less the umask), not mkstemp's 0600,
+    so colleagues on a shared cluster can read the results.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_failure(error: OSError, where: Path) -> str | None:
+    """A one-line explanation of an OSError raised while writing under `where`, or None if it is not a
+    storage fault (full disk, quota, read-only or forbidden folder)."""
+    target = error.filename or where
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device while writing {target}"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {target}: {error.strerror}"
+    return None
