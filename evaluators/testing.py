@@ -159,17 +159,26 @@ def reference_wheel(distribution: str, folder: Path) -> Path | None:
 
 def write_synthetic_run(folder: Path, prompts: dict[str, list[str]], variants: tuple[str, ...],
                         metrics: dict[str, dict[tuple[str, int, str], float]] | None = None,
-                        image_size: int = 32, with_reference: bool = False, seed: int = 0) -> Path:
+                        image_size: int = 32, with_reference: bool = False, seed: int = 0,
+                        first_prompt_id: int = 0, overrides: list[str] | None = None,
+                        config: dict | None = None) -> Path:
     """A run folder as docs/CONVENTIONS.md describes it: results.csv (+ optional metric columns, keyed by
-    (dataset, prompt_id, variant)) and one PNG per (prompt, variant). Prompt ids are unique across datasets."""
+    (dataset, prompt_id, variant); a `stability` entry replaces the random stabilities) and one PNG per (prompt,
+    variant). Prompt ids count from `first_prompt_id` and are unique across datasets. With `overrides` / `config`,
+    the Hydra job files `.hydra/overrides.yaml` (a list of override strings) and `.hydra/config.yaml`."""
     import numpy as np
     import pandas as pd
+    import yaml
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
+    for name, content in (("overrides.yaml", overrides), ("config.yaml", config)):
+        if content is not None:
+            (folder / ".hydra").mkdir(exist_ok=True)
+            (folder / ".hydra" / name).write_text(yaml.safe_dump(content))
     rows = []
-    prompt_id = 0
+    prompt_id = first_prompt_id
     for dataset, texts in prompts.items():
         for text in texts:
             for variant in variants:

@@ -1,6 +1,9 @@
 """Join the run folders of a sweep (or of shards) into one results table and one report.
 
-`python -m noise_exp.merge multirun/table1 [--out multirun/table1/merged]`
+`python -m noise_exp.merge multirun/table1 [--out multirun/table1/merged] [--pool]`
+
+The swept result keys become columns of results.csv and of the report's tables: one row per distinct setting
+(shards of one setting are one setting), unless `--pool` pools every run.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import pandas as pd
 
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.logging import RunLogger
+from noise_exp.report.sweep import check_unique_prompts, sweep_settings
+from noise_exp.report.tables import RESERVED
 from noise_exp.scoring import write_results_atomically
 
 
@@ -23,27 +28,33 @@ def find_runs(folder: Path) -> list[Path]:
     return runs
 
 
-def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | None = None) -> Path:
-    """Concatenate the runs' results (with a `run` column), check each prompt/variant appears once per
-    configuration, and write `<out>/results.csv` and the report. Returns the output folder."""
+def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | None = None,
+               pool: bool = False) -> Path:
+    """Concatenate the runs' results (with a `run` column and the sweep's setting columns), check each
+    (setting, dataset, prompt, variant) appears once unless `pool`, and write `<out>/results.csv` and the report
+    (one row per setting, or pooled). Returns the output folder."""
     folder = Path(folder)
     out_dir = Path(out_dir) if out_dir else folder / "merged"
     runs = find_runs(folder)
+    settings = sweep_settings(runs, RESERVED)
     frames = []
     for run in runs:
         frame = pd.read_csv(run / "results.csv", keep_default_na=False)
         name = str(run.relative_to(folder)) if run != folder else "."
         frame.insert(0, "run", name)
+        settings.add_columns(frame, run)
         for column in ("image", "noise", "reference"):
             if column in frame:  # keep paths valid from the merged folder
                 frame[column] = [str((run / p).resolve()) if p else "" for p in frame[column]]
         frames.append(frame)
     merged = pd.concat(frames, ignore_index=True)
+    if not pool:
+        check_unique_prompts(merged, settings.columns)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_results_atomically(merged, out_dir)
     from noise_exp.report import write_report
 
-    report = write_report(runs, out_dir / "report")
+    report = write_report(runs, out_dir / "report", pool=pool)
     if tracker is not None:
         tracker.start({"sweep": str(folder), "runs": [str(r) for r in runs]}, out_dir)
         try:
@@ -74,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="sweep folder, e.g. multirun/table1")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <folder>/merged)")
     parser.add_argument("--no-tracker", action="store_true", help="don't log the summary to the sweep's W&B group")
+    parser.add_argument("--pool", action="store_true",
+                        help="pool all runs into one row per dataset and variant, whatever their settings")
     args = parser.parse_args(argv)
-    out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder))
+    out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder), pool=args.pool)
     print(f"merged: {out / 'results.csv'}\nreport: {out / 'report' / 'report.md'}")
     return 0
 

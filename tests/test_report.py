@@ -100,10 +100,17 @@ def test_write_report_files(run, tmp_path):
         assert result.files[name].is_file() and result.files[name].stat().st_size > 0, name
     assert result.markdown == result.files["report_md"] and "Wilson" in result.markdown.read_text()
     markdown = result.files["means_md"].read_text()
-    assert markdown.splitlines()[0] == "| Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | LPIPS ↓ | Average |"
-    assert "| drawbench | Stable noise | 2.5000 | 5.0000 | 20.0000 | 1.0000 | 0.2500 | 7.1250 |" in markdown
+    assert markdown.splitlines()[0] == ("| Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | LPIPS ↓ "
+                                        "| Average | Stability |")
+    results = pd.read_csv(run / "results.csv")
+    stability = results[(results.dataset == "drawbench") & (results.variant == "stable")]["stability"].mean()
+    assert (f"| drawbench | Stable noise | 2.5000 | 5.0000 | 20.0000 | 1.0000 | 0.2500 | 7.1250 | {stability:.4f} |"
+            in markdown)
     on_disk = pd.read_csv(result.files["winning_rates_csv"])
-    assert len(on_disk) == len(result.winning_rates) == 2 * 2 * 5  # datasets x comparisons x metrics
+    assert len(on_disk) == len(result.winning_rates) == 2 * 2 * 6  # datasets x comparisons x (5 metrics + stability)
+    assert list(on_disk.columns) == ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate",
+                                     "ci_low", "ci_high"]
+    assert (on_disk.metric == "stability").sum() == 4
     grid = Image.open(result.files["grid_stable_vs_unstable"])
     assert grid.size == (4 * 192, 20 + 6 * (192 + 16))  # 6 prompts, text column + A + B
     pixels = np.asarray(grid.convert("L"))
@@ -116,7 +123,12 @@ def test_merged_sweep_pools_prompts_and_pairs_within_runs(run, tmp_path):
     second = write_synthetic_run(tmp_path / "shard2", {"drawbench": ["x", "y"]}, ("stable", "unstable"),
                                  metrics={"hpsv2": {("drawbench", 0, "stable"): 1.0, ("drawbench", 0, "unstable"): 2.0,
                                                     ("drawbench", 1, "stable"): 3.0, ("drawbench", 1, "unstable"): 2.0}})
-    result = write_report([run, second], tmp_path / "sweep")
+    # neither run records its settings, so both are one setting in which prompts 0-1 appear twice: refused ...
+    with pytest.raises(NoiseExpError, match=r"dataset drawbench prompt 0 \(variant stable\) appears twice .*"
+                                            r"in runs .*run, .*shard2: the runs overlap"):
+        write_report([run, second], tmp_path / "sweep")
+    # ... unless pooled on purpose
+    result = write_report([run, second], tmp_path / "sweep", pool=True)
     row = rate(result.winning_rates, "drawbench", "stable", "unstable", "hpsv2")
     # run: 2 wins, 1 tie, 1 loss; shard2 (same prompt ids 0-1, paired within the shard): 1 loss, 1 win
     assert (row.n, row.wins, row.ties) == (6, 3, 1)

@@ -2,19 +2,23 @@
 (Figures 4 and 6)."""
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from noise_exp.report.tables import METRIC_LABELS, paired_scores
+from noise_exp.results import atomic_write_bytes
 
 BLUE, ORANGE = "#1f77b4", "#ff7f0e"  # the paper's colours: blue = side A, orange = side B
 
 
-def winning_rate_chart(rates: pd.DataFrame, path: Path) -> Path:
-    """Horizontal stacked bars, one panel per comparison: A's share (blue, with its 95% CI) and B's (orange)."""
+def winning_rate_chart(rates: pd.DataFrame, path: Path, settings: Sequence[str] = ()) -> Path:
+    """Horizontal stacked bars, one panel per comparison: A's share (blue, with its 95% CI) and B's (orange); one
+    bar per (setting, dataset, metric), labelled `lr=10 / drawbench / HPS v2`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +30,8 @@ def winning_rate_chart(rates: pd.DataFrame, path: Path) -> Path:
                                 gridspec_kw={"height_ratios": heights})
     for axis, (a, b) in zip(axes[:, 0], comparisons):
         part = rates[(rates["a"] == a) & (rates["b"] == b)].reset_index(drop=True)
-        labels = [f"{d} / {METRIC_LABELS.get(m, m)}" for d, m in zip(part["dataset"], part["metric"])]
+        labels = [" / ".join([*(f"{c}={row[c]}" for c in settings), str(row["dataset"]),
+                              METRIC_LABELS.get(row["metric"], row["metric"])]) for _, row in part.iterrows()]
         y = range(len(part))
         share = part["win_rate"].fillna(0).to_numpy()
         axis.barh(y, share, color=BLUE, label=a)
@@ -42,8 +47,10 @@ def winning_rate_chart(rates: pd.DataFrame, path: Path) -> Path:
         axis.set_title(f"{a} vs {b}: winning rate (ties half, 95% Wilson CI)", fontsize=9)
         axis.legend(loc="lower right", fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
     plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -77,5 +84,7 @@ def image_grid(frame: pd.DataFrame, run_dirs: dict[str, Path], a: str, b: str, p
             for column, value in enumerate((found["a"], found["b"])):
                 draw.text((text_width + column * cell + 4, top + cell + 2), f"{metric}={value:.4f}", fill="black",
                           font=font)
-    grid.save(path)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
     return path

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -10,6 +11,9 @@ import pandas as pd
 
 from noise_exp.human_eval.analysis import human_report_markdown
 from noise_exp.report import figures, tables
+from noise_exp.results import atomic_write_bytes
+
+UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")  # characters of a setting value replaced in grid file names
 
 
 @dataclass
@@ -18,6 +22,7 @@ class ReportResult:
     means: pd.DataFrame
     winning_rates: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
+    settings: tuple[str, ...] = ()  # the setting columns the tables split by (none for one run or when pooled)
 
     @property
     def markdown(self) -> Path:
@@ -25,50 +30,77 @@ class ReportResult:
         return self.files["report_md"]
 
 
-def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8) -> ReportResult:
-    """Write means.{csv,md}, winning_rates.{csv,md}, winning_rates.png, grid_<a>_vs_<b>.png and report.md."""
+def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8, pool: bool = False,
+                 max_grid_settings: int = 4) -> ReportResult:
+    """Write means.{csv,md}, winning_rates.{csv,md}, winning_rates.png, grid_<a>_vs_<b>[_<setting>].png and
+    report.md. Several runs give one table row per distinct setting (`noise_exp.report.sweep`) unless `pool`;
+    image grids are drawn for the first `max_grid_settings` settings."""
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame = tables.load_runs(run_dirs)
-    means = tables.mean_table(frame)
-    rates = tables.winning_rates(frame)
+    sweep = tables.load_sweep(run_dirs, pool=pool)
+    frame, settings = sweep.frame, list(sweep.columns)
+    means = tables.mean_table(frame, settings)
+    rates = tables.winning_rates(frame, settings=settings)
     files: dict[str, Path] = {}
 
-    layout = tables.paper_layout(means)
-    means.to_csv(out_dir / "means.csv", index=False)
-    (out_dir / "means.md").write_text(tables.to_markdown(layout))
-    files.update(means_csv=out_dir / "means.csv", means_md=out_dir / "means.md")
+    layout = tables.to_markdown(tables.paper_layout(means, settings))
+    files["means_csv"] = _write_text(out_dir / "means.csv", means.to_csv(index=False))
+    files["means_md"] = _write_text(out_dir / "means.md", layout)
 
-    rates.to_csv(out_dir / "winning_rates.csv", index=False)
     readable = rates.assign(comparison=rates["a"] + " vs " + rates["b"],
                             metric=rates["metric"].map(lambda m: tables.METRIC_LABELS.get(m, m)))
-    readable = readable[["dataset", "comparison", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low",
-                         "ci_high"]]
-    (out_dir / "winning_rates.md").write_text(tables.to_markdown(readable, digits=3))
-    files.update(winning_rates_csv=out_dir / "winning_rates.csv", winning_rates_md=out_dir / "winning_rates.md")
+    readable = tables.to_markdown(readable[[*settings, "dataset", "comparison", "metric", "n", "wins", "ties",
+                                            "losses", "win_rate", "ci_low", "ci_high"]], digits=3)
+    files["winning_rates_csv"] = _write_text(out_dir / "winning_rates.csv", rates.to_csv(index=False))
+    files["winning_rates_md"] = _write_text(out_dir / "winning_rates.md", readable)
     if not rates.empty:
-        files["winning_rates_png"] = figures.winning_rate_chart(rates, out_dir / "winning_rates.png")
-
-    by_run = {str(run_dir): run_dir for run_dir in run_dirs}
-    metrics = tables.metric_columns(frame)
-    present = set(frame["variant"].astype(str))
-    for a, b in tables.COMPARISONS:
-        if a in present and b in present:
-            grid = figures.image_grid(frame, by_run, a, b, out_dir / f"grid_{a}_vs_{b}.png", max_rows=max_grid_rows,
-                                      metric=metrics[0] if metrics else None)
-            if grid is not None:
-                files[f"grid_{a}_vs_{b}"] = grid
+        files["winning_rates_png"] = figures.winning_rate_chart(rates, out_dir / "winning_rates.png", settings)
+    files.update(_grids(frame, run_dirs, settings, out_dir, max_grid_rows, max_grid_settings))
 
     summary = ["# noise-exp report", "", "Runs: " + ", ".join(f"`{run_dir}`" for run_dir in run_dirs), "",
-               "## Mean scores (layout of the paper's Tables 1 and 2)", "", tables.to_markdown(layout),
+               _settings_line(sweep), "",
+               "## Mean scores (layout of the paper's Tables 1 and 2; Stability: mean s(ε) of eq. 3)", "", layout,
                "## Winning rates (share of prompts where A beats B; ties count half; 95% Wilson score interval)", "",
-               tables.to_markdown(readable, digits=3)]
+               readable]
     summary += [f"![{name}]({path.name})" for name, path in files.items() if path.suffix == ".png"]
     summary += ["", human_report_markdown(_votes_folder(run_dirs))]
-    (out_dir / "report.md").write_text("\n".join(summary) + "\n")
-    files["report_md"] = out_dir / "report.md"
-    return ReportResult(out_dir=out_dir, means=means, winning_rates=rates, files=files)
+    files["report_md"] = _write_text(out_dir / "report.md", "\n".join(summary) + "\n")
+    return ReportResult(out_dir=out_dir, means=means, winning_rates=rates, files=files, settings=tuple(settings))
+
+
+def _write_text(path: Path, text: str) -> Path:
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return path
+
+
+def _settings_line(sweep: tables.Sweep) -> str:
+    swept = ", ".join(f"`{column}` ({key})" for column, key in sweep.settings.keys.items())
+    if not swept:
+        return "Settings: one (no result-determining key differs between the runs)."
+    if sweep.columns:
+        return f"Settings: one table row per distinct value of {swept}."
+    return f"Settings: pooled over {swept} (`--pool`)."
+
+
+def _grids(frame: pd.DataFrame, run_dirs: Sequence[Path], settings: Sequence[str], out_dir: Path, max_rows: int,
+           max_settings: int) -> dict[str, Path]:
+    """grid_<a>_vs_<b>[_<column>-<value>...].png for each comparison present in each of the first settings,
+    with each side's first metric (stability without evaluators) under its image."""
+    by_run = {str(run_dir): run_dir for run_dir in run_dirs}
+    metrics = tables.metric_columns(frame)
+    metric = metrics[0] if metrics else (tables.STABILITY if tables.STABILITY in frame.columns else None)
+    files = {}
+    for values, subset in tables.groups(frame, settings)[:max_settings]:
+        suffix = "".join(f"_{column}-{UNSAFE.sub('-', str(value))}" for column, value in values.items())
+        present = set(subset["variant"].astype(str))
+        for a, b in tables.COMPARISONS:
+            if a in present and b in present:
+                name = f"grid_{a}_vs_{b}{suffix}"
+                grid = figures.image_grid(subset, by_run, a, b, out_dir / f"{name}.png", max_rows=max_rows,
+                                          metric=metric)
+                if grid is not None:
+                    files[name] = grid
+    return files
 
 
 def _votes_folder(run_dirs: Sequence[Path]) -> Path:

@@ -1,14 +1,17 @@
-"""Numbers of the report: per-variant means (Tables 1-2) and winning rates with 95% Wilson intervals (Figs 3, 5)."""
+"""Numbers of the report: per-variant means (Tables 1-2) and winning rates with 95% Wilson intervals (Figs 3, 5),
+one row per setting of a sweep (its swept result keys as columns, `noise_exp.report.sweep`), dataset and variant."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.report.sweep import SweepSettings, check_unique_prompts, natural_key, sweep_settings
 from noise_exp.scoring import read_results
 
 # "A vs B": the share of prompts on which A beats B (docs/CONVENTIONS.md).
@@ -20,21 +23,31 @@ VARIANT_LABELS = {"unstable": "Unstable noise", "stable": "Stable noise", "origi
 # The paper's four metrics, in its column order; "Average" is their mean (Tables 1 and 2).
 PAPER_METRICS = ("hpsv2", "aes", "pickscore", "imagereward")
 METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "imagereward": "ImageReward",
-                 "lpips": "LPIPS", "lpips_vgg": "LPIPS (VGG)", "ssim": "SSIM", "clip_s": "CLIP-S"}
+                 "lpips": "LPIPS", "lpips_vgg": "LPIPS (VGG)", "ssim": "SSIM", "clip_s": "CLIP-S",
+                 "stability": "Stability"}
+# Inversion stability s(eps) (eq. 3) is in every results.csv: a column of every means table and a winning-rate
+# metric of every report, whether or not evaluators ran.
+STABILITY = "stability"
 LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
 BOOKKEEPING = frozenset({"dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise",
-                         "time_s", "unet_calls", "reference", "run"})
+                         "time_s", "unet_calls", "reference", "run", "norm_ratio", "nfe"})
+RATE_COLUMNS = ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high"]
+# Names a setting column may not take (results and table columns): such keys keep their dotted name.
+RESERVED = BOOKKEEPING | set(RATE_COLUMNS) | set(METRIC_LABELS) | {"average", "comparison"}
 Z_95 = 1.959963984540054
 
 
-def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    """results.csv of every run, stacked, with a `run` column (pairs are only formed within one run)."""
+def load_runs(run_dirs: Sequence[Path], settings: SweepSettings | None = None) -> pd.DataFrame:
+    """results.csv of every run, stacked, with a `run` column (pairs are only formed within one run) and, with
+    `settings`, the runs' setting columns after it."""
     if not run_dirs:
         raise NoiseExpError("the report needs at least one run folder")
     frames = []
     for run_dir in run_dirs:
         frame = read_results(Path(run_dir))
         frame.insert(0, "run", str(Path(run_dir)))
+        if settings is not None:
+            settings.add_columns(frame, Path(run_dir))
         frames.append(frame)
     merged = pd.concat(frames, ignore_index=True)
     if "dataset" not in merged.columns:
@@ -43,10 +56,46 @@ def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
     return merged
 
 
+@dataclass
+class Sweep:
+    """The stacked results of some runs; `columns` are the setting columns the tables split by (none when
+    pooled), `settings` all of the runs' setting columns."""
+
+    frame: pd.DataFrame
+    settings: SweepSettings
+    columns: tuple[str, ...]
+
+
+def load_sweep(run_dirs: Sequence[Path], pool: bool = False) -> Sweep:
+    """load_runs with the runs' setting columns; unless `pool`, each (setting, dataset, prompt_id, variant) must
+    appear once (else NoiseExpError naming the runs)."""
+    settings = sweep_settings(run_dirs, RESERVED)
+    frame = load_runs(run_dirs, settings)
+    if pool:
+        return Sweep(frame, settings, ())
+    check_unique_prompts(frame, settings.columns)
+    return Sweep(frame, settings, settings.columns)
+
+
+def groups(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """(values, rows) per distinct combination of `columns`, settings in natural order (`5` before `10`), other
+    columns (dataset) in order of appearance; no columns: one group of all rows."""
+    if not columns:
+        return [({}, frame)]
+    parts = [(dict(zip(columns, key)), part) for key, part in frame.groupby(list(columns), sort=False, dropna=False)]
+    parts.sort(key=lambda item: tuple(natural_key(item[0][c]) for c in columns if c != "dataset"))
+    return parts
+
+
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """Scorer columns: the paper's four first, then any other numeric non-bookkeeping column."""
     numeric = [c for c in frame.columns if c not in BOOKKEEPING and pd.api.types.is_numeric_dtype(frame[c])]
     return [m for m in PAPER_METRICS if m in numeric] + sorted(m for m in numeric if m not in PAPER_METRICS)
+
+
+def measured_columns(frame: pd.DataFrame) -> list[str]:
+    """What the tables report: the scorer columns, then `stability` (in every results.csv)."""
+    return metric_columns(frame) + ([STABILITY] if STABILITY in frame.columns else [])
 
 
 def _variants(frame: pd.DataFrame) -> list[str]:
@@ -54,21 +103,20 @@ def _variants(frame: pd.DataFrame) -> list[str]:
     return [v for v in VARIANT_ORDER if v in present] + [v for v in present if v not in VARIANT_ORDER]
 
 
-def mean_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, variant): the mean of each metric over prompts, plus `average` of the paper's
-    four metrics when all four are present (the paper's Average column)."""
-    metrics = metric_columns(frame)
+def mean_table(frame: pd.DataFrame, settings: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per (setting columns..., dataset, variant): the mean of each metric over prompts, `average` of the
+    paper's four metrics when all four are present (the paper's Average column), and mean `stability`."""
+    metrics, measured = metric_columns(frame), measured_columns(frame)
     rows = []
-    for dataset in dict.fromkeys(frame["dataset"]):
-        subset = frame[frame["dataset"] == dataset]
+    for values, subset in groups(frame, [*settings, "dataset"]):
         for variant in _variants(subset):
             part = subset[subset["variant"] == variant]
-            row = {"dataset": dataset, "variant": variant, "n": int(len(part))}
-            row.update({metric: float(part[metric].mean()) for metric in metrics})
+            row = {**values, "variant": variant, "n": int(len(part))}
+            row.update({metric: float(part[metric].mean()) for metric in measured})
             rows.append(row)
-    table = pd.DataFrame(rows)
-    if all(metric in metrics for metric in PAPER_METRICS) and len(table):
-        table["average"] = table[list(PAPER_METRICS)].mean(axis=1)
+    table = pd.DataFrame(rows, columns=[*settings, "dataset", "variant", "n", *measured])
+    if all(metric in metrics for metric in PAPER_METRICS):
+        table.insert(len(settings) + 3 + len(metrics), "average", table[list(PAPER_METRICS)].mean(axis=1))
     return table
 
 
@@ -94,14 +142,14 @@ def paired_scores(frame: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFr
     return left.merge(right, on=keys, suffixes=("_a", "_b")).rename(columns={f"{metric}_a": "a", f"{metric}_b": "b"})
 
 
-def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS) -> pd.DataFrame:
-    """Per dataset, comparison and metric: the share of prompts on which A beats B (ties half; for LPIPS lower
-    wins), with a 95% Wilson interval."""
+def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
+                  settings: Sequence[str] = ()) -> pd.DataFrame:
+    """Per (setting columns..., dataset), comparison and metric (the evaluators', then `stability`): the share of
+    prompts on which A beats B (ties half; for LPIPS lower wins), with a 95% Wilson interval."""
     rows = []
-    present = set(frame["variant"].astype(str))
-    metrics = metric_columns(frame)
-    for dataset in dict.fromkeys(frame["dataset"]):
-        subset = frame[frame["dataset"] == dataset]
+    metrics = measured_columns(frame)
+    for values, subset in groups(frame, [*settings, "dataset"]):
+        present = set(subset["variant"].astype(str))
         for a, b in comparisons:
             if a not in present or b not in present:
                 continue
@@ -114,19 +162,19 @@ def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = 
                 n = int(len(difference))
                 rate = (wins + 0.5 * ties) / n if n else math.nan
                 low, high = wilson_interval(wins + 0.5 * ties, n)
-                rows.append({"dataset": dataset, "a": a, "b": b, "metric": metric, "n": n, "wins": wins,
-                             "ties": ties, "losses": n - wins - ties, "win_rate": rate, "ci_low": low,
-                             "ci_high": high})
-    columns = ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high"]
-    return pd.DataFrame(rows, columns=columns)
+                rows.append({**values, "a": a, "b": b, "metric": metric, "n": n, "wins": wins, "ties": ties,
+                             "losses": n - wins - ties, "win_rate": rate, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=[*settings, *RATE_COLUMNS])
 
 
-def paper_layout(means: pd.DataFrame) -> pd.DataFrame:
-    """The means in the paper's layout: Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | Average."""
-    metrics = [c for c in means.columns if c not in {"dataset", "variant", "n", "average"}]
-    table = pd.DataFrame({"Dataset": means["dataset"],
-                          "Noise": [VARIANT_LABELS.get(v, v) for v in means["variant"]]})
-    for metric in metrics + (["average"] if "average" in means.columns else []):
+def paper_layout(means: pd.DataFrame, settings: Sequence[str] = ()) -> pd.DataFrame:
+    """The means in the paper's layout, after the setting columns:
+    Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | Average | Stability."""
+    measured = [c for c in means.columns if c not in {*settings, "dataset", "variant", "n"}]
+    table = means[list(settings)].copy()
+    table["Dataset"] = means["dataset"].to_numpy()
+    table["Noise"] = [VARIANT_LABELS.get(v, v) for v in means["variant"]]
+    for metric in measured:
         label = "Average" if metric == "average" else METRIC_LABELS.get(metric, metric)
         if metric in LOWER_IS_BETTER:
             label += " ↓"

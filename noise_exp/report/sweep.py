@@ -1,0 +1,175 @@
+"""The settings of a sweep: which result-determining config keys differ between its runs, as table columns.
+
+Every Hydra job keeps the overrides it was started with (`.hydra/overrides.yaml`) and its composed config
+(`.hydra/config.yaml`, group choices in `.hydra/hydra.yaml`). A key overridden in any job that determines results
+(`noise_exp.settings.is_result_key`: not a shard, evaluator, logger or launcher key) is looked up in every job, from
+its overrides or else its composed config, so `model.num_steps=5` in one job and the default in another still
+separate. Keys with one value in all jobs are no columns, nor are dataset keys that only repeat the dataset name
+(`dataset=pickapic,drawbench`: the tables split by dataset anyway). A column is named by the key's last dotted segment
+(`model.num_steps` -> `num_steps`), or by the whole key when two keys share it or it names a table column.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Collection, Mapping, Sequence
+
+import pandas as pd
+import yaml
+
+from noise_exp.errors import NoiseExpError
+from noise_exp.settings import flatten, is_result_key, override_key
+
+UNSET = "-"  # the value of a key a job neither overrides nor has in its config (or a run without `.hydra/`)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Setting columns of a sweep: `keys` maps each column to its dotted config key (in column order), `values`
+    maps each run folder to its value per column (canonical strings: `100.0` and `100` are both `100`)."""
+
+    keys: dict[str, str]
+    values: dict[Path, dict[str, str]]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.keys)
+
+    def add_columns(self, frame: pd.DataFrame, run_dir: Path, position: int = 1) -> pd.DataFrame:
+        """Insert this run's setting columns into its results frame (in place, from `position` on)."""
+        for offset, (column, value) in enumerate(self.values[Path(run_dir)].items()):
+            frame.insert(position + offset, column, value)
+        return frame
+
+
+def canonical(value: Any) -> str:
+    """A config value as a comparable string: numbers without a spurious `.0`, booleans and null in YAML spelling."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return canonical(float(text)) if text.lower() not in {"nan", "inf", "-inf", "infinity"} else text
+        except ValueError:
+            pass
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+        return parsed if isinstance(parsed, str) else canonical(parsed)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        number = float(value)
+        whole = math.isfinite(number) and number.is_integer() and abs(number) < 1e15
+        return str(int(number)) if whole else repr(number)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise NoiseExpError(f"{path} is not readable YAML ({type(err).__name__}); restore it from the job's "
+                            f"output or remove the run from the sweep") from None
+
+
+@dataclass(frozen=True)
+class _Job:
+    overrides: dict[str, str]  # result keys this job overrode -> the override's value text
+    config: dict[str, Any]     # the composed config, flattened to dotted keys
+    choices: dict[str, Any]    # config group choices (`model` -> `tiny_sd`)
+
+    def value(self, key: str) -> str:
+        """The job's value of `key`: the composed config's leaf, else its group choice, else its override."""
+        if key in self.config:
+            return canonical(self.config[key])
+        if key in self.choices:
+            return canonical(self.choices[key])
+        return canonical(self.overrides[key]) if key in self.overrides else UNSET
+
+
+def _read_job(run_dir: Path) -> _Job:
+    hydra_dir = Path(run_dir) / ".hydra"
+    listed = _read_yaml(hydra_dir / "overrides.yaml") or []
+    if not isinstance(listed, list):
+        raise NoiseExpError(f"{hydra_dir / 'overrides.yaml'} is not a list of overrides")
+    overrides = {}
+    for override in map(str, listed):
+        key = override_key(override)
+        if is_result_key(key):
+            overrides[key] = UNSET if override.lstrip().startswith("~") else override.partition("=")[2]
+    config = _read_yaml(hydra_dir / "config.yaml")
+    hydra_node = _read_yaml(hydra_dir / "hydra.yaml") or {}
+    choices = ((hydra_node.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    return _Job(overrides, flatten(config) if isinstance(config, Mapping) else {},
+                {str(k).replace("/", "."): v for k, v in choices.items()})
+
+
+def column_names(keys: Sequence[str], reserved: Collection[str] = ()) -> dict[str, str]:
+    """{column: key}: the last dotted segment, or the whole key when that is shared by two keys or reserved
+    (a results or table column); `setting.<key>` when the whole key is reserved too (e.g. the `dataset` group)."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    names = {}
+    for key, short in zip(keys, last):
+        name = short if last.count(short) == 1 and short not in reserved else key
+        names[name if name not in reserved else f"setting.{key}"] = key
+    return names
+
+
+def _renames_dataset(key: str, values: Sequence[str], dataset_names: Sequence[str]) -> bool:
+    """A dataset key whose values match the jobs' dataset names one to one (`dataset=pickapic,drawbench`) only
+    repeats the results' `dataset` column."""
+    if key != "dataset" and not key.startswith("dataset."):
+        return False
+    pairs = set(zip(values, dataset_names))
+    return len(pairs) == len(set(values)) == len(set(dataset_names))
+
+
+def sweep_settings(run_dirs: Sequence[Path], reserved: Collection[str] = ()) -> SweepSettings:
+    """The setting columns of these runs: result keys overridden in any job whose values differ between jobs."""
+    run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    jobs = {run_dir: _read_job(run_dir) for run_dir in run_dirs}
+    swept = list(dict.fromkeys(key for job in jobs.values() for key in job.overrides))
+    values = {run_dir: {key: job.value(key) for key in swept} for run_dir, job in jobs.items()}
+    names = [job.value("dataset.name") for job in jobs.values()]
+    varying = [key for key in swept if len({row[key] for row in values.values()}) > 1
+               and not _renames_dataset(key, [row[key] for row in values.values()], names)]
+    keys = column_names(varying, reserved)
+    return SweepSettings(keys, {run_dir: {column: row[key] for column, key in keys.items()}
+                                for run_dir, row in values.items()})
+
+
+def describe(frame_row: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """`num_steps=5 lr=10` for a row holding these setting columns ("all runs" without columns)."""
+    return " ".join(f"{column}={frame_row[column]}" for column in columns) or "all runs"
+
+
+def natural_key(value: Any) -> tuple:
+    """Sort setting values as numbers when they are numbers (`5` before `10`), else as text."""
+    try:
+        return 0, float(value), ""
+    except (TypeError, ValueError):
+        return 1, 0.0, str(value)
+
+
+def check_unique_prompts(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Each (setting, dataset, prompt_id, variant) must come from one row of one run: overlapping shards or a
+    setting run twice would count prompts twice. Raises one line naming the runs."""
+    keys = [*columns, *(["dataset"] if "dataset" in frame.columns else []), "prompt_id", "variant"]
+    repeated = frame[frame.duplicated(keys, keep=False)]
+    if repeated.empty:
+        return
+    first = repeated.iloc[0]
+    same = repeated[(repeated[keys] == first[keys]).all(axis=1)]
+    runs = list(dict.fromkeys(map(str, same["run"])))
+    times = "twice" if len(same) == 2 else f"{len(same)} times"
+    where = f"dataset {first['dataset']} " if "dataset" in frame.columns else ""
+    raise NoiseExpError(
+        f"{where}prompt {first['prompt_id']} (variant {first['variant']}) appears {times} for the setting "
+        f"'{describe(first, columns)}', in run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: the runs overlap; "
+        f"remove the repeated run or pass --pool to pool them anyway")
