@@ -22,7 +22,8 @@ from PIL import Image
 from noise_exp.data.prompts import Prompt
 from noise_exp.methods.method import MethodOutput
 
-RESULT_COLUMNS = ["dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise", "time_s", "unet_calls"]
+RESULT_COLUMNS = ["dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise", "time_s", "unet_calls",
+                  "norm_ratio"]
 SELECTION_COLUMNS = ["prompt_id", "seed", "stability"]
 TRACE_COLUMNS = ["prompt_id", "step", "stability", "lr"]
 
@@ -109,7 +110,7 @@ class RunStore:
                 atomic_write_bytes(self.run_dir / noise_rel, buffer.getvalue())
             variants.append({"variant": variant.name, "seed": variant.seed, "stability": variant.stability,
                              "image": image_rel, "noise": noise_rel, "time_s": round(variant.time_s, 4),
-                             "unet_calls": variant.unet_calls})
+                             "unet_calls": variant.unet_calls, "norm_ratio": variant.norm_ratio})
         record = {"prompt_id": prompt.id, "prompt": prompt.text, "dataset": prompt.dataset, "meta": prompt.meta,
                   "variants": variants, "selection_scores": output.selection_scores, "trace": output.trace}
         atomic_write_bytes(self.record_path(prompt.id), json.dumps(record).encode("utf-8"))

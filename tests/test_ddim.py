@@ -22,15 +22,15 @@ def test_inversion_step_is_the_exact_inverse_of_the_denoise_step_for_fixed_noise
         assert torch.allclose(ddim_inversion_step(x_prev, eps, alpha_prev, alpha_t), expected, atol=1e-10)
 
 
-def _drive_inverse_scheduler(model, cond, latents):
-    """DDIM inversion with diffusers' DDIMInverseScheduler, driven through the same UNet."""
+def drive_inverse_scheduler(model, cond, latents, timestep_cond=None):
+    """DDIM inversion with diffusers' DDIMInverseScheduler, driven through the same UNet (no CFG)."""
     inverse = DDIMInverseScheduler.from_config(model.pipe.scheduler.config)
     inverse.set_timesteps(model.num_steps)
     sample = latents.clone()
     kwargs = model._unet_conditioning(cond, sample.shape[0], guided=False)
     with torch.no_grad():
         for t in inverse.timesteps:
-            output = model.unet(sample, t, return_dict=False, **kwargs)[0]
+            output = model.unet(sample, t, timestep_cond=timestep_cond, return_dict=False, **kwargs)[0]
             sample = inverse.step(output, t, sample).prev_sample
     return sample
 
@@ -42,7 +42,7 @@ def test_inversion_matches_diffusers_ddim_inverse_scheduler_leading(tiny_sdxl, n
     cond = model.encode_prompt("a photo of a cat")
     latents = model.denoise(model.draw_noise([0, 1]), cond)
     ours = model.invert(latents, cond)
-    theirs = _drive_inverse_scheduler(model, cond, latents)
+    theirs = drive_inverse_scheduler(model, cond, latents)
     rel = (ours - theirs).norm() / theirs.norm()
     assert rel <= 1e-4, rel
 
@@ -90,17 +90,6 @@ def test_diffusers_inverse_scheduler_has_a_gap_with_trailing_spacing_that_we_avo
     their_from_levels = [int(t) - 1000 // 3 for t in inverse.timesteps][1:]
     true_previous = [int(t) for t in inverse.timesteps][:-1]
     assert their_from_levels != true_previous
-
-
-@pytest.mark.parametrize("kind,guidance", [("tiny_sdxl", 5.0), ("tiny_sdxl", 0.0), ("tiny_sd", 7.5)])
-def test_denoise_reproduces_the_diffusers_pipeline_latents(kind, guidance):
-    model = instantiate(compose_cfg([f"model={kind}", f"model.guidance_scale={guidance}"]).model)
-    prompt = "a small house by a lake"
-    ours = model.denoise(model.draw_noise([7]), model.encode_prompt(prompt))
-    pipe_latents = model.pipe(prompt, num_inference_steps=model.num_steps, guidance_scale=guidance, height=model.height,
-                              width=model.width, generator=torch.Generator("cpu").manual_seed(7), output_type="latent").images
-    rel = (ours - pipe_latents).norm() / pipe_latents.norm()
-    assert rel < 1e-5, rel
 
 
 def test_draw_noise_is_what_the_pipeline_draws_for_each_seed(tiny_sdxl):

@@ -5,10 +5,12 @@ writing files happens in `noise_exp.results`, never here.
 """
 from __future__ import annotations
 
+import inspect
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -23,6 +25,50 @@ VARIANTS = ("stable", "unstable", "original", "optimized", "baseline")
 Progress = Callable[[str], None]
 
 
+def integer_param(key: str, value: Any, minimum: int) -> int:
+    """`value` as an int >= minimum (100.0 counts as 100), or a one-line error naming the config key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise NoiseExpError(f"{key} must be an integer, got {value!r}")
+    if value < minimum:
+        raise NoiseExpError(f"{key} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def real_param(key: str, value: Any, minimum: float, below: float = math.inf) -> float:
+    """`value` as a finite float in [minimum, below), or a one-line error naming the config key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise NoiseExpError(f"{key} must be a finite number, got {value!r}")
+    if not minimum <= value < below:
+        bound = f"in [{minimum}, {below})" if math.isfinite(below) else f">= {minimum}"
+        raise NoiseExpError(f"{key} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def flag_param(key: str, value: Any) -> bool:
+    """`value` if it is true or false, or a one-line error naming the config key."""
+    if not isinstance(value, bool):
+        raise NoiseExpError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def choice_param(key: str, value: Any, choices: Sequence[str]) -> str:
+    """`value` if it is one of `choices`, or a one-line error naming the config key."""
+    if value not in choices:
+        raise NoiseExpError(f"unknown {key} {value!r}; choose {' or '.join(choices)}")
+    return value
+
+
+def nested_params(key: str, given: Any, cls: type, excluded: Sequence[str]) -> dict[str, Any]:
+    """A nested config dict (e.g. method.selection) checked against `cls`'s parameters, minus `excluded`."""
+    if not isinstance(given, Mapping):
+        raise NoiseExpError(f"{key} must be a mapping of parameters, got {given!r}")
+    known = [name for name in inspect.signature(cls).parameters if name not in (*excluded, "config_key")]
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        raise NoiseExpError(f"unknown key(s) {', '.join(f'{key}.{name}' for name in unknown)}; known: {', '.join(known)}")
+    return dict(given)
+
+
 @dataclass
 class Variant:
     name: str
@@ -32,6 +78,7 @@ class Variant:
     latents: torch.Tensor  # [C, H, W] clean latents it denoises to
     time_s: float
     unet_calls: int
+    norm_ratio: float = 1.0  # |noise| / |the noise it started from|: 1 unless optimized
 
 
 @dataclass
@@ -48,13 +95,12 @@ class Method(ABC):
     variants: tuple[str, ...] = ()
     main_variant: str = ""  # the variant whose mean stability a sweeper optimises
 
-    def __init__(self, similarity: str = "cosine", seed_start: int = 0, num_seeds: int = 100) -> None:
-        if num_seeds < 1:
-            raise NoiseExpError(f"method.num_seeds must be >= 1, got {num_seeds}")
+    def __init__(self, similarity: str = "cosine", seed_start: int = 0, num_seeds: int = 100,
+                 config_key: str = "method") -> None:
         self.similarity_name = similarity
         self.similarity = get_similarity(similarity)
-        self.seed_start = int(seed_start)
-        self.num_seeds = int(num_seeds)
+        self.seed_start = integer_param(f"{config_key}.seed_start", seed_start, 0)
+        self.num_seeds = integer_param(f"{config_key}.num_seeds", num_seeds, 1)
 
     def prompt_seed(self, prompt_index: int) -> int:
         """The one seed a single-noise method uses for the i-th prompt: seed_start + i mod K (paper: 0..99)."""
@@ -73,12 +119,10 @@ class NoiseSelection(Method):
     main_variant = "stable"
 
     def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",
-                 seeds_per_prompt: bool = False) -> None:
-        super().__init__(similarity, seed_start, num_seeds)
-        if batch_size < 1:
-            raise NoiseExpError(f"method.batch_size must be >= 1, got {batch_size}")
-        self.batch_size = int(batch_size)
-        self.seeds_per_prompt = bool(seeds_per_prompt)
+                 seeds_per_prompt: bool = False, config_key: str = "method") -> None:
+        super().__init__(similarity, seed_start, num_seeds, config_key)
+        self.batch_size = integer_param(f"{config_key}.batch_size", batch_size, 1)
+        self.seeds_per_prompt = flag_param(f"{config_key}.seeds_per_prompt", seeds_per_prompt)
 
     def candidate_seeds(self, prompt_index: int) -> range:
         """Seeds seed_start .. seed_start+K-1 for every prompt (the paper), or a disjoint block of K per prompt id
@@ -115,14 +159,16 @@ class NoiseOptimization(Method):
 
     def __init__(self, steps: int = 100, lr: float = 100.0, momentum: float = 0.5, lr_schedule: str = "cosine",
                  optimizer: str = "sgd", keep_best: bool = False, early_stop_tol: float | None = None,
-                 seed_start: int = 0, num_seeds: int = 100, similarity: str = "cosine") -> None:
-        super().__init__(similarity, seed_start, num_seeds)
-        self.config = OptimizationConfig(int(steps), float(lr), float(momentum), lr_schedule, optimizer, bool(keep_best),
-                                         None if early_stop_tol is None else float(early_stop_tol))
-        if lr_schedule not in ("cosine", "constant"):
-            raise NoiseExpError(f"unknown method.lr_schedule {lr_schedule!r}; choose cosine or constant")
-        if optimizer not in ("sgd", "adam"):
-            raise NoiseExpError(f"unknown method.optimizer {optimizer!r}; choose sgd or adam")
+                 seed_start: int = 0, num_seeds: int = 100, similarity: str = "cosine", config_key: str = "method") -> None:
+        super().__init__(similarity, seed_start, num_seeds, config_key)
+        self.config = OptimizationConfig(
+            steps=integer_param(f"{config_key}.steps", steps, 0),
+            lr=real_param(f"{config_key}.lr", lr, 0.0),
+            momentum=real_param(f"{config_key}.momentum", momentum, 0.0, below=1.0),
+            lr_schedule=choice_param(f"{config_key}.lr_schedule", lr_schedule, ("cosine", "constant")),
+            optimizer=choice_param(f"{config_key}.optimizer", optimizer, ("sgd", "adam")),
+            keep_best=flag_param(f"{config_key}.keep_best", keep_best),
+            early_stop_tol=None if early_stop_tol is None else real_param(f"{config_key}.early_stop_tol", early_stop_tol, 0.0))
 
     def optimize(self, model: NoiseModel, cond: Conditioning, seed: int, noise: torch.Tensor,
                  progress: Progress | None = None) -> tuple[OptimizationResult, float]:
@@ -142,7 +188,7 @@ class NoiseOptimization(Method):
             Variant("original", seed, float(result.original_stability[0]), result.original_noise[0], result.original_latents[0],
                     seconds / (result.steps_run + 1), calls),
             Variant("optimized", seed, float(result.optimized_stability[0]), result.optimized_noise[0],
-                    result.optimized_latents[0], seconds, (result.steps_run + 1) * calls),
+                    result.optimized_latents[0], seconds, (result.steps_run + 1) * calls, float(result.norm_ratio[0])),
         ]
         return MethodOutput(variants=variants, trace=_trace_rows(result))
 
@@ -154,9 +200,13 @@ class SelectThenOptimize(Method):
     variants = ("stable", "unstable", "optimized")
     main_variant = "optimized"
 
-    def __init__(self, selection: dict, optimization: dict, similarity: str = "cosine") -> None:
-        self.selection = NoiseSelection(**selection, similarity=similarity)
-        self.optimization = NoiseOptimization(**optimization, similarity=similarity)
+    def __init__(self, selection: Mapping[str, Any], optimization: Mapping[str, Any], similarity: str = "cosine") -> None:
+        self.selection = NoiseSelection(**nested_params("method.selection", selection, NoiseSelection, ["similarity"]),
+                                        similarity=similarity, config_key="method.selection")
+        # the optimization starts from the selected noise, so it has no seeds of its own
+        self.optimization = NoiseOptimization(
+            **nested_params("method.optimization", optimization, NoiseOptimization, ["similarity", "seed_start", "num_seeds"]),
+            similarity=similarity, config_key="method.optimization")
         super().__init__(similarity, self.selection.seed_start, self.selection.num_seeds)
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
@@ -167,7 +217,8 @@ class SelectThenOptimize(Method):
         variants = _selection_variants(selected, select_s, select_calls)
         variants.append(Variant("optimized", stable.seed, float(optimized.optimized_stability[0]), optimized.optimized_noise[0],
                                 optimized.optimized_latents[0], select_s + optimize_s,
-                                select_calls + (optimized.steps_run + 1) * model.unet_calls_per_roundtrip))
+                                select_calls + (optimized.steps_run + 1) * model.unet_calls_per_roundtrip,
+                                float(optimized.norm_ratio[0])))
         return MethodOutput(variants=variants, selection_scores=list(zip(selected.seeds, selected.scores.tolist())),
                             trace=_trace_rows(optimized))
 

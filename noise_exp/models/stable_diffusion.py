@@ -77,6 +77,7 @@ class DDIMLatentModel(NoiseModel):
             raise NoiseExpError(f"model.num_steps must be in 1..{self.scheduler.config.num_train_timesteps}, got {num_steps}")
         self.schedule: DDIMSchedule = ddim_schedule(self.scheduler, self.num_steps)
         self._timesteps = self.schedule.timesteps.to(self.device)
+        self._guidance_embeddings: dict[tuple[float, int], torch.Tensor] = {}
         self.latent_shape = (pipe.unet.config.in_channels, self.height // pipe.vae_scale_factor,
                              self.width // pipe.vae_scale_factor)
 
@@ -181,12 +182,24 @@ class DDIMLatentModel(NoiseModel):
             model_input = torch.cat([model_input, model_input])
         if (batch, guided) not in cond.batched:
             cond.batched[(batch, guided)] = self._unet_conditioning(cond, batch, guided)
-        output = self.unet(model_input, self._timesteps[step], return_dict=False,
-                           **cond.batched[(batch, guided)])[0].to(torch.float32)
+        output = self.unet(model_input, self._timesteps[step], timestep_cond=self._guidance_embedding(guidance_scale, batch),
+                           return_dict=False, **cond.batched[(batch, guided)])[0].to(torch.float32)
         if guided:
             uncond, text = output.chunk(2)
             output = uncond + guidance_scale * (text - uncond)
         return output
+
+    def _guidance_embedding(self, guidance_scale: float, batch: int) -> torch.Tensor | None:
+        """Guidance-distilled (LCM-style) UNets, time_cond_proj_dim set, take w as the embedding of w - 1 in place
+        of a CFG batch: what their diffusers pipelines pass as `timestep_cond`. None for every other UNet."""
+        dim = self.unet.config.time_cond_proj_dim
+        if dim is None:
+            return None
+        if (guidance_scale, batch) not in self._guidance_embeddings:
+            w = torch.tensor(guidance_scale - 1).repeat(batch)
+            self._guidance_embeddings[(guidance_scale, batch)] = self.pipe.get_guidance_scale_embedding(
+                w, embedding_dim=dim).to(self.device, self.dtype)
+        return self._guidance_embeddings[(guidance_scale, batch)]
 
     @staticmethod
     def _stack(cond: Conditioning, key: str, batch: int, guided: bool) -> torch.Tensor:

@@ -40,6 +40,7 @@ class TinyPipelineBuilder:
     seed: int = 0
     sample_size: int = 16
     hidden_size: int = 32
+    time_cond_proj_dim: int | None = None  # set: a guidance-distilled (LCM-style) UNet that embeds w instead of CFG
 
     def __call__(self, out_dir: Path) -> Path:
         return save_pipeline_atomically(self.build(), out_dir)
@@ -65,7 +66,7 @@ class TinyPipelineBuilder:
                             up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=32,
                             sample_size=self.sample_size * 8)
         unet_common = dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=self.sample_size,
-                           in_channels=4, out_channels=4, norm_num_groups=32,
+                           in_channels=4, out_channels=4, norm_num_groups=32, time_cond_proj_dim=self.time_cond_proj_dim,
                            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
         if self.kind == "sdxl":
