@@ -11,7 +11,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from evaluators.base import to_rgb
-from evaluators.weights import cached
+from evaluators.weights import cached, first_line, read_checkpoint
 from noise_exp.errors import NoiseExpError
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -44,9 +44,9 @@ def load_open_clip(arch: str, checkpoint: Path, device: torch.device, dtype: tor
             raise NoiseExpError(f"unknown open_clip architecture {arch!r}: {error}") from None
         try:
             open_clip.load_checkpoint(model, str(checkpoint), strict=True)
-        except RuntimeError as error:
-            first = str(error).splitlines()[0]
-            raise NoiseExpError(f"checkpoint {checkpoint} does not fit open_clip {name}: {first}") from None
+        except Exception as error:
+            read_checkpoint(checkpoint)  # a corrupt file raises its own error; reading it twice only on failure
+            raise NoiseExpError(f"checkpoint {checkpoint} does not fit open_clip {name}: {first_line(error)}") from None
         model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
         return model, open_clip.get_tokenizer(name)
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from evaluators import _openclip
 from evaluators.base import Evaluator
-from evaluators.weights import cached, resolve
+from evaluators.weights import cached, first_line, read_checkpoint, resolve
 from noise_exp.errors import NoiseExpError
 
 MLP_URL = ("https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
@@ -44,12 +44,14 @@ class AestheticMLP(nn.Module):
 
 def load_aesthetic_mlp(path: Path, device: torch.device) -> AestheticMLP:
     def load():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        state = read_checkpoint(path)
         if "layers.0.weight" not in state:
             raise NoiseExpError(f"{path} is not an aesthetic-predictor MLP checkpoint (no layers.0.weight)")
         mlp = AestheticMLP(state["layers.0.weight"].shape[1])
-        mlp.load_state_dict(state, strict=True)
+        try:
+            mlp.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise NoiseExpError(f"{path} does not fit the aesthetic-predictor MLP: {first_line(error)}") from None
         return mlp.to(device).eval().requires_grad_(False)
 
     return cached(("aes_mlp", str(path), str(device)), load)
@@ -64,7 +66,7 @@ class AES(Evaluator):
         super().__init__(device, dtype, batch_size)
         self.mlp_checkpoint, self.clip_checkpoint, self.clip_arch = mlp_checkpoint, clip_checkpoint, clip_arch
 
-    def _models(self):
+    def _load(self):
         mlp_path = resolve(self.mlp_checkpoint, weight="the aesthetic predictor MLP (sac+logos+ava1-l14-linearMSE.pth)",
                            config_key="evaluator.aes.mlp_checkpoint", url=MLP_URL)
         clip_path = resolve(self.clip_checkpoint, weight="OpenAI CLIP ViT-L/14 (open_clip format)",
@@ -75,7 +77,7 @@ class AES(Evaluator):
     @torch.no_grad()
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
               references: Sequence[Image.Image] | None = None) -> torch.Tensor:
-        clip, mlp = self._models()
+        clip, mlp = self.load()
         scores = []
         for start in range(0, len(images), self.batch_size):
             embedding = _openclip.encode_images(clip, images[start:start + self.batch_size],

@@ -2,13 +2,14 @@
 
 `Evaluator.score(images, prompts=None, references=None)` returns one float per image as a 1-D float32 CPU
 tensor. Text-to-image scorers read `prompts`; reference-based scorers (LPIPS, SSIM, CLIP-S image mode) read
-`references`. Subclasses load their model lazily, once per process (see `evaluators.weights.cached`), and
+`references`. Subclasses load their model in `_load` (once per process, see `evaluators.weights.cached`);
+`build_evaluators` calls `load()`, so a missing or corrupt checkpoint stops a run before its first image. They
 score in batches of `batch_size` on `device` in `dtype`.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from PIL import Image
@@ -23,6 +24,7 @@ class Evaluator(ABC):
     higher_is_better: bool = True
     needs_prompts: bool = False
     needs_references: bool = False
+    _loaded: Any = None
 
     def __init__(self, device: str | None = None, dtype: str = "float32", batch_size: int = 16):
         self.device = resolve_device(device)
@@ -37,6 +39,16 @@ class Evaluator(ABC):
         references: Sequence[Image.Image] | None = None,
     ) -> torch.Tensor:
         """Score each image; returns a 1-D float32 tensor of len(images)."""
+
+    def load(self) -> Any:
+        """The scorer's model(s): weights resolved and loaded on the first call, then kept by this scorer."""
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    def _load(self) -> Any:
+        """Resolve and load the weights; scorers without weights load nothing."""
+        return None
 
     def _check_inputs(self, images, prompts, references) -> None:
         if self.needs_prompts and (prompts is None or len(prompts) != len(images)):

@@ -28,7 +28,7 @@ class CLIPScore(Evaluator):
         self.checkpoint, self.arch, self.scale = checkpoint, arch, float(scale)
         self.hub = tuple(hub_file) if hub_file else None
 
-    def _model(self):
+    def _load(self):
         path = resolve(self.checkpoint, weight=f"CLIP {self.arch}", config_key="evaluator.clip_s.checkpoint",
                        hub=self.hub)
         return _openclip.load_open_clip(self.arch, path, self.device, self.dtype)
@@ -41,7 +41,7 @@ class CLIPScore(Evaluator):
         paired = references if references is not None else prompts
         if len(paired) != len(images):
             raise NoiseExpError(f"clip_s needs one reference or prompt per image (got {len(paired)} for {len(images)})")
-        model, tokenizer = self._model()
+        model, tokenizer = self.load()
         scores = []
         encode = _openclip.resize_shortest_and_crop
         for start in range(0, len(images), self.batch_size):

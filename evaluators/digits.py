@@ -60,6 +60,9 @@ class DigitClassifier(Evaluator):
             raise NoiseExpError(f"evaluator.digit_classifier.C must be > 0, got {C}")
         self.C = float(C)
 
+    def _load(self):
+        return self.model
+
     @property
     def model(self):
         reference = real_digits("heldout")  # outside `fit`: the per-process cache's lock is not reentrant
@@ -96,12 +99,15 @@ class DigitRealism(Evaluator):
             raise NoiseExpError(f"evaluator.digit_realism.k must be >= 1, got {k}")
         self.k = int(k)
 
+    def _load(self) -> RealDigits:
+        return real_digits("heldout")
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
               references: Sequence[Image.Image] | None = None) -> torch.Tensor:
         digits = _requested_digits(prompts, len(images))
         if not images:
             return torch.zeros(0, dtype=torch.float32)
-        reference = real_digits("heldout")
+        reference = self.load()
         features = torch.as_tensor(images_to_digit_features(images), dtype=torch.float64)
         real = torch.as_tensor(reference.features, dtype=torch.float64)
         distances = torch.cdist(features, real)  # [N images, M real digits]

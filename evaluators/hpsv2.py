@@ -31,7 +31,7 @@ class HPSv2(Evaluator):
             raise NoiseExpError(f"evaluator.hpsv2.version={version} is not one of {sorted(CHECKPOINTS)}")
         self.version, self.checkpoint, self.arch, self.scale = version, checkpoint, arch, float(scale)
 
-    def _model(self):
+    def _load(self):
         path = resolve(self.checkpoint, weight=f"HPS {self.version} ({CHECKPOINTS[self.version]})",
                        config_key="evaluator.hpsv2.checkpoint", hub=(HUB_REPO, CHECKPOINTS[self.version]))
         return _openclip.load_open_clip(self.arch, path, self.device, self.dtype)
@@ -40,7 +40,7 @@ class HPSv2(Evaluator):
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
               references: Sequence[Image.Image] | None = None) -> torch.Tensor:
         self._check_inputs(images, prompts, references)
-        model, tokenizer = self._model()
+        model, tokenizer = self.load()
         scores = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]

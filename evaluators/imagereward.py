@@ -22,7 +22,7 @@ from torch import nn
 from evaluators import _openclip
 from evaluators.aes import AestheticMLP
 from evaluators.base import Evaluator
-from evaluators.weights import cached, resolve, resolve_dir
+from evaluators.weights import cached, read_checkpoint, resolve, resolve_dir
 from noise_exp.errors import NoiseExpError
 
 HUB_REPO = "THUDM/ImageReward"
@@ -259,7 +259,7 @@ class ImageReward(Evaluator):
         self.checkpoint, self.med_config, self.tokenizer_source = checkpoint, med_config, tokenizer
         self.vision_heads = int(vision_heads)
 
-    def _models(self):
+    def _load(self):
         checkpoint = resolve(self.checkpoint, weight="ImageReward v1.0 (ImageReward.pt)",
                              config_key="evaluator.imagereward.checkpoint", hub=(HUB_REPO, "ImageReward.pt"))
         med_config = resolve(self.med_config, weight="ImageReward med_config.json",
@@ -268,9 +268,11 @@ class ImageReward(Evaluator):
                                     config_key="evaluator.imagereward.tokenizer")
 
         def load():
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state)
-            model = build_from_state(state, json.loads(Path(med_config).read_text()), self.vision_heads)
+            try:
+                med = json.loads(Path(med_config).read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise NoiseExpError(f"cannot read {med_config}: not a JSON med_config ({error})") from None
+            model = build_from_state(read_checkpoint(checkpoint), med, self.vision_heads)
             model = model.to(self.device, self.dtype).eval().requires_grad_(False)
             return model, load_tokenizer(tokenizer_dir)
 
@@ -281,7 +283,7 @@ class ImageReward(Evaluator):
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
               references: Sequence[Image.Image] | None = None) -> torch.Tensor:
         self._check_inputs(images, prompts, references)
-        model, tokenizer = self._models()
+        model, tokenizer = self.load()
         size = model.blip.visual_encoder.image_size
         scores = []
         for start in range(0, len(images), self.batch_size):

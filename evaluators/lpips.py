@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from evaluators.base import Evaluator, to_rgb
-from evaluators.weights import cached, resolve
+from evaluators.weights import cached, first_line, read_checkpoint, resolve
 from noise_exp.errors import NoiseExpError
 
 BACKBONE_URLS = {
@@ -55,8 +55,10 @@ def load_lpips(net: str, backbone_weights, random_backbone: bool, device: torch.
             warnings.simplefilter("ignore", UserWarning)
             model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
         if path is not None:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.net.load_state_dict(backbone_state_to_lpips(state, model.net), strict=True)
+            try:
+                model.net.load_state_dict(backbone_state_to_lpips(read_checkpoint(path), model.net), strict=True)
+            except RuntimeError as error:
+                raise NoiseExpError(f"{path} does not fit the LPIPS {net} backbone: {first_line(error)}") from None
         return model.to(device).eval().requires_grad_(False)
 
     return cached(("lpips", net, str(path), str(device)), load)
@@ -99,10 +101,13 @@ class LPIPS(Evaluator):
         super().__init__(device, "float32", batch_size)  # lpips' layers are float32 only
         self.net, self.backbone_weights, self.random_backbone = net, backbone_weights, bool(random_backbone)
 
+    def _load(self):
+        return load_lpips(self.net, self.backbone_weights, self.random_backbone, self.device)
+
     @torch.no_grad()
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
               references: Sequence[Image.Image] | None = None) -> torch.Tensor:
         self._check_inputs(images, prompts, references)
-        model = load_lpips(self.net, self.backbone_weights, self.random_backbone, self.device)
+        model = self.load()
         return score_pairs(images, references, self.batch_size,
                            lambda first, second: model(first.to(self.device), second.to(self.device), normalize=True))

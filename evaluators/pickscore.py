@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from evaluators.base import Evaluator, to_rgb
-from evaluators.weights import cached, resolve_dir
+from evaluators.weights import cached, first_line, read_checkpoint, resolve_dir
 from noise_exp.errors import NoiseExpError
 
 
@@ -45,7 +45,7 @@ class PickScore(Evaluator):
         super().__init__(device, dtype, batch_size)
         self.model_source, self.processor_source = model, processor
 
-    def _models(self):
+    def _load(self):
         from transformers import AutoModel
 
         model_dir = resolve_dir(self.model_source, weight="PickScore_v1", config_key="evaluator.pickscore.model")
@@ -56,9 +56,11 @@ class PickScore(Evaluator):
             try:
                 model = AutoModel.from_pretrained(model_dir, local_files_only=True, dtype=self.dtype)
                 processor = load_processor(processor_dir)
-            except (OSError, ValueError) as error:
+            except Exception as error:
+                for weights in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
+                    read_checkpoint(weights)  # a corrupt file raises its own error, naming it
                 raise NoiseExpError(f"cannot load PickScore from {model_dir} / {processor_dir}: "
-                                    f"{str(error).splitlines()[0]}") from None
+                                    f"{first_line(error)}") from None
             return model.to(self.device).eval().requires_grad_(False), processor
 
         return cached(("pickscore", str(model_dir), str(processor_dir), str(self.device), self.dtype), load)
@@ -67,7 +69,7 @@ class PickScore(Evaluator):
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
               references: Sequence[Image.Image] | None = None) -> torch.Tensor:
         self._check_inputs(images, prompts, references)
-        model, processor = self._models()
+        model, processor = self.load()
         scores = []
         for start in range(0, len(images), self.batch_size):
             end = start + self.batch_size

@@ -119,6 +119,37 @@ def url_file(url: str, weight: str, config_key: str) -> Path:
     return target
 
 
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """`Type: first sentence of its message`, at most `limit` characters (torch's messages go on with advice)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0].split('. ')[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The state dict in a weights file: .safetensors, or a torch.save'd .pt/.pth/.bin loaded weights-only, also
+    when wrapped as `{'state_dict': ...}`. A file that cannot be read raises one line naming it."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated download, an HTML error page, another format: re-download it
+        raise NoiseExpError(f"cannot read evaluator weights {path}: file is corrupt or not a checkpoint "
+                            f"({first_line(error)})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        found = "an empty dict" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise NoiseExpError(f"cannot read evaluator weights {path}: it holds {found}, not a state dict")
+    return state
+
+
 def resolve(path: str | os.PathLike | None, *, weight: str, config_key: str,
             hub: tuple[str, str] | None = None, url: str | None = None) -> Path:
     """The configured local path if set, else the official source (hub repo+file, or URL)."""

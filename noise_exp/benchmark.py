@@ -6,7 +6,6 @@ optimization step against one generation + inversion, peak memory, and scaling w
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import resource
 import sys
@@ -17,6 +16,8 @@ from typing import Any, Callable
 
 import torch
 
+from noise_exp.cli import ArgumentParser
+from noise_exp.errors import exit_on_user_error
 from noise_exp.methods import NoiseOptimization, NoiseSelection
 
 
@@ -187,8 +188,9 @@ def _plot(rows: list[Row], path: Path) -> None:
     plt.close(fig)
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", default=[], help="Hydra overrides for the model, e.g. model=sdxl")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--K", type=int, default=16, help="candidates per selection")

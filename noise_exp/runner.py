@@ -151,13 +151,22 @@ def _score_and_report(cfg: DictConfig, run_dir: Path, tracker: RunLogger) -> Non
 
 
 def run_cli(cfg: DictConfig) -> float | None:
-    """Hydra task: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Hydra task: user errors become one line on stderr and exit code 2, never a traceback. In a sweep a user
+    error fails only its job: Hydra records it and runs the other jobs, and the entry names every failed job at
+    the end (noise_exp.sweep_callbacks); Ctrl-C still stops the whole sweep."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+    from noise_exp.errors import RunInterrupted, config_error_message
+
+    hydra_cfg = HydraConfig.get()
     try:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        metrics = run_experiment(cfg, run_dir)
-    except NoiseExpError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        metrics = run_experiment(cfg, Path(hydra_cfg.runtime.output_dir))
+    except (NoiseExpError, MissingMandatoryValue, InterpolationResolutionError) as err:  # `???` unset, bad ${...}
+        error = err if isinstance(err, NoiseExpError) else NoiseExpError(config_error_message(err))
+        if hydra_cfg.mode == RunMode.MULTIRUN and not isinstance(error, RunInterrupted):
+            raise error from None
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(error.exit_code)
     return metrics["objective"]

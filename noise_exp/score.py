@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from noise_exp.config import CONF_DIR  # noqa: F401  (the conf/ folder, for callers and tests)
-from noise_exp.errors import NoiseExpError, exit_on_user_error
+from noise_exp.cli import ArgumentParser
+from noise_exp.errors import NoiseExpError, config_error_message, exit_on_user_error
+
 
 def compose_evaluators(overrides: Sequence[str]):
     """The `evaluator` group composed from conf/ with the given Hydra overrides (`evaluator=[...]` first)."""
@@ -24,7 +26,7 @@ def compose_evaluators(overrides: Sequence[str]):
     try:
         config = compose_config(overrides, config_name=None)
     except HydraException as error:
-        raise NoiseExpError(f"cannot compose evaluators: {str(error).splitlines()[0]}") from None
+        raise NoiseExpError(f"cannot compose evaluators: {config_error_message(error)}") from None
     group = config.get("evaluator")
     return OmegaConf.to_container(group, resolve=True) if group else {}
 
@@ -39,16 +41,24 @@ def evaluators_of_run(run_dir: Path):
     return OmegaConf.to_container(group, resolve=True) if group else {}
 
 
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m noise_exp.score", description=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("items", nargs="+", metavar="RUN_DIR | KEY=VALUE",
+                        help="run folders to score, and Hydra overrides of the evaluator group, e.g. "
+                             "evaluator=[hpsv2,aes] evaluator.hpsv2.checkpoint=/path/HPS_v2_compressed.pt")
+    return parser
+
+
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     from evaluators import build_evaluators
     from noise_exp.scoring import score_run
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    run_dirs = [Path(item) for item in argv if "=" not in item]
-    overrides = [item for item in argv if "=" in item]
+    items = _parser().parse_args(argv).items
+    run_dirs = [Path(item) for item in items if "=" not in item]
+    overrides = [item for item in items if "=" in item]
     if not run_dirs:
-        raise NoiseExpError("usage: python -m noise_exp.score <run_dir>... [evaluator=[hpsv2,aes,...]] [key=value...]")
+        raise NoiseExpError("no run folder given (see python -m noise_exp.score --help)")
     explicit = any(item.startswith(("evaluator=", "+evaluator=")) for item in overrides)
     shared = build_evaluators(compose_evaluators(overrides)) if explicit else None
     for run_dir in run_dirs:

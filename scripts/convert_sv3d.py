@@ -8,20 +8,20 @@ SV3D-U architecture, e.g. for the tiny test checkpoint.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import exit_on_user_error  # noqa: E402
 from noise_exp.models import sv3d_convert  # noqa: E402
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="sv3d_u.safetensors (or .ckpt)")
     parser.add_argument("--out", type=Path, help="folder to write unet/ vae/ image_encoder/ scheduler/ into")
     parser.add_argument("--dtype", default="float16", help="weights dtype on disk: float16 (default) or float32")

@@ -5,17 +5,19 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.data.orbit_fixture import make_orbit_fixture  # noqa: E402
+from noise_exp.errors import exit_on_user_error  # noqa: E402
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder to write <object>/<frame>.png into")
     parser.add_argument("--objects", type=int, default=3)
     parser.add_argument("--frames", type=int, default=84, help="renders per full turn")

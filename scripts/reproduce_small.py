@@ -21,7 +21,6 @@ prompts are skipped when the script is re-run with the same --out (the runner's 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from noise_exp.config import compose_config  # noqa: E402
-from noise_exp.errors import NoiseExpError  # noqa: E402
+from noise_exp.cli import ArgumentParser  # noqa: E402
+from noise_exp.errors import exit_on_user_error  # noqa: E402
 
 EVALUATORS = "evaluator=[digit_classifier,digit_realism]"
 METRICS = ("digit_classifier", "digit_realism", "stability")
@@ -91,8 +91,9 @@ def markdown(rows: list[dict]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "reproduce_small")
     parser.add_argument("--blocks", type=int, default=10, help="seed blocks for selection (10 prompts each; 0 skips)")
     parser.add_argument("--num-seeds", type=int, default=100, help="K, candidate seeds per selection")
@@ -107,31 +108,27 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = args.out.resolve()
     timings: dict[str, float] = {}
-    try:
-        start = time.perf_counter()
-        select_dirs = []
-        for block in range(args.blocks):
-            run_dir = out / "select" / f"seeds_{block * args.num_seeds}-{(block + 1) * args.num_seeds - 1}"
-            run([f"model.guidance_scale={args.select_guidance}", "method=select", "dataset.limit=10",
-                 f"method.num_seeds={args.num_seeds}", f"method.seed_start={block * args.num_seeds}",
-                 "method.batch_size=25"], run_dir)
-            select_dirs.append(run_dir)
-        timings["selection_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    select_dirs = []
+    for block in range(args.blocks):
+        run_dir = out / "select" / f"seeds_{block * args.num_seeds}-{(block + 1) * args.num_seeds - 1}"
+        run([f"model.guidance_scale={args.select_guidance}", "method=select", "dataset.limit=10",
+             f"method.num_seeds={args.num_seeds}", f"method.seed_start={block * args.num_seeds}",
+             "method.batch_size=25"], run_dir)
+        select_dirs.append(run_dir)
+    timings["selection_s"] = time.perf_counter() - start
 
-        start = time.perf_counter()
-        optimize_dir = out / "optimize"
-        if args.optimize_prompts:
-            run([f"model.guidance_scale={args.optimize_guidance}", "method=optimize",
-                 f"dataset.limit={args.optimize_prompts}", f"method.steps={args.steps}", f"method.lr={args.lr}"],
-                optimize_dir)
-        timings["optimization_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    optimize_dir = out / "optimize"
+    if args.optimize_prompts:
+        run([f"model.guidance_scale={args.optimize_guidance}", "method=optimize",
+             f"dataset.limit={args.optimize_prompts}", f"method.steps={args.steps}", f"method.lr={args.lr}"],
+            optimize_dir)
+    timings["optimization_s"] = time.perf_counter() - start
 
-        table1 = report(select_dirs, out / "report_select", [("stable", "unstable")]) if select_dirs else []
-        table2 = (report([optimize_dir], out / "report_optimize", [("optimized", "original")])
-                  if args.optimize_prompts else [])
-    except NoiseExpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    table1 = report(select_dirs, out / "report_select", [("stable", "unstable")]) if select_dirs else []
+    table2 = (report([optimize_dir], out / "report_optimize", [("optimized", "original")])
+              if args.optimize_prompts else [])
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "timings_s": {k: round(v, 1) for k, v in timings.items()}, "selection": table1, "optimization": table2}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

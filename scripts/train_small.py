@@ -7,7 +7,6 @@ Training is deterministic from the seed for a given thread count; the folder als
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -18,7 +17,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from noise_exp.errors import NoiseExpError  # noqa: E402
+from noise_exp.cli import ArgumentParser  # noqa: E402
+from noise_exp.errors import exit_on_user_error  # noqa: E402
 from noise_exp.models.digits import DigitsTrainingConfig, save_pipeline, train_pipeline  # noqa: E402
 
 
@@ -29,8 +29,9 @@ def configured_folder() -> Path:
     return Path(compose_config(["model=small_digits"]).model.pretrained)
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: model.pretrained)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the timing budget assumes 2)")
@@ -39,20 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
-        out = args.out or configured_folder()
-        if (out / "model_index.json").exists():
-            if not args.force:
-                print(f"{out} already exists; --force retrains it")
-                return 0
-            shutil.rmtree(out)
-        start = time.perf_counter()
-        config = DigitsTrainingConfig(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps)
-        pipe, record = train_pipeline(config, report=lambda line: print(line, flush=True))
-        save_pipeline(pipe, record, out)
-    except NoiseExpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    out = args.out or configured_folder()
+    if (out / "model_index.json").exists():
+        if not args.force:
+            print(f"{out} already exists; --force retrains it")
+            return 0
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    config = DigitsTrainingConfig(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps)
+    pipe, record = train_pipeline(config, report=lambda line: print(line, flush=True))
+    save_pipeline(pipe, record, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"trained in {time.perf_counter() - start:.0f}s on {args.threads} threads -> {out} ({size / 1e6:.2f} MB)")
     return 0

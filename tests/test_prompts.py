@@ -71,3 +71,43 @@ def test_missing_file_and_empty_selection():
         PromptSet("prompts", "/nonexistent/prompts.txt").load()
     with pytest.raises(NoiseExpError, match="no prompts"):
         load("drawbench", "dataset.offset=500")
+
+
+def test_prompt_path_that_is_a_directory_says_so(tmp_path):
+    with pytest.raises(NoiseExpError, match=r"is a directory; give a prompt file"):
+        PromptSet("prompts", str(tmp_path)).load()
+
+
+def test_missing_path_names_the_key_to_set():
+    with pytest.raises(NoiseExpError, match=r"set dataset\.path="):
+        PromptSet("prompts", None).load()
+
+
+@pytest.mark.parametrize("name,content", [
+    ("bom.csv", "prompt,extra\nfirst prompt,1\nsecond,2\n"),
+    ("bom.tsv", "prompt\textra\nfirst prompt\t1\nsecond\t2\n"),
+    ("bom.txt", "first prompt\nsecond\n"),
+    ("bom.jsonl", '{"prompt": "first prompt"}\n{"prompt": "second"}\n'),
+])
+def test_utf8_bom_is_not_part_of_the_header_or_first_prompt(tmp_path, name, content):
+    """Excel's "CSV UTF-8" and Notepad start the file with a byte-order mark."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode("utf-8"))
+    assert [p.text for p in PromptSet("prompts", str(path)).load()] == ["first prompt", "second"]
+
+
+@pytest.mark.parametrize("value,shown", [("null", "null"), ("42", "42"), ('["a", "b"]', '["a", "b"]'),
+                                         ("{}", "{}")])
+def test_jsonl_prompt_that_is_not_a_string_names_file_and_line(tmp_path, value, shown):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "fine"}\n\n{"prompt": %s}\n' % value)
+    with pytest.raises(NoiseExpError) as error:
+        PromptSet("prompts", str(path)).load()
+    assert str(error.value) == f"{path}:3: 'prompt' is {shown}, expected a string"
+
+
+def test_jsonl_line_without_the_prompt_field_names_file_and_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "fine"}\n{"text": "elsewhere"}\n')
+    with pytest.raises(NoiseExpError, match=rf"^{path}:2: no 'prompt' field$"):
+        PromptSet("prompts", str(path)).load()

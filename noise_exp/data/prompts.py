@@ -43,6 +43,8 @@ class PromptSet:
             raise NoiseExpError(f"dataset {self.name!r} has no file: set dataset.path=/path/to/prompts.txt|csv|jsonl "
                                 f"or prompt='...'")
         path = Path(self.path).expanduser()
+        if path.is_dir():
+            raise NoiseExpError(f"dataset.path={path} is a directory; give a prompt file (.txt, .csv, .tsv or .jsonl)")
         if not path.is_file():
             raise NoiseExpError(f"prompt file not found: {path} (set dataset.path)")
         rows = self._read(path)
@@ -72,7 +74,7 @@ class PromptSet:
     def _read(self, path: Path) -> list[dict[str, Any]]:
         suffix = path.suffix.lower()
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # -sig: a BOM (Excel's UTF-8 CSV) is not part of the text
         except UnicodeDecodeError as err:
             raise NoiseExpError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
         if suffix == ".txt":
@@ -88,8 +90,14 @@ class PromptSet:
                     raise NoiseExpError(f"{path}:{lineno}: malformed JSON line ({err.msg})") from None
                 if not isinstance(row, dict):
                     raise NoiseExpError(f"{path}:{lineno}: expected a JSON object per line")
+                if self.text_field not in row:
+                    raise NoiseExpError(f"{path}:{lineno}: no {self.text_field!r} field")
+                if not isinstance(row[self.text_field], str):
+                    value = json.dumps(row[self.text_field])
+                    value = value if len(value) <= 40 else value[:37] + "..."
+                    raise NoiseExpError(f"{path}:{lineno}: {self.text_field!r} is {value}, expected a string")
                 rows.append(row)
-            return self._check_field(rows, path)
+            return rows
         if suffix in (".csv", ".tsv"):
             return self._read_csv(text, path, "\t" if suffix == ".tsv" else ",")
         raise NoiseExpError(f"{path}: unsupported prompt file type {suffix!r}; use .txt (one prompt per line), .csv or .jsonl")
@@ -115,12 +123,6 @@ class PromptSet:
                 raise NoiseExpError(f"{path}:{lineno}: malformed CSV row: {len(record)} fields, header has {len(header)} "
                                     f"(quote prompts that contain '{delimiter}')")
             rows.append(dict(zip(header, record)))
-        return rows
-
-    def _check_field(self, rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
-        for i, row in enumerate(rows):
-            if self.text_field not in row:
-                raise NoiseExpError(f"{path}: row {i} has no {self.text_field!r} field")
         return rows
 
     def _prompt(self, index: int, row: dict[str, Any], path: Path) -> Prompt:

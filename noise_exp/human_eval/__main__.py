@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 
 TOKEN_ENV = "NOISE_EXP_HUMAN_EVAL_TOKEN"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m noise_exp.human_eval", description=__doc__)
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m noise_exp.human_eval", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the pairwise preference page for a run or sweep folder")

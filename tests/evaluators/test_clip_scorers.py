@@ -152,10 +152,11 @@ def test_clip_s_image_and_text_modes(tiny_folder, images, prompts):
         clip_s.score(images)
 
 
-def test_models_are_cached_per_process(hps, images, prompts):
+def test_models_are_cached_per_process(hps, images, prompts, tiny_folder):
     hps.score(images[:1], prompts[:1])
-    first = hps._model()
-    assert hps._model() is first
+    config, checkpoint = testing.tiny_hps(tiny_folder)
+    another = HPSv2(checkpoint=str(checkpoint), arch=str(config), device="cpu")
+    assert another.load()[0] is hps.load()[0]
 
 
 def test_wrong_inputs_raise_one_line_errors(hps):

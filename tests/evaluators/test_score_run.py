@@ -106,10 +106,11 @@ def test_cli_errors_exit_2_with_one_line(run_dir, capsys):
 def test_every_evaluator_config_composes_and_instantiates():
     names = sorted(p.stem for p in score_cli.CONF_DIR.joinpath("evaluator").glob("*.yaml") if p.stem != "none")
     assert {"hpsv2", "aes", "pickscore", "imagereward", "lpips", "lpips_vgg", "ssim", "clip_s"} <= set(names)
-    built = build_evaluators(score_cli.compose_evaluators([f"evaluator=[{','.join(names)}]"]))
+    built = build_evaluators(score_cli.compose_evaluators([f"evaluator=[{','.join(names)}]"]), load=False)
     assert sorted(built) == names
     assert all(isinstance(e, Evaluator) for e in built.values())
     assert build_evaluators(score_cli.compose_evaluators(["evaluator=none"])) == {}
     assert built["hpsv2"].version == "v2.0" and built["lpips_vgg"].net == "vgg"
-    v21 = build_evaluators(score_cli.compose_evaluators(["evaluator=[hpsv2]", "evaluator.hpsv2.version=v2.1"]))
+    v21 = build_evaluators(score_cli.compose_evaluators(["evaluator=[hpsv2]", "evaluator.hpsv2.version=v2.1"]),
+                           load=False)
     assert v21["hpsv2"].version == "v2.1"

@@ -1,0 +1,50 @@
+"""The command-line layer: `run.py`'s Hydra entry and the argument parser of the module CLIs.
+
+Both end a user's mistake the same way (docs/CONVENTIONS.md, exit codes): one line `error: <message>` on stderr
+and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable, NoReturn
+
+from noise_exp.errors import NoiseExpError, config_error_message
+
+
+def run_hydra(entry: Callable[[], Any]) -> None:
+    """Run a `@hydra.main` function. Hydra's and OmegaConf's config errors (unknown option, misspelt key, bad
+    override syntax) exit 2 with one line, like every other user error; a failed sweep names its failed jobs.
+
+    Hydra prints such errors over several lines and exits 1; with HYDRA_FULL_ERROR=1 it raises them instead,
+    so they can be caught here. A user who sets HYDRA_FULL_ERROR=1 still gets the full traceback.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from noise_exp.sweep_callbacks import failed_jobs_summary
+
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        entry()
+    except NoiseExpError as err:  # raised by a sweep's job (a single run exits in `run_cli`)
+        _exit(failed_jobs_summary() or str(err), err.exit_code)
+    except (HydraException, OmegaConfBaseException) as err:
+        if wants_traceback:
+            raise
+        _exit(config_error_message(err), 2)
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the module CLIs: `-h` prints usage and exits 0; a bad argument raises NoiseExpError, which
+    `exit_on_user_error` ends with one line and exit code 2 (plain argparse prints the usage and the message)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise NoiseExpError(f"{message} (see {self.prog} --help)")
