@@ -11,7 +11,8 @@ RUN         ?=
 HYDRA_ARGS  ?=
 
 .PHONY: setup test test-fast system-deps reference-wheels demo bench table1 table2 fig8 table3 merge \
-        train-small reproduce-small human-eval slurm-up slurm-down clean-outputs
+        train-small reproduce-small human-eval slurm-up slurm-down clean-outputs \
+        train-shapes-reward shapes-judge-study
 
 setup: $(STAMP)
 
@@ -75,3 +76,11 @@ slurm-down:
 
 clean-outputs:
 	rm -rf outputs multirun
+
+# The shapes world (docs/shapes_world.md): retrain the learned reward (committed; ~10 min, 1 thread), and measure
+# the exact judge on clean and perturbed renders.
+train-shapes-reward: $(STAMP)
+	$(PY) scripts/train_shapes_reward.py --force
+
+shapes-judge-study: $(STAMP)
+	$(PY) scripts/shapes_judge_study.py

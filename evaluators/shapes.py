@@ -1,0 +1,240 @@
+"""The exact judge of the shapes world (`evaluator=shapes_geneval`): rule-based, no learned weights.
+
+An image is read back into objects (`detect_objects`) and checked against its caption with the world's own
+semantics (`noise_exp.data.shapes.check`), like GenEval reads a photo with a detector:
+
+1. colour segmentation: every pixel is explained as a blend of the background (the median of the image border)
+   with one palette colour; it takes the colour whose blend line passes closest, and is foreground when the
+   blend is at least half that colour (so anti-aliased and blurred edges neither spill into another colour nor
+   grow the object);
+2. connected components of each colour (4-connected); specks below 30% of a small triangle's area are ignored;
+3. shape: the ideal circle, square or upright triangle of the component's area, centred on its centroid, turned
+   by up to 10 degrees and blurred by up to 1 px (at 32 px), that overlaps the component's blend fractions best
+   (soft IoU on a 4x4 subpixel grid); a blob that fits no shape to `MIN_FIT` is an unrecognised object;
+4. position: the component's bounding box, compared by GenEval's relative-position rule.
+
+The score is 1.0 when the image is correct, else 0.0; `judge` also returns the sub-checks (object present, count,
+colour, position), and `tag_accuracy` / `run_tag_accuracy` aggregate per tag like GenEval.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from evaluators.base import Evaluator
+from noise_exp.data.shapes import (PALETTE, SHAPES, TAGS, UNRECOGNISED, Judgement, SceneObject, Target, check,
+                                   parse_caption)
+from noise_exp.errors import NoiseExpError
+from noise_exp.imaging import composite_on_white
+
+FOREGROUND_ALPHA = 0.5  # a pixel is foreground when it is at least half its colour
+NOISE_ALPHA = 0.1  # smaller blend fractions around an object are pixel noise, not its edge
+MIN_AREA_FRACTION = 0.3 * 0.5 * 0.25 ** 2  # 30% of a small triangle's area, as a fraction of the image area
+ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)  # rotations tried for squares and triangles
+SUBPIXELS = 4
+MIN_FIT = 0.6  # a blob that fits no shape this well is an unrecognised object (clean renders fit >= 0.9)
+BLURS = (0.0, 0.5, 1.0)  # template blurs tried, pixels at 32 px (scaled with the image side)
+PAD = 3  # pixels around a component that may hold its blurred edge
+_FILL = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}  # area over the box the shape fills
+
+
+# --- pixels -> objects --------------------------------------------------------------------------------
+def as_rgb(image) -> Image.Image:
+    """An RGB PIL image: alpha composited on white, other modes converted; anything else is one clear error."""
+    if not isinstance(image, Image.Image):
+        raise NoiseExpError(f"the shapes judge reads PIL images, got {type(image).__name__}")
+    if image.mode == "RGB":
+        return image
+    try:
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            return composite_on_white(image)
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise NoiseExpError(f"cannot read a {image.mode} image as RGB: {error}") from None
+
+
+def segment(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[H, W, 3] in [0, 1] -> (colour index per pixel into PALETTE, -1 for background; [H, W, C] blend fraction of
+    each palette colour per pixel)."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(border, axis=0)
+    directions = np.asarray(list(PALETTE.values()), dtype=np.float64) / 255.0 - background  # [C, 3]
+    offsets = pixels.astype(np.float64) - background  # [H, W, 3]
+    alpha = np.clip(offsets @ directions.T / (directions ** 2).sum(1), 0, 1)  # [H, W, C]
+    residual = np.linalg.norm(offsets[..., None, :] - alpha[..., None] * directions, axis=-1)
+    best = residual.argmin(-1)
+    best_alpha = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
+    return np.where(best_alpha >= FOREGROUND_ALPHA, best, -1), alpha
+
+
+def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Points (u, v) in units of the half side, relative to the box centre (v down), inside the shape."""
+    if shape == "circle":
+        return u ** 2 + v ** 2 <= 1
+    if shape == "square":
+        return (np.abs(u) <= 1) & (np.abs(v) <= 1)
+    return (v <= 1) & (v >= 2 * np.abs(u) - 1)  # apex (0, -1), base corners (+-1, 1)
+
+
+def _cover(shape: str, half: float, angle: float, dy: np.ndarray, dx: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """Fraction of each pixel the ideal shape covers (4x4 subpixels): `half` its half side, (dy, dx) the subpixel
+    offsets from its centroid, turned by `angle` degrees."""
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    centre_dy = half / 3 if shape == "triangle" else 0.0  # a triangle's centroid sits below its box centre
+    u, v = (dx * cos + dy * sin) / half, (-dx * sin + dy * cos + centre_dy) / half
+    return _inside(shape, u, v).reshape(window[0], SUBPIXELS, window[1], SUBPIXELS).mean((1, 3))
+
+
+def shape_fit(alpha: np.ndarray, blurs: Sequence[float] = (0.0,)) -> dict[str, float]:
+    """Soft IoU of a component's blend fractions with each ideal shape of the same area and centroid, blurred by
+    each of `blurs` (pixels) and turned by each of `ANGLES`: the best fit per shape."""
+    area = float(alpha.sum())
+    rows, cols = np.indices(alpha.shape)
+    cy, cx = (alpha * (rows + 0.5)).sum() / area, (alpha * (cols + 0.5)).sum() / area
+    offsets = (np.arange(SUBPIXELS) + 0.5) / SUBPIXELS
+    ys = (np.arange(alpha.shape[0])[:, None] + offsets[None]).reshape(-1) - cy
+    xs = (np.arange(alpha.shape[1])[:, None] + offsets[None]).reshape(-1) - cx
+    dy, dx = np.meshgrid(ys, xs, indexing="ij")
+    kinds, templates = [], []
+    for shape in SHAPES:
+        half = math.sqrt(area / _FILL[shape]) / 2
+        for angle in (0.0,) if shape == "circle" else ANGLES:
+            kinds.append(shape)
+            templates.append(_cover(shape, half, angle, dy, dx, alpha.shape))
+    stack = np.stack(templates)
+    fits = dict.fromkeys(SHAPES, 0.0)
+    for blur in blurs:
+        blurred = ndimage.gaussian_filter(stack, (0, blur, blur), mode="constant") if blur else stack
+        iou = np.minimum(blurred, alpha).sum((1, 2)) / np.maximum(blurred, alpha).sum((1, 2))
+        for shape, value in zip(kinds, iou):
+            fits[shape] = max(fits[shape], float(value))
+    return fits
+
+
+def detect_objects(image: Image.Image) -> list[SceneObject]:
+    """The objects in a shapes image: colour, shape and bounding box of every large enough component."""
+    pixels = np.asarray(as_rgb(image), dtype=np.float64) / 255.0
+    labels, alpha = segment(pixels)
+    side = math.sqrt(labels.size)
+    min_area = MIN_AREA_FRACTION * labels.size
+    blurs = tuple(side / 32 * sigma for sigma in BLURS)
+    objects = []
+    for index, color in enumerate(PALETTE):
+        components, _ = ndimage.label(labels == index)
+        for component, window in enumerate(ndimage.find_objects(components), 1):
+            if (components[window] == component).sum() < min_area:
+                continue
+            crop = tuple(slice(max(w.start - PAD, 0), w.stop + PAD) for w in window)
+            mask = components[crop] == component
+            near = ndimage.binary_dilation(mask, iterations=PAD) & ((labels[crop] == -1) | mask)
+            blend = alpha[crop][..., index]
+            fits = shape_fit(np.where(near & (blend >= NOISE_ALPHA), blend, 0.0), blurs)
+            box = (float(window[1].start), float(window[0].start), float(window[1].stop), float(window[0].stop))
+            shape = max(fits, key=fits.get)
+            objects.append(SceneObject(shape if fits[shape] >= MIN_FIT else UNRECOGNISED, color, box))
+    return objects
+
+
+def judge(image: Image.Image, target: Target) -> Judgement:
+    return check(detect_objects(image), target)
+
+
+# --- the evaluator ------------------------------------------------------------------------------------
+def parse_prompts(prompts: Sequence[str] | None, count: int, scorer: str) -> list[Target]:
+    """One target per image; a prompt outside the grammar is one NoiseExpError naming it."""
+    if prompts is None or len(prompts) != count:
+        raise NoiseExpError(f"{scorer} needs one prompt per image (got {0 if prompts is None else len(prompts)} "
+                            f"prompts for {count} images)")
+    return [parse_caption(prompt) for prompt in prompts]
+
+
+class ShapesGenEval(Evaluator):
+    """1.0 when the image shows exactly what its shapes-world caption asks for, else 0.0 (see the module doc)."""
+
+    name = "shapes_geneval"
+    needs_prompts = True
+
+    def __init__(self, device: str | None = None, dtype: str = "float32", batch_size: int = 64):
+        super().__init__("cpu", "float32", batch_size)
+
+    def judge(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[Judgement]:
+        targets = parse_prompts(prompts, len(images), self.name)
+        return [judge(image, target) for image, target in zip(images, targets)]
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
+              references: Sequence[Image.Image] | None = None) -> torch.Tensor:
+        judgements = self.judge(images, prompts)
+        return torch.tensor([float(j.correct) for j in judgements], dtype=torch.float32)
+
+
+# --- per-tag aggregation ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TagSummary:
+    """Accuracy of one tag (or `overall`): fraction correct and of each applicable sub-check (None: not asked)."""
+
+    tag: str
+    n: int
+    correct: float
+    present: float
+    count: float
+    color: float | None
+    position: float | None
+
+
+def _mean(values: Sequence[bool | None]) -> float | None:
+    asked = [float(v) for v in values if v is not None]
+    return float(np.mean(asked)) if asked else None
+
+
+def summarize(tags: Sequence[str], judgements: Sequence[Judgement]) -> dict[str, TagSummary]:
+    """Per-tag summaries in TAGS order, plus `overall`: GenEval's score, the mean of the tags' accuracies."""
+    summaries = {}
+    for tag in TAGS:
+        chosen = [j for t, j in zip(tags, judgements) if t == tag]
+        if chosen:
+            summaries[tag] = TagSummary(tag, len(chosen), _mean([j.correct for j in chosen]),
+                                        _mean([j.present for j in chosen]), _mean([j.count for j in chosen]),
+                                        _mean([j.color for j in chosen]), _mean([j.position for j in chosen]))
+    if summaries:
+        parts = list(summaries.values())
+        summaries["overall"] = TagSummary(
+            "overall", sum(s.n for s in parts), float(np.mean([s.correct for s in parts])),
+            *(_mean([getattr(s, name) for s in parts]) for name in ("present", "count", "color", "position")))
+    return summaries
+
+
+def tag_accuracy(prompts: Sequence[str], correct: Sequence[float]) -> dict[str, float]:
+    """Fraction correct per tag of the prompts (tag read from each prompt), and `overall` (mean over tags)."""
+    tags = [parse_caption(prompt).tag for prompt in prompts]
+    accuracy = {tag: float(np.mean([c for t, c in zip(tags, correct) if t == tag])) for tag in TAGS if tag in tags}
+    if accuracy:
+        accuracy["overall"] = float(np.mean(list(accuracy.values())))
+    return accuracy
+
+
+def run_tag_accuracy(run_dir: Path, column: str = ShapesGenEval.name):
+    """Per-variant, per-tag accuracy of a scored run folder: a DataFrame (rows: variants; columns: tags, overall)."""
+    import pandas as pd
+
+    from noise_exp.scoring import RESULTS, read_results
+
+    frame = read_results(Path(run_dir))
+    if column not in frame.columns:
+        raise NoiseExpError(f"{Path(run_dir) / RESULTS} has no {column!r} column: score it first "
+                            f"(python -m noise_exp.score {run_dir} evaluator=[{column}])")
+    frame = frame[frame[column].notna()]
+    rows = {variant: tag_accuracy(list(group["prompt"].astype(str)), list(group[column]))
+            for variant, group in frame.groupby("variant", sort=False)}
+    return pd.DataFrame.from_dict(rows, orient="index")[[t for t in (*TAGS, "overall")
+                                                          if any(t in r for r in rows.values())]]
+
+
+__all__ = ["ShapesGenEval", "TagSummary", "as_rgb", "detect_objects", "judge", "parse_prompts", "run_tag_accuracy",
+           "segment", "shape_fit", "summarize", "tag_accuracy"]
