@@ -7,12 +7,12 @@ The swept result keys become columns of results.csv and of the report's tables: 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.logging import RunLogger
 from noise_exp.report.sweep import check_unique_prompts, sweep_settings
@@ -81,7 +81,7 @@ def sweep_tracker(folder: Path) -> RunLogger | None:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m noise_exp.merge", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m noise_exp.merge", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="sweep folder, e.g. multirun/table1")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <folder>/merged)")
     parser.add_argument("--no-tracker", action="store_true", help="don't log the summary to the sweep's W&B group")

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import os
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -20,27 +20,14 @@ import torch
 from PIL import Image
 
 from noise_exp.data.prompts import Prompt
+from noise_exp.errors import NoiseExpError
+from noise_exp.files import atomic_write_bytes
 from noise_exp.methods.method import MethodOutput
 
 RESULT_COLUMNS = ["dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise", "time_s", "unet_calls",
                   "norm_ratio"]
 SELECTION_COLUMNS = ["prompt_id", "seed", "stability"]
 TRACE_COLUMNS = ["prompt_id", "step", "stability", "lr"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and os.replace, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
@@ -61,10 +48,12 @@ class RecordRows:
 
 
 def record_rows(record: dict[str, Any]) -> RecordRows:
+    """Evaluator scores, kept per variant under `scores`, become one column each."""
     prompt_id = record["prompt_id"]
     base = {"dataset": record["dataset"], "prompt_id": prompt_id, "prompt": record["prompt"]}
     return RecordRows(
-        results=[{**base, **variant} for variant in record["variants"]],
+        results=[{**base, **{k: v for k, v in variant.items() if k != "scores"}, **(variant.get("scores") or {})}
+                 for variant in record["variants"]],
         selection=[{"prompt_id": prompt_id, "seed": seed, "stability": s} for seed, s in record["selection_scores"]],
         trace=[{"prompt_id": prompt_id, "step": step, "stability": s, "lr": lr} for step, s, lr in record["trace"]])
 
@@ -84,14 +73,53 @@ class RunStore:
     def record_path(self, prompt_id: int) -> Path:
         return self.records_dir / f"{prompt_id}.json"
 
-    def is_done(self, prompt_id: int) -> bool:
-        return self.record_path(prompt_id).is_file()
+    def is_done(self, prompt: Prompt) -> bool:
+        """True when the prompt's record is on disk; a record of another text under the same id is refused."""
+        self.records()
+        record = self._records.get(prompt.id)
+        if record is None:
+            return False
+        if record["prompt"] != prompt.text:
+            raise NoiseExpError(f"prompt id {prompt.id} is {record['prompt']!r} in {self.record_path(prompt.id)} but "
+                                f"{prompt.text!r} in the dataset: the prompt file changed; write to a new folder "
+                                f"(hydra.run.dir=...)")
+        return True
 
     def records(self) -> list[dict[str, Any]]:
         if self._records is None:
-            paths = self.records_dir.glob("*.json") if self.records_dir.is_dir() else []
-            self._records = {r["prompt_id"]: r for r in (json.loads(p.read_text()) for p in paths)}
+            paths = sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []
+            loaded = (self._read_record(path) for path in paths)
+            self._records = {r["prompt_id"]: r for r in loaded if r is not None}
         return [self._records[k] for k in sorted(self._records)]
+
+    def _read_record(self, path: Path) -> dict[str, Any] | None:
+        """A per-prompt record, or None after moving a corrupt one aside (its prompt is then recomputed)."""
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict) or not isinstance(record.get("variants"), list) \
+                    or f"{record['prompt_id']}.json" != path.name or not isinstance(record["prompt"], str):
+                raise ValueError("not a prompt record")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            aside = path.with_name(f"{path.name}.corrupt")
+            os.replace(path, aside)
+            message = f"warning: {path} is corrupt ({type(err).__name__}); moved to {aside.name}, its prompt is recomputed"
+            print(message, file=sys.stderr, flush=True)
+            return None
+        return record
+
+    def score_columns(self) -> list[str]:
+        """Evaluator names present in any record, in first-seen order."""
+        names: dict[str, None] = {}
+        for record in self.records():
+            for variant in record["variants"]:
+                names.update(dict.fromkeys(variant.get("scores") or {}))
+        return list(names)
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Replace one prompt's record on disk and in memory (e.g. after scoring); tables are not rebuilt."""
+        atomic_write_bytes(self.record_path(record["prompt_id"]), json.dumps(record).encode("utf-8"))
+        self.records()
+        self._records[record["prompt_id"]] = record
 
     def write_prompt(self, prompt: Prompt, output: MethodOutput, images: dict[str, Image.Image]) -> dict[str, Any]:
         """Save a finished prompt's images, noises and record, then refresh the tables."""
@@ -113,9 +141,7 @@ class RunStore:
                              "unet_calls": variant.unet_calls, "norm_ratio": variant.norm_ratio})
         record = {"prompt_id": prompt.id, "prompt": prompt.text, "dataset": prompt.dataset, "meta": prompt.meta,
                   "variants": variants, "selection_scores": output.selection_scores, "trace": output.trace}
-        atomic_write_bytes(self.record_path(prompt.id), json.dumps(record).encode("utf-8"))
-        self.records()  # load the earlier records once before adding this one
-        self._records[prompt.id] = record
+        self.write_record(record)
         self.write_tables()
         return record
 
@@ -126,7 +152,7 @@ class RunStore:
             results += rows.results
             selection += rows.selection
             trace += rows.trace
-        atomic_write_csv(self.run_dir / "results.csv", RESULT_COLUMNS, results)
+        atomic_write_csv(self.run_dir / "results.csv", RESULT_COLUMNS + self.score_columns(), results)
         if selection:
             atomic_write_csv(self.run_dir / "selection_scores.csv", SELECTION_COLUMNS, selection)
         if trace:

@@ -1,6 +1,7 @@
 """Orchestration of one job: prompts -> method per prompt -> run folder, with resume and a summary."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -11,11 +12,15 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from noise_exp.data.prompts import Prompt, PromptSet, single_prompt
-from noise_exp.errors import NoiseExpError
+from noise_exp.errors import NoiseExpError, RunInterrupted
+from noise_exp.files import write_failure
+from noise_exp.fingerprint import (RUN_FILE, WEIGHTS_KEY, RunFingerprint, check_fingerprint, read_fingerprint,
+                                   run_fingerprint, with_weights, write_fingerprint)
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
 from noise_exp.logging import NullLogger, RunLogger
 from noise_exp.report.tables import COMPARISONS
 from noise_exp.results import RunStore, record_rows
+from noise_exp.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -53,47 +58,111 @@ def _quiet_libraries() -> None:
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run the configured method over the prompts; returns summary metrics."""
-    _quiet_libraries()
+    """Run the configured method over the prompts; returns summary metrics.
+
+    Everything a user can get wrong is checked before the first candidate: prompts, method parameters, evaluator
+    weights, the folder's lock and its recorded settings. Each finished prompt is on disk before the next starts.
+    """
     run_dir = Path(run_dir)
     prompts = load_prompts(cfg)
     save_images = validate_variants(cfg.get("save_images") or [])
     method: Method = build(cfg.method, "method")
+    _quiet_libraries()  # imports diffusers and transformers: after the checks that need neither
+    evaluators = _evaluators(cfg)  # loads their weights now: a missing or corrupt checkpoint stops the run here
     store = RunStore(run_dir, save_noise=bool(cfg.get("save_noise", True)))
-    todo = [p for p in prompts if not store.is_done(p.id)]
-    resumed = len(prompts) - len(todo)
-    if resumed:
-        log.info("resuming: %d of %d prompts already done in %s", resumed, len(prompts), run_dir)
-    tracker: RunLogger = build(cfg.logger, "logger") if cfg.get("logger") else NullLogger()
-    tracker.start(OmegaConf.to_container(cfg, resolve=True), run_dir)
-    try:
-        start = time.perf_counter()
-        if todo:
-            model = build(cfg.model, "model")
-            log.info("model %s", model.describe())
-            with tqdm(total=len(prompts), initial=resumed, desc=f"{method.name} {model.name}", unit="prompt",
-                      dynamic_ncols=True, file=sys.stderr) as bar:
-                for prompt in todo:
-                    cond = model.condition(prompt)
-                    output = method.run(model, cond, prompt.id, progress=lambda s: bar.set_postfix_str(s, refresh=False))
-                    images = _decode_kept(model, cond, output, save_images)
-                    record = store.write_prompt(prompt, output, images)
-                    tracker.log_prompt(*_tracked(record, run_dir))
-                    bar.set_postfix_str(" ".join(f"{v.name}={v.stability:.4f}" for v in output.variants))
-                    bar.update(1)
-        elif not (run_dir / "results.csv").exists():
-            store.write_tables()
-        metrics = summarize(store, len(prompts), resumed, time.perf_counter() - start)
-        metrics["objective"] = metrics.get(f"stability/{method.main_variant}")
-        dataset_report = _dataset_report(cfg)
-        if dataset_report is not None:  # e.g. multi-view orbits: per-view scores vs ground truth (Table 3)
-            result = dataset_report(run_dir, _evaluators(cfg), model_name=cfg.model.get("name", "model"))
-            print(f"report: {result.markdown}", flush=True)
-        elif cfg.get("evaluator"):
-            _score_and_report(cfg, run_dir, tracker)
-    finally:
-        tracker.finish()
+    with _writable(run_dir, store), RunLock(run_dir):
+        fingerprint = _checked_fingerprint(cfg, run_dir, store)
+        todo = [p for p in prompts if not store.is_done(p)]
+        resumed = len(prompts) - len(todo)
+        if resumed:
+            log.info("resuming: %d of %d prompts already done in %s", resumed, len(prompts), run_dir)
+        tracker: RunLogger = build(cfg.logger, "logger") if cfg.get("logger") else NullLogger()
+        tracker.start(OmegaConf.to_container(cfg, resolve=True), run_dir)
+        try:
+            start = time.perf_counter()
+            if todo:
+                _generate(cfg, method, todo, len(prompts), save_images, store, tracker, fingerprint)
+            elif not (run_dir / "results.csv").exists():
+                store.write_tables()
+            metrics = summarize(store, prompts, resumed, time.perf_counter() - start)
+            metrics["objective"] = metrics.get(f"stability/{method.main_variant}")
+            dataset_report = _dataset_report(cfg)
+            if dataset_report is not None:  # e.g. multi-view orbits: per-view scores vs ground truth (Table 3)
+                result = dataset_report(run_dir, evaluators, model_name=cfg.model.get("name", "model"))
+                print(f"report: {result.markdown}", flush=True)
+            else:  # the report always matches results.csv: refreshed after every run, scored or not
+                _score_and_report(store, evaluators, tracker)
+        finally:
+            tracker.finish()
     return metrics
+
+
+def _generate(cfg: DictConfig, method: Method, todo: list[Prompt], total: int, save_images: list[str],
+              store: RunStore, tracker: RunLogger, fingerprint: RunFingerprint) -> None:
+    """Load the model, record the weights' identity, then run the method prompt by prompt."""
+    model = build(cfg.model, "model")
+    log.info("model %s", model.describe())
+    _record_weights(cfg, store, fingerprint)
+    with tqdm(total=total, initial=total - len(todo), desc=f"{method.name} {model.name}", unit="prompt",
+              dynamic_ncols=True, file=sys.stderr) as bar:
+        for prompt in todo:
+            cond = model.condition(prompt)
+            output = method.run(model, cond, prompt.id, progress=lambda s: bar.set_postfix_str(s, refresh=False))
+            images = _decode_kept(model, cond, output, save_images)
+            record = store.write_prompt(prompt, output, images)
+            tracker.log_prompt(*_tracked(record, store.run_dir))
+            bar.set_postfix_str(" ".join(f"{v.name}={v.stability:.4f}" for v in output.variants))
+            bar.update(1)
+
+
+def _checked_fingerprint(cfg: DictConfig, run_dir: Path, store: RunStore) -> RunFingerprint:
+    """The folder's recorded settings must equal this run's (weights are checked once the model is loaded);
+    a fresh folder records them."""
+    current = run_fingerprint(cfg)
+    recorded = read_fingerprint(run_dir)
+    if recorded is None:
+        if store.records():
+            raise NoiseExpError(f"{run_dir} holds results but no {RUN_FILE} (made by an older noise-exp, or the file "
+                                f"was deleted): its settings are unknown; write to a new folder (hydra.run.dir=...)")
+        write_fingerprint(run_dir, current)
+        return current
+    if not store.records():  # a folder whose run finished no prompt: start over with these settings
+        write_fingerprint(run_dir, current)
+        return current
+    comparable = RunFingerprint({k: v for k, v in recorded.settings.items() if k != WEIGHTS_KEY}, recorded.hydra)
+    check_fingerprint(run_dir, current, comparable)
+    return recorded
+
+
+def _record_weights(cfg: DictConfig, store: RunStore, fingerprint: RunFingerprint) -> None:
+    """Add the loaded weights' identity to run.json, or refuse if they differ from the ones the folder holds."""
+    pretrained = cfg.model.get("pretrained")
+    if not pretrained:
+        return
+    current = with_weights(RunFingerprint({k: v for k, v in fingerprint.settings.items() if k != WEIGHTS_KEY}),
+                           str(pretrained))
+    if WEIGHTS_KEY in fingerprint.settings and store.records():
+        check_fingerprint(store.run_dir, current, fingerprint)
+    else:
+        write_fingerprint(store.run_dir, current)
+
+
+@contextlib.contextmanager
+def _writable(run_dir: Path, store: RunStore):
+    """Storage faults (full disk, read-only or forbidden folder) and Ctrl-C become one line that says what is kept."""
+    def kept() -> str:
+        return f"{len(store.records())} finished prompts are kept in {run_dir}"
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted after {len(store.records())} prompts; rerun the same command to resume") \
+            from None
+    except OSError as err:
+        reason = write_failure(err, run_dir)
+        if reason is None:
+            raise
+        raise NoiseExpError(f"{reason}; {kept()}; fix it and rerun the same command to resume") from None
 
 
 def _tracked(record: dict[str, Any], run_dir: Path) -> tuple[list[dict], list[dict], list[tuple[str, Path, Path]]]:
@@ -115,21 +184,45 @@ def _decode_kept(model: Any, cond: Any, output: MethodOutput, save_images: list[
     return {v.name: image for v, image in zip(kept, images)}
 
 
-def summarize(store: RunStore, num_prompts: int, resumed: int, seconds: float) -> dict[str, Any]:
-    """Mean stability per variant, printed as the one-line summary and returned as metrics."""
+def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: float) -> dict[str, Any]:
+    """Mean stability per variant over this job's prompts, printed as the one-line summary and returned as metrics.
+
+    For optimization it also counts the prompts that ended less stable than they started: Algorithm 2 holds eps'
+    constant within a step, so a step can lower stability.
+    """
+    ids = {p.id for p in prompts}
+    records = [r for r in store.records() if r["prompt_id"] in ids]
     by_variant: dict[str, list[float]] = {}
-    for record in store.records():
+    for record in records:
         for v in record["variants"]:
             by_variant.setdefault(v["variant"], []).append(float(v["stability"]))
     means = {f"stability/{k}": sum(v) / len(v) for k, v in by_variant.items()}
     parts = " ".join(f"{k}={sum(v) / len(v):.4f}" for k, v in by_variant.items())
-    print(f"noise-exp: {num_prompts} prompts ({resumed} already done) in {seconds:.1f}s | mean stability {parts}\n"
-          f"results: {store.run_dir / 'results.csv'}", flush=True)
-    return {"num_prompts": num_prompts, "seconds": seconds, **means}
+    worse = _less_stable_after_optimization(records)
+    extra = f" | {worse} of {len(records)} prompts ended less stable than they started" if worse is not None else ""
+    print(f"noise-exp: {len(prompts)} prompts ({resumed} already done) in {seconds:.1f}s | mean stability {parts}"
+          f"{extra}\nresults: {store.run_dir / 'results.csv'}", flush=True)
+    return {"num_prompts": len(prompts), "seconds": seconds, **means,
+            **({"less_stable_after_optimization": worse} if worse is not None else {})}
+
+
+def _less_stable_after_optimization(records: list[dict[str, Any]]) -> int | None:
+    """Prompts whose optimized noise is less stable than its starting noise (original, or the selected stable)."""
+    count, seen = 0, False
+    for record in records:
+        stability = {v["variant"]: float(v["stability"]) for v in record["variants"]}
+        start = stability.get("original", stability.get("stable"))
+        if "optimized" in stability and start is not None:
+            seen = True
+            count += stability["optimized"] < start
+    return count if seen else None
 
 
 def _evaluators(cfg: DictConfig) -> dict[str, Any]:
-    return {name: build(conf, f"evaluator {name}") for name, conf in (cfg.get("evaluator") or {}).items()}
+    """The configured evaluators, built (and their weights loaded) the same way `noise_exp.score` builds them."""
+    from evaluators import build_evaluators
+
+    return build_evaluators(OmegaConf.to_container(cfg.evaluator, resolve=True) if cfg.get("evaluator") else None)
 
 
 def _dataset_report(cfg: DictConfig) -> Any:
@@ -138,13 +231,15 @@ def _dataset_report(cfg: DictConfig) -> Any:
     return build(node, "dataset.report") if node else None
 
 
-def _score_and_report(cfg: DictConfig, run_dir: Path, tracker: RunLogger) -> None:
-    """Score the saved images with the configured evaluators, then write the report (and track it)."""
+def _score_and_report(store: RunStore, evaluators: dict[str, Any], tracker: RunLogger) -> None:
+    """Score the kept images that have no score yet (scores live in the per-prompt records), then rewrite the
+    report so it always matches results.csv (and track it)."""
     from noise_exp.report import write_report
-    from noise_exp.scoring import score_run
+    from noise_exp.scoring import score_records
 
-    score_run(run_dir, _evaluators(cfg))
-    result = write_report([run_dir], run_dir / "report")
+    if evaluators and score_records(store, evaluators, missing_only=True):
+        store.write_tables()
+    result = write_report([store.run_dir], store.run_dir / "report")
     tracker.log_summary({"means": result.means}, {"winning_rates": result.winning_rates},
                         figures={k: v for k, v in result.files.items() if v.suffix == ".png"})
     print(f"report: {result.markdown}", flush=True)

@@ -6,8 +6,9 @@ optional `reference` column (a path relative to the run folder).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,9 @@ from PIL import Image
 from evaluators.base import Evaluator
 from noise_exp.errors import NoiseExpError
 from noise_exp.imaging import open_image
-from noise_exp.results import atomic_write_bytes
+from noise_exp.files import atomic_write_bytes
+from noise_exp.results import RunStore
+from noise_exp.run_lock import RunLock
 
 RESULTS = "results.csv"
 CHUNK = 64  # images held in memory at once
@@ -48,33 +51,92 @@ def _cell(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator]) -> pd.DataFrame:
-    """Add (or overwrite) one float column per evaluator in `run_dir/results.csv`; returns the new frame."""
+@dataclass(frozen=True)
+class ScoreItem:
+    """One image to score: its path relative to the run folder, its prompt and optional reference image."""
+
+    image: str
+    prompt: str
+    reference: str = ""
+
+
+def score_items(run_dir: Path, items: Sequence[ScoreItem], evaluators: Mapping[str, Evaluator]) -> dict[str, np.ndarray]:
+    """Every evaluator's score of every item, CHUNK images in memory at a time; items without an image get NaN."""
     run_dir = Path(run_dir)
-    frame = read_results(run_dir)
-    if not evaluators:
-        return frame
-    images = [_cell(value) for value in frame["image"]]
-    rows = [index for index, relative in enumerate(images) if relative]
-    references = [_cell(value) for value in frame["reference"]] if "reference" in frame.columns else None
+    rows = [index for index, item in enumerate(items) if item.image]
+    with_references = any(item.reference for item in items)
     for name, evaluator in evaluators.items():
-        if getattr(evaluator, "needs_references", False) and references is None:
+        if getattr(evaluator, "needs_references", False) and not with_references:
             raise NoiseExpError(f"evaluator {name} needs reference images, but {run_dir / RESULTS} has no "
                                 f"`reference` column")
-    scores = {name: np.full(len(frame), np.nan, dtype=np.float64) for name in evaluators}
+    scores = {name: np.full(len(items), np.nan, dtype=np.float64) for name in evaluators}
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        pictures = [_load(run_dir, images[i]) for i in chunk]
-        prompts = [str(frame["prompt"].iloc[i]) for i in chunk]
-        refs = None
-        if references is not None and all(references[i] for i in chunk):
-            refs = [_load(run_dir, references[i]) for i in chunk]
+        pictures = [_load(run_dir, items[i].image) for i in chunk]
+        prompts = [items[i].prompt for i in chunk]
+        refs = [_load(run_dir, items[i].reference) for i in chunk] if all(items[i].reference for i in chunk) else None
         for name, evaluator in evaluators.items():
             values = evaluator.score(pictures, prompts=prompts, references=refs)
             if values.shape != (len(chunk),):
                 raise NoiseExpError(f"evaluator {name} returned shape {tuple(values.shape)} for {len(chunk)} images")
             scores[name][chunk] = values.double().numpy()
-    for name, values in scores.items():
-        frame[name] = values
-    write_results_atomically(frame, run_dir)
-    return frame
+    return scores
+
+
+def score_records(store: RunStore, evaluators: Mapping[str, Evaluator], missing_only: bool = False) -> int:
+    """Score the kept images of a run folder's records and store the scores in the records (so any rebuild of
+    results.csv keeps them); the caller holds the folder's lock and rebuilds the tables. Returns images scored."""
+    targets = []  # (record, variant, evaluator names to compute)
+    for record in store.records():
+        for variant in record["variants"]:
+            have = variant.get("scores") or {}
+            names = [n for n in evaluators if not (missing_only and n in have)]
+            if variant.get("image") and names:
+                targets.append((record, variant, names))
+    by_names: dict[tuple[str, ...], list] = {}
+    for target in targets:
+        by_names.setdefault(tuple(target[2]), []).append(target)
+    for names, group in by_names.items():
+        items = [ScoreItem(v["image"], r["prompt"], v.get("reference", "")) for r, v, _ in group]
+        scores = score_items(store.run_dir, items, {n: evaluators[n] for n in names})
+        for index, (record, variant, _) in enumerate(group):
+            variant["scores"] = {**(variant.get("scores") or {}), **{n: float(scores[n][index]) for n in names}}
+    for record in {id(r): r for r, _, _ in targets}.values():
+        store.write_record(record)
+    return len(targets)
+
+
+def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: bool = False,
+              report: bool = True) -> pd.DataFrame:
+    """Add (or overwrite) one float column per evaluator in `run_dir/results.csv`; returns the new frame.
+
+    A run folder with per-prompt records keeps the scores in them (under the folder's lock); a results.csv
+    without records (a merged sweep, a table made elsewhere) is scored in place. The report is refreshed
+    when the folder has one.
+    """
+    run_dir = Path(run_dir)
+    frame = read_results(run_dir)
+    if not evaluators:
+        return frame
+    store = RunStore(run_dir)
+    if store.records():
+        with RunLock(run_dir):
+            score_records(store, evaluators, missing_only)
+            store.write_tables()
+    else:
+        items = [ScoreItem(_cell(row.image), str(row.prompt), _cell(getattr(row, "reference", "")))
+                 for row in frame.itertuples(index=False)]
+        for name, values in score_items(run_dir, items, evaluators).items():
+            if not (missing_only and name in frame.columns):
+                frame[name] = values
+        write_results_atomically(frame, run_dir)
+    if report and (run_dir / "report").is_dir():
+        refresh_report(run_dir)
+    return read_results(run_dir)
+
+
+def refresh_report(run_dir: Path) -> Path:
+    """Rewrite `<run_dir>/report` from the current results.csv; returns report.md."""
+    from noise_exp.report import write_report
+
+    return write_report([Path(run_dir)], Path(run_dir) / "report").markdown

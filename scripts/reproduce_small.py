@@ -74,7 +74,7 @@ def report(run_dirs: list[Path], out_dir: Path, comparisons) -> list[dict]:
     from noise_exp.report import write_report
     from noise_exp.report.tables import load_runs, wilson_interval
 
-    write_report(run_dirs, out_dir)
+    write_report(run_dirs, out_dir, pool=True)  # seed blocks share prompt ids and have no .hydra/: one setting
     tests = sign_tests(load_runs(run_dirs), comparisons)
     for row in tests:
         row["win_rate"] = (row["wins"] + 0.5 * row["ties"]) / row["n"] if row["n"] else float("nan")

@@ -6,7 +6,6 @@ writing files happens in `noise_exp.results`, never here.
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.params import choice_param, flag_param, integer_param, real_param
 from noise_exp.methods.optimization import OptimizationConfig, OptimizationResult, optimize_noise
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import SelectionResult, select_noise
@@ -23,39 +23,6 @@ from noise_exp.stability import get_similarity
 
 VARIANTS = ("stable", "unstable", "original", "optimized", "baseline")
 Progress = Callable[[str], None]
-
-
-def integer_param(key: str, value: Any, minimum: int) -> int:
-    """`value` as an int >= minimum (100.0 counts as 100), or a one-line error naming the config key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise NoiseExpError(f"{key} must be an integer, got {value!r}")
-    if value < minimum:
-        raise NoiseExpError(f"{key} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def real_param(key: str, value: Any, minimum: float, below: float = math.inf) -> float:
-    """`value` as a finite float in [minimum, below), or a one-line error naming the config key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NoiseExpError(f"{key} must be a finite number, got {value!r}")
-    if not minimum <= value < below:
-        bound = f"in [{minimum}, {below})" if math.isfinite(below) else f">= {minimum}"
-        raise NoiseExpError(f"{key} must be {bound}, got {value!r}")
-    return float(value)
-
-
-def flag_param(key: str, value: Any) -> bool:
-    """`value` if it is true or false, or a one-line error naming the config key."""
-    if not isinstance(value, bool):
-        raise NoiseExpError(f"{key} must be true or false, got {value!r}")
-    return value
-
-
-def choice_param(key: str, value: Any, choices: Sequence[str]) -> str:
-    """`value` if it is one of `choices`, or a one-line error naming the config key."""
-    if value not in choices:
-        raise NoiseExpError(f"unknown {key} {value!r}; choose {' or '.join(choices)}")
-    return value
 
 
 def nested_params(key: str, given: Any, cls: type, excluded: Sequence[str]) -> dict[str, Any]:

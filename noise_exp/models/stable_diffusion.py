@@ -16,6 +16,7 @@ from PIL import Image
 
 from noise_exp.ddim import DDIMSchedule, ddim_denoise_step, ddim_inversion_step, ddim_schedule, predicted_noise
 from noise_exp.errors import NoiseExpError
+from noise_exp.params import integer_param, real_param
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.models.loading import load_component, load_pipeline, resolve_device, resolve_dtype
 
@@ -61,15 +62,15 @@ class DDIMLatentModel(NoiseModel):
     ) -> None:
         self.pipe = pipe
         self.name = name
-        self.num_steps = int(num_steps)
-        self.guidance_scale = float(guidance_scale)
-        self.inversion_guidance_scale = float(inversion_guidance_scale)
+        self.num_steps = integer_param("model.num_steps", num_steps, 1)
+        self.guidance_scale = real_param("model.guidance_scale", guidance_scale, 0.0)
+        self.inversion_guidance_scale = real_param("model.inversion_guidance_scale", inversion_guidance_scale, 0.0)
         self.unet = pipe.unet
         self.device = self.unet.device
         self.dtype = self.unet.dtype
         default_size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-        self.height = int(height or default_size)
-        self.width = int(width or default_size)
+        self.height = integer_param("model.height", height or default_size, 1)
+        self.width = integer_param("model.width", width or default_size, 1)
         if self.height % pipe.vae_scale_factor or self.width % pipe.vae_scale_factor:
             raise NoiseExpError(f"model.height/width must be multiples of {pipe.vae_scale_factor}, got {self.height}x{self.width}")
         self.scheduler = ddim_scheduler_for(pipe.scheduler.config, timestep_spacing)

@@ -2,17 +2,17 @@
 table row per distinct setting of the swept result keys; `--pool` pools all runs into one row per variant)."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from noise_exp.cli import ArgumentParser
 from noise_exp.errors import exit_on_user_error
 from noise_exp.report.report import write_report
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m noise_exp.report", description=__doc__)
+    parser = ArgumentParser(prog="python -m noise_exp.report", description=__doc__)
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders (results.csv inside); several = a sweep")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first run>/report)")
     parser.add_argument("--grid-rows", type=int, default=8, help="prompts per image grid")

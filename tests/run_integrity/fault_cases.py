@@ -1,0 +1,376 @@
+"""The fault matrix: bad inputs and faults, each to be answered with one line, a documented exit code, nothing lost.
+
+One finished, scored run folder (2 prompts, tiny SD, K = 2) is made once; each case runs its command against a
+fresh copy of it (or a fresh folder where the case's settings are another experiment), so "nothing lost" is checked
+the same way everywhere: the finished prompts' records and scores are unchanged after the fault.
+
+`python -m tests.run_integrity.fault_cases [--out docs/fault_matrix.md]` runs the matrix and writes its table
+(exit code, message, seconds per case); `tests/run_integrity/test_fault_matrix.py` runs and asserts it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tests.run_integrity.helpers import MEAN_PIXEL
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+BASE = ["model=tiny_sd", "method=select", "method.num_seeds=2", "dataset=drawbench", "dataset.limit=2",
+        "save_noise=false", MEAN_PIXEL]
+LONG = ["dataset.limit=60"]  # enough prompts (about 1 s each) to be interrupted mid-run
+IS_ROOT = os.geteuid() == 0
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    run_dir: Path
+    lost: list[str] = field(default_factory=list)  # finished records changed or gone after the fault
+    unmet: str | None = None  # what the case's own check found wrong
+
+
+@dataclass
+class Fault:
+    """One row of the matrix: what goes wrong, the command's extra arguments, and the expected answer."""
+
+    name: str
+    args: list[str] = field(default_factory=list)
+    code: int = 2
+    message: str = ""  # regex the single `error: ` line (or `warning: ` line for code 0) must match
+    fresh: bool = False  # run in a new folder instead of a copy of the finished run
+    prepare: Callable[[Path], list[str]] | None = None  # writes files under the case folder; returns more args
+    module: str | None = None  # run `python -m <module>` with `args` instead of run.py
+    act: Callable[[subprocess.Popen, Path], None] | None = None  # acts on the running command (signals)
+    after: Callable[[Path], Outcome] | None = None  # a follow-up command whose outcome is judged instead
+    needs_root: bool = False
+    kept: int = 2  # finished prompts whose records and scores must be unchanged afterwards
+    check: Callable[[Path, Outcome], str | None] | None = None  # a case-specific check; returns what is wrong
+
+
+# --- preparing files --------------------------------------------------------------------------------------
+
+def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def prompts_file(name: str, text: str, encoding: str = "utf-8") -> Callable[[Path], list[str]]:
+    return lambda case: ["dataset=prompts", f"dataset.path={_write(case / name, text, encoding)}"]
+
+
+def corrupt_record(case: Path) -> list[str]:
+    _write(case / "run" / "prompts" / "1.json", '{"prompt_id": 1, "variants": [')
+    return []
+
+
+def garbage_checkpoint(case: Path) -> list[str]:
+    path = case / "sac+logos+ava1-l14-linearMSE.pth"
+    path.write_bytes(b"\x00not a torch checkpoint" * 100)
+    return ["evaluator=[aes]", f"evaluator.aes.mlp_checkpoint={path}"]
+
+
+def live_lock_holder(case: Path) -> list[str]:
+    """A second process that holds the run folder's lock for a minute (terminated by `_cleanup`)."""
+    ready = case / "holder.ready"
+    code = ("import sys, time; from pathlib import Path; from noise_exp.run_lock import RunLock; "
+            f"RunLock(Path({str(case / 'run')!r})).acquire(); Path({str(ready)!r}).touch(); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=ENV)
+    (case / "holder.pid").write_text(str(holder.pid))
+    deadline = time.time() + 120
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    return []
+
+
+def nan_weights(case: Path) -> list[str]:
+    """A copy of the tiny model whose UNet output layer is NaN (a diverged fine-tune)."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.conftest import compose_cfg
+
+    weights = case / "nan-model"
+    shutil.copytree(compose_cfg(["model=tiny_sd"]).model.pretrained, weights)
+    unet = next((weights / "unet").glob("*.safetensors"))
+    state = load_file(unet)
+    state = {k: (v * float("nan") if k.startswith("conv_out") else v) for k, v in state.items()}
+    save_file(state, unet)
+    return [f"model.pretrained={weights}"]
+
+
+def unmade_parent(case: Path) -> list[str]:
+    (case / "a-file").write_text("not a folder")
+    return [f"hydra.run.dir={case / 'a-file' / 'run'}"]
+
+
+def _mount(case: Path, options: str) -> None:
+    """Mount a small tmpfs over the case's run folder, holding a copy of the finished run."""
+    run_dir = case / "run"
+    keep = case / "run.copy"
+    shutil.move(run_dir, keep)
+    run_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(run_dir)], check=True)
+    shutil.copytree(keep, run_dir, dirs_exist_ok=True)
+
+
+def read_only_folder(case: Path) -> list[str]:
+    _mount(case, "size=8m")
+    subprocess.run(["mount", "-o", "remount,ro", str(case / "run")], check=True)
+    return []
+
+
+def small_disk(case: Path) -> list[str]:
+    used = sum(p.stat().st_size for p in (case / "run").rglob("*") if p.is_file())
+    _mount(case, f"size={used + 400_000}")
+    return LONG
+
+
+def empty_folder(case: Path) -> list[str]:
+    (case / "empty").mkdir()
+    return [str(case / "empty")]
+
+
+# --- acting on a running command --------------------------------------------------------------------------
+
+def when_prompt_done(prompt_id: int, sig: int) -> Callable[[subprocess.Popen, Path], None]:
+    def act(process: subprocess.Popen, case: Path) -> None:
+        record = case / "run" / "prompts" / f"{prompt_id}.json"
+        deadline = time.time() + 300
+        while not record.exists() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None:
+            process.send_signal(sig)
+    return act
+
+
+def rerun(case: Path) -> Outcome:
+    return run_command(BASE + ["dataset.limit=4", f"hydra.run.dir={case / 'run'}"])
+
+
+def resumed(case: Path, outcome: Outcome) -> str | None:
+    leftovers = [p.name for p in (case / "run" / "prompts").iterdir() if not p.name.endswith(".json")]
+    if not re.search(r"4 prompts \([3-4] already done\)", outcome.stdout):
+        return f"the rerun did not resume: {outcome.stdout[-300:]!r}"
+    return f"temporary files left in prompts/: {leftovers}" if leftovers else None
+
+
+def other_job_finished(case: Path, outcome: Outcome) -> str | None:
+    return None if (case / "sweep" / "0" / "results.csv").is_file() else "the sweep's healthy job did not finish"
+
+
+def sweep_dir(case: Path) -> list[str]:
+    return [f"hydra.sweep.dir={case / 'sweep'}"]
+
+
+FAULTS: list[Fault] = [
+    # prompt data
+    Fault("prompt file missing", ["dataset=prompts", "dataset.path=/nonexistent/prompts.txt"],
+          message="prompt file not found: /nonexistent/prompts.txt"),
+    Fault("dataset=prompts without dataset.path", ["dataset=prompts"], message="dataset.path"),
+    Fault("prompt path is a directory", message="is a directory",
+          prepare=lambda case: ["dataset=prompts", f"dataset.path={case}"]),
+    Fault("malformed CSV", message="malformed CSV", prepare=prompts_file("p.csv", 'prompt\n"never closed\n')),
+    Fault("JSONL prompt is null", message=r"p\.jsonl:2",
+          prepare=prompts_file("p.jsonl", '{"prompt": "a cat"}\n{"prompt": null}\n')),
+    Fault("JSONL prompt is a number", message=r"p\.jsonl:1",
+          prepare=prompts_file("p.jsonl", '{"prompt": 42}\n')),
+    Fault("prompt file not UTF-8", message="not UTF-8", prepare=prompts_file("p.txt", "caf\xe9\n", "latin-1")),
+    Fault("CSV with a UTF-8 BOM (accepted)", ["dataset.limit=1"], code=0, fresh=True, kept=0,
+          prepare=prompts_file("p.csv", "\ufeffprompt\na red cube\n")),
+    Fault("dataset.offset past the end", ["dataset.offset=1000"], message="no prompts to run"),
+    # config values
+    Fault("unknown config option", ["model=sdxxl"], message="sdxxl"),
+    Fault("misspelt config key", ["method.stepz=3"], message="stepz"),
+    Fault("non-integer num_seeds", ["method.num_seeds=abc"], message="num_seeds"),
+    Fault("non-integer optimization steps", ["method=optimize", "method.steps=2.5"], fresh=True, kept=0,
+          message="steps"),
+    Fault("negative learning rate", ["method=optimize", "method.lr=-1"], fresh=True, kept=0, message="lr"),
+    Fault("num_steps out of range", ["model.num_steps=0"], fresh=True, kept=0, message="num_steps"),
+    Fault("unknown variant in save_images", ["save_images=[stable,shiny]"], message="unknown variant"),
+    # models and weights
+    Fault("model folder missing", ["model.pretrained=/nonexistent/model", "model.builder=null"], fresh=True, kept=0,
+          message="model folder /nonexistent/model does not exist"),
+    Fault("hub model not cached, offline", ["model=sdxl_turbo"], fresh=True, kept=0,
+          message="could not load model 'stabilityai/sdxl-turbo'"),
+    Fault("NaN weights (non-finite latents)", fresh=True, kept=0, message="non-finite", prepare=nan_weights),
+    Fault("evaluator weights not available offline", ["evaluator=[hpsv2]"], message="not available offline"),
+    Fault("corrupt evaluator checkpoint", message=r"sac\+logos\+ava1-l14-linearMSE\.pth", prepare=garbage_checkpoint),
+    # the run folder
+    Fault("resume with other settings", ["method.num_seeds=3"], message=r"holds results of other settings \(method"),
+    Fault("second writer on the same folder", ["dataset.limit=3"], message="is in use by pid", prepare=live_lock_holder),
+    Fault("corrupt per-prompt record (recomputed)", code=0, message=r"1\.json is corrupt", prepare=corrupt_record,
+          kept=1),
+    Fault("run folder cannot be created", fresh=True, kept=0, message="a-file", prepare=unmade_parent),
+    Fault("run folder read-only", ["dataset.limit=3"], message="Read-only file system", prepare=read_only_folder,
+          needs_root=True),
+    Fault("disk full", message="no space left on the device.*finished prompts are kept", prepare=small_disk,
+          needs_root=True),
+    Fault("Ctrl-C during a run", LONG, code=130, message=r"interrupted after \d+ prompts; rerun the same command",
+          act=when_prompt_done(2, signal.SIGINT)),
+    Fault("SIGKILL during a run, then rerun", LONG, code=0, act=when_prompt_done(2, signal.SIGKILL), after=rerun,
+          check=resumed),
+    Fault("one job of a local sweep fails", ["-m", "model.num_steps=4,0"], fresh=True, kept=0,
+          message=r"1 of 2 jobs failed.*model\.num_steps=0", prepare=sweep_dir, check=other_job_finished),
+    # the other commands
+    Fault("score: folder without results.csv", ["evaluator=[ssim]"], module="noise_exp.score", message="results.csv",
+          prepare=empty_folder),
+    Fault("merge: folder without runs", module="noise_exp.merge", message="no run folders", prepare=empty_folder),
+    Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", message="bogus"),
+]
+
+
+# --- running ----------------------------------------------------------------------------------------------
+
+def run_command(args: list[str], module: str | None = None, act=None, case: Path | None = None,
+                timeout: float = 600) -> Outcome:
+    command = [sys.executable, "-m", module] if module else [sys.executable, "run.py"]
+    start = time.perf_counter()
+    process = subprocess.Popen(command + args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    if act is not None:
+        import threading
+        threading.Thread(target=act, args=(process, case), daemon=True).start()
+    stdout, stderr = process.communicate(timeout=timeout)
+    run_dir = next((Path(a.split("=", 1)[1]) for a in args if a.startswith("hydra.run.dir=")), case or ROOT)
+    return Outcome(process.returncode, stdout, stderr, time.perf_counter() - start, run_dir)
+
+
+def make_finished_run(folder: Path) -> Path:
+    """The finished, scored run every case starts from."""
+    outcome = run_command(BASE + [f"hydra.run.dir={folder}"])
+    if outcome.returncode != 0:
+        raise RuntimeError(f"the base run failed: {outcome.stderr[-2000:]}")
+    return folder
+
+
+def execute(fault: Fault, base: Path, case: Path) -> Outcome:
+    case.mkdir(parents=True)
+    if not fault.fresh and not fault.module:
+        shutil.copytree(base, case / "run")
+    try:
+        extra = fault.prepare(case) if fault.prepare else []
+        if fault.module:
+            return run_command(fault.args + extra, module=fault.module, case=case)
+        where = [] if any(a.startswith("hydra.") for a in extra) else [f"hydra.run.dir={case / 'run'}"]
+        outcome = run_command(BASE + fault.args + extra + where, act=fault.act, case=case)
+        if fault.after:
+            outcome = fault.after(case)
+        outcome.lost = kept_records(base, outcome.run_dir, fault.kept)  # judged before a mount goes away
+        outcome.unmet = fault.check(case, outcome) if fault.check else None
+        return outcome
+    finally:
+        _cleanup(case)
+
+
+def _cleanup(case: Path) -> None:
+    holder = case / "holder.pid"
+    if holder.exists():
+        try:
+            os.kill(int(holder.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if (case / "run.copy").exists():
+        subprocess.run(["umount", "-l", str(case / "run")], check=False)
+
+
+def run_matrix(workdir: Path, faults: list[Fault] = FAULTS, workers: int = 2) -> dict[str, Outcome]:
+    """Every applicable fault against copies of one finished run, `workers` commands at a time."""
+    base = make_finished_run(workdir / "base")
+    todo = [f for f in faults if IS_ROOT or not f.needs_root]
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {f.name: pool.submit(execute, f, base, workdir / f"case{i:02d}") for i, f in enumerate(todo)}
+        return {name: future.result() for name, future in futures.items()}
+
+
+# --- judging ----------------------------------------------------------------------------------------------
+
+def answer_lines(outcome: Outcome, code: int) -> list[str]:
+    prefix = "error: " if code else "warning: "
+    return [line for line in outcome.stderr.splitlines() if line.startswith(prefix)]
+
+
+def _timeless(record: dict) -> list[dict]:
+    return [{k: v for k, v in variant.items() if k != "time_s"} for variant in record["variants"]]
+
+
+def kept_records(base: Path, run_dir: Path, count: int) -> list[str]:
+    """Finished prompts of the base run whose record or scores differ (or are gone) in `run_dir`."""
+    lost = []
+    for prompt_id in range(count):
+        before = json.loads((base / "prompts" / f"{prompt_id}.json").read_text())
+        after_path = run_dir / "prompts" / f"{prompt_id}.json"
+        if not after_path.is_file() or _timeless(json.loads(after_path.read_text())) != _timeless(before):
+            lost.append(f"{prompt_id}.json")
+    return lost
+
+
+def judge(fault: Fault, outcome: Outcome) -> list[str]:
+    """What is wrong with the answer to a fault (empty when it is right)."""
+    problems = []
+    if outcome.returncode != fault.code:
+        problems.append(f"exit code {outcome.returncode}, expected {fault.code}")
+    if "Traceback" in outcome.stderr + outcome.stdout:
+        problems.append("a traceback was printed")
+    lines = answer_lines(outcome, fault.code)
+    if fault.message and (len(lines) != 1 or not re.search(fault.message, lines[0])):
+        problems.append(f"expected one line matching {fault.message!r}, got {lines or outcome.stderr[-600:]!r}")
+    if outcome.lost:
+        problems.append(f"finished records changed or lost: {outcome.lost}")
+    if outcome.unmet:
+        problems.append(outcome.unmet)
+    return problems
+
+
+def markdown_table(outcomes: dict[str, Outcome]) -> str:
+    rows = ["| fault | exit code | answer (one line) | seconds |", "|---|---:|---|---:|"]
+    for fault in FAULTS:
+        if fault.name not in outcomes:
+            rows.append(f"| {fault.name} | {fault.code} | (needs root; not run) | |")
+            continue
+        outcome = outcomes[fault.name]
+        lines = answer_lines(outcome, outcome.returncode) or [outcome.stdout.strip().splitlines()[-2]
+                                                               if outcome.stdout.strip() else ""]
+        text = re.sub(r"/tmp/\S*?/case\d+", "<case>", lines[0]).replace("|", "\\|")
+        rows.append(f"| {fault.name} | {outcome.returncode} | `{text}` | {outcome.seconds:.1f} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m tests.run_integrity.fault_cases", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        outcomes = run_matrix(Path(tmp))
+        failed = {name: judge(next(f for f in FAULTS if f.name == name), o) for name, o in outcomes.items()}
+        table = markdown_table(outcomes)
+        total = time.perf_counter() - start
+    print(table)
+    print(f"{len(outcomes)} faults in {total:.0f}s; wrong answers: {sum(bool(v) for v in failed.values())}")
+    for name, problems in failed.items():
+        for problem in problems:
+            print(f"  {name}: {problem}")
+    if args.out:
+        args.out.write_text(table)
+    return 0 if not any(failed.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
