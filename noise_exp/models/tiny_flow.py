@@ -80,23 +80,32 @@ def tiny_flow_vae(sample_size: int, scaling_factor: float, shift_factor: float) 
 
 
 @dataclass
-class TinySD3Builder:
-    """Builds a tiny StableDiffusion3Pipeline (two CLIP encoders with projection, T5, patch-2 transformer)."""
+class TinyFlowBuilder:
+    """Builds a tiny pipeline into a folder (the `builder` of a model config); deterministic from `seed`."""
 
     seed: int = 0
+
+    def __call__(self, out_dir: Path) -> Path:
+        torch.manual_seed(self.seed)
+        return save_pipeline_atomically(self.build(), out_dir)
+
+    def build(self) -> Any:
+        raise NotImplementedError
+
+
+@dataclass
+class TinySD3Builder(TinyFlowBuilder):
+    """Builds a tiny StableDiffusion3Pipeline (two CLIP encoders with projection, T5, patch-2 transformer)."""
+
     sample_size: int = 16  # latent pixels; the transformer takes at most `pos_embed_max_size` patches a side
     pos_embed_max_size: int = 16
     shift: float = 3.0  # SD3 / SD3.5's static shift
     t5_dim: int = 96  # > 2 x CLIP_HIDDEN: SD3 pads the concatenated CLIP states up to the T5 width
 
-    def __call__(self, out_dir: Path) -> Path:
-        return save_pipeline_atomically(self.build(), out_dir)
-
     def build(self) -> Any:
         from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
         from transformers import CLIPTextModelWithProjection
 
-        torch.manual_seed(self.seed)
         tokenizer, tokenizer_2 = tiny_clip_tokenizers()
         tokenizer_3 = tiny_t5_tokenizer()
         transformer = SD3Transformer2DModel(
@@ -112,24 +121,19 @@ class TinySD3Builder:
 
 
 @dataclass
-class TinyFluxBuilder:
+class TinyFluxBuilder(TinyFlowBuilder):
     """Builds a tiny FluxPipeline: FLUX.1-dev-like (guidance embedding, dynamic shift) or, with
     `guidance_embeds=False, dynamic_shifting=False, shift=1.0`, FLUX.1-schnell-like."""
 
-    seed: int = 0
     guidance_embeds: bool = True
     dynamic_shifting: bool = True
     shift: float = 3.0
     t5_dim: int = 64
 
-    def __call__(self, out_dir: Path) -> Path:
-        return save_pipeline_atomically(self.build(), out_dir)
-
     def build(self) -> Any:
         from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
         from transformers import CLIPTextModel
 
-        torch.manual_seed(self.seed)
         tokenizer, _ = tiny_clip_tokenizers()
         tokenizer_2 = tiny_t5_tokenizer()
         transformer = FluxTransformer2DModel(

@@ -2,13 +2,16 @@
 denoiser's sigma pairs backwards, and Algorithms 1 and 2 run on them end to end."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from diffusers import FluxPipeline
+from omegaconf import OmegaConf
 
 from noise_exp.methods import NoiseOptimization, NoiseSelection
 from noise_exp.models.flow_matching import pack_latents, unpack_latents
 from noise_exp.stability import stability
+from tests.conftest import CONF
 from tests.flow.conftest import with_settings
 
 PROMPT = "a small house by a lake"
@@ -24,16 +27,40 @@ def pipeline_latents(model, seed: int, guidance_scale: float) -> torch.Tensor:
     return unpack_latents(latents, *model.latent_shape[1:]) if isinstance(model.pipe, FluxPipeline) else latents
 
 
-@pytest.mark.parametrize("name,guidance_scale", [("tiny_sd3", 5.0), ("tiny_sd3", 1.0), ("tiny_flux", 3.5),
-                                                 ("tiny_flux", 1.0), ("tiny_schnell", 0.0)])
-def test_denoising_equals_the_diffusers_pipeline_for_the_same_seed(request, name, guidance_scale):
-    model = with_settings(request.getfixturevalue(name), guidance_scale=guidance_scale)
+def shipped_samplers() -> list:
+    """(tiny model of the family, steps, guidance) of every flow-matching config in conf/model/."""
+    cases = []
+    for path in sorted((CONF / "model").glob("*.yaml")):
+        config = OmegaConf.load(path)
+        if config._target_.startswith("noise_exp.models.flow_matching."):
+            family = "tiny_sd3" if "StableDiffusion3" in config._target_ else \
+                "tiny_flux" if config.guidance_scale else "tiny_schnell"
+            cases.append(pytest.param(family, config.num_steps, config.guidance_scale, id=path.stem))
+    return cases
+
+
+@pytest.mark.parametrize("name,num_steps,guidance_scale", [
+    *shipped_samplers(), ("tiny_sd3", 4, 1.0), ("tiny_flux", 4, 1.0)])
+def test_denoising_equals_the_diffusers_pipeline_for_the_same_seed(request, name, num_steps, guidance_scale):
+    model = with_settings(request.getfixturevalue(name), num_steps=num_steps, guidance_scale=guidance_scale)
     ours = model.denoise(model.draw_noise(list(SEEDS)), model.encode_prompt(PROMPT))
     for row, seed in zip(ours, SEEDS):
-        theirs = pipeline_latents(model, seed, guidance_scale)[0]
+        theirs = pipeline_latents(model, seed, guidance_scale or 0.0)[0]
         assert float((row - theirs).norm() / theirs.norm()) < 1e-5
         assert float((row - theirs).abs().max()) < 1e-5
     assert model.pipe.scheduler.sigmas.tolist() == pytest.approx(list(model.schedule.sigmas), abs=0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_chosen_seed_reproduces_its_image_in_plain_diffusers(request, name):
+    model = request.getfixturevalue(name)
+    image = model.decode(model.denoise(model.draw_noise([11]), model.encode_prompt(PROMPT)))[0]
+    theirs = model.pipe(PROMPT, num_inference_steps=model.num_steps, guidance_scale=model.guidance_scale or 0.0,
+                        height=model.height, width=model.width, max_sequence_length=model.max_sequence_length,
+                        generator=torch.Generator("cpu").manual_seed(11)).images[0]
+    difference = np.abs(np.asarray(image, dtype=np.int16) - np.asarray(theirs, dtype=np.int16))
+    assert image.size == theirs.size == (model.width, model.height)
+    assert difference.max() <= 1 and difference.mean() < 0.01  # 8-bit rounding of float-equal pixels at most
 
 
 @pytest.mark.parametrize("name", MODELS)
