@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from noise_exp.errors import NoiseExpError, config_error_message
+from noise_exp.files import write_failure
 
 
 def run_hydra(entry: Callable[[], Any]) -> None:
@@ -35,6 +37,12 @@ def run_hydra(entry: Callable[[], Any]) -> None:
         if wants_traceback:
             raise
         _exit(config_error_message(err), 2)
+    except (OSError, ValueError) as err:  # Hydra could not make the run folder, its .hydra/ or its log file
+        fault = err if isinstance(err, OSError) else err.__cause__
+        reason = write_failure(fault, Path.cwd()) if isinstance(fault, OSError) else None
+        if reason is None or wants_traceback:
+            raise
+        _exit(f"{reason}; nothing was run", 2)
 
 
 def _exit(message: str, code: int) -> NoReturn:

@@ -41,10 +41,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def write_failure(error: OSError, where: Path) -> str | None:
     """A one-line explanation of an OSError raised while writing under `where`, or None if it is not a
-    storage fault (full disk, quota, read-only or forbidden folder)."""
+    storage fault (full disk, quota, read-only or forbidden folder, a file where a folder should be)."""
     target = error.filename or where
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"no space left on the device while writing {target}"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG):
         return f"cannot write {target}: {error.strerror}"
     return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from hydra.utils import instantiate
 
 from tests.conftest import compose_cfg
@@ -18,11 +17,3 @@ def small_digits():
                     f"(training takes minutes; tests never train the full model)")
     return instantiate(cfg.model)
 
-
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one thread is several times faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from hydra.utils import instantiate
 
 from noise_exp.models.flow_matching import FluxModel
@@ -19,14 +18,6 @@ def with_settings(model, **changes):
                     max_sequence_length=model.max_sequence_length)
     return type(model)(model.pipe, **{**settings, **changes})
 
-
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """The tiny transformers are latency-bound: one thread is faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -80,9 +80,13 @@ def corrupt_record(case: Path) -> list[str]:
 
 
 def garbage_checkpoint(case: Path) -> list[str]:
-    path = case / "sac+logos+ava1-l14-linearMSE.pth"
-    path.write_bytes(b"\x00not a torch checkpoint" * 100)
-    return ["evaluator=[aes]", f"evaluator.aes.mlp_checkpoint={path}"]
+    """An HPS v2 checkpoint that is an HTML error page saved in its place (a tiny open_clip architecture)."""
+    from evaluators.testing import tiny_open_clip_config
+
+    path = case / "HPS_v2_compressed.pt"
+    path.write_bytes(b"<html><body>429 Too Many Requests</body></html>" * 50)
+    arch = tiny_open_clip_config(case)
+    return ["evaluator=[hpsv2]", f"evaluator.hpsv2.checkpoint={path}", f"evaluator.hpsv2.arch={arch}"]
 
 
 def live_lock_holder(case: Path) -> list[str]:
@@ -209,13 +213,15 @@ FAULTS: list[Fault] = [
           message="could not load model 'stabilityai/sdxl-turbo'"),
     Fault("NaN weights (non-finite latents)", fresh=True, kept=0, message="non-finite", prepare=nan_weights),
     Fault("evaluator weights not available offline", ["evaluator=[hpsv2]"], message="not available offline"),
-    Fault("corrupt evaluator checkpoint", message=r"sac\+logos\+ava1-l14-linearMSE\.pth", prepare=garbage_checkpoint),
+    Fault("corrupt evaluator checkpoint", message=r"cannot read evaluator weights .*HPS_v2_compressed\.pt",
+          prepare=garbage_checkpoint),
     # the run folder
     Fault("resume with other settings", ["method.num_seeds=3"], message=r"holds results of other settings \(method"),
     Fault("second writer on the same folder", ["dataset.limit=3"], message="is in use by pid", prepare=live_lock_holder),
     Fault("corrupt per-prompt record (recomputed)", code=0, message=r"1\.json is corrupt", prepare=corrupt_record,
           kept=1),
-    Fault("run folder cannot be created", fresh=True, kept=0, message="a-file", prepare=unmade_parent),
+    Fault("run folder cannot be created", fresh=True, kept=0, message="a-file.*Not a directory; nothing was run",
+          prepare=unmade_parent),
     Fault("run folder read-only", ["dataset.limit=3"], message="Read-only file system", prepare=read_only_folder,
           needs_root=True),
     Fault("disk full", message="no space left on the device.*finished prompts are kept", prepare=small_disk,
@@ -230,7 +236,8 @@ FAULTS: list[Fault] = [
     Fault("score: folder without results.csv", ["evaluator=[ssim]"], module="noise_exp.score", message="results.csv",
           prepare=empty_folder),
     Fault("merge: folder without runs", module="noise_exp.merge", message="no run folders", prepare=empty_folder),
-    Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", message="bogus"),
+    Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", message="unrecognized arguments: --bogus",
+          prepare=empty_folder),
 ]
 
 
@@ -239,6 +246,7 @@ FAULTS: list[Fault] = [
 def run_command(args: list[str], module: str | None = None, act=None, case: Path | None = None,
                 timeout: float = 600) -> Outcome:
     command = [sys.executable, "-m", module] if module else [sys.executable, "run.py"]
+    args = [a for a in args if a.startswith("-")] + [a for a in args if not a.startswith("-")]  # flags first
     start = time.perf_counter()
     process = subprocess.Popen(command + args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from hydra.utils import instantiate
 
 from noise_exp.data.orbit_fixture import make_orbit_fixture
@@ -12,14 +11,6 @@ FIXTURE_OBJECTS = 2
 FIXTURE_FRAMES = 84
 FIXTURE_SIZE = 64
 
-
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """The tiny model is latency-bound: one thread is faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
