@@ -79,13 +79,13 @@ def measure(model, cond, experiment: str, method, K: int, batch_size: int, repea
     device = model.device
     seconds = bare = float("inf")
     for _ in range(max(1, repeats)):
-        recorder = UNetRecorder(model.unet)
+        recorder = UNetRecorder(model.network)
         try:
             output, elapsed = timed(lambda: method.run(model, cond, prompt_index=0), device)
         finally:
             recorder.remove()
         seconds = min(seconds, elapsed)
-        bare = min(bare, replay_bare(model.unet, recorder.calls, device))
+        bare = min(bare, replay_bare(model.network, recorder.calls, device))
     calls = sum(v.unet_calls for v in output.variants if v.name in ("stable", "optimized"))
     return Row(experiment, K, model.num_steps, batch_size, seconds, calls, bare, seconds / max(K, 1), seconds / bare,
                peak_memory_mb(device))

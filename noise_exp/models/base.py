@@ -62,6 +62,11 @@ class NoiseModel(ABC):
     def unet_calls_per_roundtrip(self) -> int:
         """Network evaluations per sample of one denoise + invert (the cost unit of the methods)."""
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The denoising network each step calls (UNet or transformer): what the benchmark times."""
+        return getattr(self, "unet")
+
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model for logs and results."""
         return {"name": self.name, "num_steps": self.num_steps, "device": str(self.device)}

@@ -158,6 +158,10 @@ class FlowMatchingModel(NoiseModel):
         return self.pipe.image_processor.postprocess(images.float(), output_type="pil")
 
     @property
+    def network(self) -> torch.nn.Module:
+        return self.transformer
+
+    @property
     def unet_calls_per_roundtrip(self) -> int:
         """Transformer calls per sample of one denoise + invert."""
         return self.num_steps * (self._passes(self.guidance_scale) + self._passes(self.inversion_guidance_scale))
