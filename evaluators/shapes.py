@@ -43,6 +43,8 @@ MIN_FIT = 0.6  # a blob that fits no shape this well is an unrecognised object (
 BLURS = (0.0, 0.5, 1.0)  # template blurs tried, pixels at 32 px (scaled with the image side)
 PAD = 3  # pixels around a component that may hold its blurred edge
 _FILL = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}  # area over the box the shape fills
+_SPREAD = {"circle": 1.0, "square": 1.0, "triangle": 4 / 3}  # var(y) / var(x) of the shape filling a square box
+MAX_ASPECT = 1.5  # template height / width is fitted from the blob's second moments within [1/1.5, 1.5]
 
 
 # --- pixels -> objects --------------------------------------------------------------------------------
@@ -83,31 +85,35 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (v <= 1) & (v >= 2 * np.abs(u) - 1)  # apex (0, -1), base corners (+-1, 1)
 
 
-def _cover(shape: str, half: float, angle: float, dy: np.ndarray, dx: np.ndarray, window: tuple[int, int]) -> np.ndarray:
-    """Fraction of each pixel the ideal shape covers (4x4 subpixels): `half` its half side, (dy, dx) the subpixel
-    offsets from its centroid, turned by `angle` degrees."""
+def _cover(shape: str, half: tuple[float, float], angle: float, dy: np.ndarray, dx: np.ndarray,
+           window: tuple[int, int]) -> np.ndarray:
+    """Fraction of each pixel the ideal shape covers (4x4 subpixels): `half` its half width and height, (dy, dx) the
+    subpixel offsets from its centroid, turned by `angle` degrees."""
     cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-    centre_dy = half / 3 if shape == "triangle" else 0.0  # a triangle's centroid sits below its box centre
-    u, v = (dx * cos + dy * sin) / half, (-dx * sin + dy * cos + centre_dy) / half
+    centre_dy = half[1] / 3 if shape == "triangle" else 0.0  # a triangle's centroid sits below its box centre
+    u, v = (dx * cos + dy * sin) / half[0], (-dx * sin + dy * cos + centre_dy) / half[1]
     return _inside(shape, u, v).reshape(window[0], SUBPIXELS, window[1], SUBPIXELS).mean((1, 3))
 
 
 def shape_fit(alpha: np.ndarray, blurs: Sequence[float] = (0.0,)) -> dict[str, float]:
-    """Soft IoU of a component's blend fractions with each ideal shape of the same area and centroid, blurred by
-    each of `blurs` (pixels) and turned by each of `ANGLES`: the best fit per shape."""
+    """Soft IoU of a component's blend fractions with each ideal shape of the same area, centroid and aspect
+    (from the second moments), blurred by each of `blurs` (pixels) and turned by each of `ANGLES`: the best fit per
+    shape."""
     area = float(alpha.sum())
     rows, cols = np.indices(alpha.shape)
     cy, cx = (alpha * (rows + 0.5)).sum() / area, (alpha * (cols + 0.5)).sum() / area
+    spread = (alpha * (rows + 0.5 - cy) ** 2).sum() / max((alpha * (cols + 0.5 - cx) ** 2).sum(), 1e-9)
     offsets = (np.arange(SUBPIXELS) + 0.5) / SUBPIXELS
     ys = (np.arange(alpha.shape[0])[:, None] + offsets[None]).reshape(-1) - cy
     xs = (np.arange(alpha.shape[1])[:, None] + offsets[None]).reshape(-1) - cx
     dy, dx = np.meshgrid(ys, xs, indexing="ij")
     kinds, templates = [], []
     for shape in SHAPES:
-        half = math.sqrt(area / _FILL[shape]) / 2
+        aspect = float(np.clip(math.sqrt(spread / _SPREAD[shape]), 1 / MAX_ASPECT, MAX_ASPECT))  # height / width
+        width = math.sqrt(area / (_FILL[shape] * aspect))
         for angle in (0.0,) if shape == "circle" else ANGLES:
             kinds.append(shape)
-            templates.append(_cover(shape, half, angle, dy, dx, alpha.shape))
+            templates.append(_cover(shape, (width / 2, aspect * width / 2), angle, dy, dx, alpha.shape))
     stack = np.stack(templates)
     fits = dict.fromkeys(SHAPES, 0.0)
     for blur in blurs:

@@ -30,9 +30,10 @@ def shapes_run(tmp_path):
 
 
 def test_score_cli_judges_each_rows_prompt(shapes_run, capsys):
-    assert score_cli.main([str(shapes_run), "evaluator=[shapes_geneval]"]) == 0
+    assert score_cli.main([str(shapes_run), "evaluator=[shapes_geneval,shapes_reward]"]) == 0
     assert "scored 12 rows" in capsys.readouterr().out
     frame = pd.read_csv(shapes_run / "results.csv")
+    assert frame["shapes_reward"].between(0, 1).all()
     expected = [0.0 if (variant == "unstable" and prompt in WRONG) else 1.0
                 for prompt, variant in zip(frame["prompt"], frame["variant"])]
     assert frame["shapes_geneval"].tolist() == expected
