@@ -8,7 +8,7 @@ semantics (`noise_exp.data.shapes.check`), like GenEval reads a photo with a det
    blend is at least half that colour (so anti-aliased and blurred edges neither spill into another colour nor
    grow the object);
 2. connected components of each colour (4-connected); specks below 30% of a small triangle's area are ignored;
-3. shape: the ideal circle, square or upright triangle of the component's area, centred on its centroid, turned
+3. shape: the ideal circle, square or upright triangle of the component's area, centroid and aspect, turned
    by up to 10 degrees and blurred by up to 1 px (at 32 px), that overlaps the component's blend fractions best
    (soft IoU on a 4x4 subpixel grid); a blob that fits no shape to `MIN_FIT` is an unrecognised object;
 4. position: the component's bounding box, compared by GenEval's relative-position rule.
@@ -39,7 +39,7 @@ NOISE_ALPHA = 0.1  # smaller blend fractions around an object are pixel noise, n
 MIN_AREA_FRACTION = 0.3 * 0.5 * 0.25 ** 2  # 30% of a small triangle's area, as a fraction of the image area
 ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)  # rotations tried for squares and triangles
 SUBPIXELS = 4
-MIN_FIT = 0.6  # a blob that fits no shape this well is an unrecognised object (clean renders fit >= 0.9)
+MIN_FIT = 0.6  # a blob that fits no shape this well is unrecognised (clean renders fit >= 0.89, model-like >= 0.82)
 BLURS = (0.0, 0.5, 1.0)  # template blurs tried, pixels at 32 px (scaled with the image side)
 PAD = 3  # pixels around a component that may hold its blurred edge
 _FILL = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}  # area over the box the shape fills
