@@ -11,11 +11,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from noise_exp.bank.keys import scope_of_config
+from noise_exp.bank.session import BankSession, write_run_link
+from noise_exp.bank.storage import CandidateBank
 from noise_exp.data.prompts import Prompt, PromptSet, single_prompt
 from noise_exp.errors import NoiseExpError, RunInterrupted
 from noise_exp.files import write_failure
 from noise_exp.fingerprint import (RUN_FILE, WEIGHTS_KEY, RunFingerprint, check_fingerprint, read_fingerprint,
                                    run_fingerprint, with_weights, write_fingerprint)
+from noise_exp.methods.compute import PeakMemory
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
 from noise_exp.logging import NullLogger, RunLogger
 from noise_exp.report.tables import COMPARISONS
@@ -69,8 +73,13 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     method: Method = build(cfg.method, "method")
     _quiet_libraries()  # imports diffusers and transformers: after the checks that need neither
     evaluators = _evaluators(cfg)  # loads their weights now: a missing or corrupt checkpoint stops the run here
+    if evaluators and not save_images:
+        raise NoiseExpError("evaluators score the saved images, but save_images=[] saves none; name the variants "
+                            "to score, e.g. save_images=[stable,unstable]")
+    _check_candidate_scoring(cfg, method, evaluators)
     store = RunStore(run_dir, save_noise=bool(cfg.get("save_noise", True)))
     with _writable(run_dir, store), RunLock(run_dir):
+        bank = _candidate_bank(cfg)
         fingerprint = _checked_fingerprint(cfg, run_dir, store)
         todo = [p for p in prompts if not store.is_done(p)]
         resumed = len(prompts) - len(todo)
@@ -80,11 +89,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         tracker.start(OmegaConf.to_container(cfg, resolve=True), run_dir)
         try:
             start = time.perf_counter()
+            session = None
             if todo:
-                _generate(cfg, method, todo, len(prompts), save_images, store, tracker, fingerprint)
+                session = _generate(cfg, method, todo, len(prompts), save_images, store, tracker, fingerprint,
+                                    bank, evaluators)
             elif not (run_dir / "results.csv").exists():
                 store.write_tables()
-            metrics = summarize(store, prompts, resumed, time.perf_counter() - start)
+            metrics = summarize(store, prompts, resumed, time.perf_counter() - start,
+                                session.summary() if session else "")
+            if session:
+                metrics.update(bank_reused=session.reused, bank_computed=session.computed)
             metrics["objective"] = metrics.get(f"stability/{method.main_variant}")
             dataset_report = _dataset_report(cfg)
             if dataset_report is not None:  # e.g. multi-view orbits: per-view scores vs ground truth (Table 3)
@@ -98,21 +112,54 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _generate(cfg: DictConfig, method: Method, todo: list[Prompt], total: int, save_images: list[str],
-              store: RunStore, tracker: RunLogger, fingerprint: RunFingerprint) -> None:
-    """Load the model, record the weights' identity, then run the method prompt by prompt."""
+              store: RunStore, tracker: RunLogger, fingerprint: RunFingerprint, bank: CandidateBank | None = None,
+              evaluators: dict[str, Any] | None = None) -> BankSession | None:
+    """Load the model, record the weights' identity, then run the method prompt by prompt (with the candidate bank
+    when `bank.path` is set); returns the bank session, whose counts the summary reports."""
     model = build(cfg.model, "model")
     log.info("model %s", model.describe())
     _record_weights(cfg, store, fingerprint)
+    session = None
+    if bank is not None:
+        session = BankSession(bank, scope_of_config(cfg), OmegaConf.to_container(cfg.model, resolve=True),
+                              run=str(store.run_dir), keep_images=bool(cfg.bank.get("images", True)))
+        method.attach_bank(session, evaluators or {})
+        write_run_link(store.run_dir, session)
     with tqdm(total=total, initial=total - len(todo), desc=f"{method.name} {model.name}", unit="prompt",
               dynamic_ncols=True, file=sys.stderr) as bar:
         for prompt in todo:
             cond = model.condition(prompt)
-            output = method.run(model, cond, prompt.id, progress=lambda s: bar.set_postfix_str(s, refresh=False))
+            with PeakMemory(model.device) as peak:
+                output = method.run(model, cond, prompt.id, progress=lambda s: bar.set_postfix_str(s, refresh=False))
+            for variant in output.variants:
+                variant.peak_memory_mb = peak.mib
             images = _decode_kept(model, cond, output, save_images)
             record = store.write_prompt(prompt, output, images)
             tracker.log_prompt(*_tracked(record, store.run_dir))
             bar.set_postfix_str(" ".join(f"{v.name}={v.stability:.4f}" for v in output.variants))
             bar.update(1)
+    return session
+
+
+def _check_candidate_scoring(cfg: DictConfig, method: Method, evaluators: dict[str, Any]) -> None:
+    """`method.score_candidates` keeps its scores in the bank and scores with the run's evaluators (text-only ones)."""
+    if not method.scores_candidates:
+        return
+    if not (cfg.get("bank") or {}).get("path"):
+        raise NoiseExpError("method.score_candidates=true needs bank.path=<folder>: the candidates' scores are kept "
+                            "in the candidate bank")
+    if not evaluators:
+        raise NoiseExpError("method.score_candidates=true needs evaluators to score with (evaluator=[...])")
+    with_references = [name for name, evaluator in evaluators.items() if getattr(evaluator, "needs_references", False)]
+    if with_references:
+        raise NoiseExpError(f"method.score_candidates cannot use {', '.join(with_references)}: candidates have no "
+                            f"reference images")
+
+
+def _candidate_bank(cfg: DictConfig) -> CandidateBank | None:
+    """The bank folder of `bank.path` (made if missing), or None."""
+    path = (cfg.get("bank") or {}).get("path")
+    return CandidateBank(Path(str(path)).expanduser(), create=True) if path else None
 
 
 def _checked_fingerprint(cfg: DictConfig, run_dir: Path, store: RunStore) -> RunFingerprint:
@@ -184,8 +231,9 @@ def _decode_kept(model: Any, cond: Any, output: MethodOutput, save_images: list[
     return {v.name: image for v, image in zip(kept, images)}
 
 
-def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: float) -> dict[str, Any]:
-    """Mean stability per variant over this job's prompts, printed as the one-line summary and returned as metrics.
+def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: float, note: str = "") -> dict[str, Any]:
+    """Mean stability per variant over this job's prompts, printed as the one-line summary (with `note`, e.g. the
+    bank's reuse) and returned as metrics.
 
     For optimization it also counts the prompts that ended less stable than they started: Algorithm 2 holds eps'
     constant within a step, so a step can lower stability.
@@ -200,6 +248,7 @@ def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: flo
     parts = " ".join(f"{k}={sum(v) / len(v):.4f}" for k, v in by_variant.items())
     worse = _less_stable_after_optimization(records)
     extra = f" | {worse} of {len(records)} prompts ended less stable than they started" if worse is not None else ""
+    extra += f" | {note}" if note else ""
     print(f"noise-exp: {len(prompts)} prompts ({resumed} already done) in {seconds:.1f}s | mean stability {parts}"
           f"{extra}\nresults: {store.run_dir / 'results.csv'}", flush=True)
     return {"num_prompts": len(prompts), "seconds": seconds, **means,

@@ -118,6 +118,9 @@ def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: 
     frame = read_results(run_dir)
     if not evaluators:
         return frame
+    if not any(_cell(value) for value in frame["image"]):
+        raise NoiseExpError(f"{run_dir} has no images to score (it was run with save_images=[]); rerun it with "
+                            f"the variants to score in save_images")
     store = RunStore(run_dir)
     if store.records():
         with RunLock(run_dir):

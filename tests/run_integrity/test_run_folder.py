@@ -180,3 +180,17 @@ def test_optimization_summary_counts_prompts_that_lost_stability(tmp_path, capsy
     worse = int((frame["optimized"] < frame["original"]).sum())
     assert metrics["less_stable_after_optimization"] == worse
     assert f"| {worse} of 2 prompts ended less stable than they started" in capsys.readouterr().out
+
+
+def test_scoring_a_run_without_images_is_one_clear_line(tmp_path):
+    from evaluators import build_evaluators
+    from noise_exp.scoring import score_run
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(NoiseExpError, match=r"save_images=\[\] saves none"):
+        run(run_dir, "dataset.limit=1", "save_images=[]", MEAN_PIXEL)
+    assert not (run_dir / "prompts").exists()  # refused before generating anything
+    run(run_dir, "dataset.limit=1", "save_images=[]")
+    evaluators = build_evaluators({"mean_pixel": {"_target_": "tests.run_integrity.helpers.MeanPixel"}})
+    with pytest.raises(NoiseExpError, match=r"has no images to score \(it was run with save_images=\[\]\)"):
+        score_run(run_dir, evaluators)
