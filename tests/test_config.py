@@ -69,3 +69,12 @@ def test_data_paths_point_inside_the_project():
     cfg = compose_cfg([])
     assert Path(cfg.paths.data_dir) == CONF.parent / "datasets"
     assert "../shared" not in cfg.dataset.path
+
+
+@pytest.mark.parametrize("experiment", ["table1", "table2", "fig8"])
+@pytest.mark.parametrize("model", ["flux_schnell", "flux_dev", "sd3_medium", "sd35_large"])
+def test_paper_experiments_run_on_the_flow_models(experiment, model):
+    """`make table1 HYDRA_ARGS=model=flux_schnell`: the paper's protocol with another model family."""
+    cfg = compose_cfg([f"experiment={experiment}", f"model={model}"])
+    assert cfg.model.name == model and cfg.model._target_.startswith("noise_exp.models.flow_matching.")
+    assert cfg.name == experiment and sorted(cfg.evaluator) == ["aes", "hpsv2", "imagereward", "pickscore"]
