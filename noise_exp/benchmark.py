@@ -97,7 +97,7 @@ def build_model(overrides: list[str]):
     from noise_exp.config import compose_config
     from noise_exp.runner import _quiet_libraries
 
-    _quiet_libraries()
+    _quiet_libraries("diffusers", "transformers")
     return instantiate(compose_config(overrides).model)
 
 

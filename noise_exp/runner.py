@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import sys
 import time
@@ -51,14 +52,13 @@ def load_prompts(cfg: DictConfig) -> list[Prompt]:
     return dataset.load()
 
 
-def _quiet_libraries() -> None:
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+def _quiet_libraries(*names: str) -> None:
+    """Silence the info logs and loading bars of `diffusers` / `transformers`. Importing diffusers costs seconds,
+    so this is called where a library is about to be used, not before the checks that can stop a run."""
+    for name in names:
+        library = importlib.import_module(name)
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -71,7 +71,6 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     prompts = load_prompts(cfg)
     save_images = validate_variants(cfg.get("save_images") or [])
     method: Method = build(cfg.method, "method")
-    _quiet_libraries()  # imports diffusers and transformers: after the checks that need neither
     evaluators = _evaluators(cfg)  # loads their weights now: a missing or corrupt checkpoint stops the run here
     if evaluators and not save_images:
         raise NoiseExpError("evaluators score the saved images, but save_images=[] saves none; name the variants "
@@ -116,6 +115,7 @@ def _generate(cfg: DictConfig, method: Method, todo: list[Prompt], total: int, s
               evaluators: dict[str, Any] | None = None) -> BankSession | None:
     """Load the model, record the weights' identity, then run the method prompt by prompt (with the candidate bank
     when `bank.path` is set); returns the bank session, whose counts the summary reports."""
+    _quiet_libraries("diffusers", "transformers")
     model = build(cfg.model, "model")
     log.info("model %s", model.describe())
     _record_weights(cfg, store, fingerprint)
@@ -271,7 +271,10 @@ def _evaluators(cfg: DictConfig) -> dict[str, Any]:
     """The configured evaluators, built (and their weights loaded) the same way `noise_exp.score` builds them."""
     from evaluators import build_evaluators
 
-    return build_evaluators(OmegaConf.to_container(cfg.evaluator, resolve=True) if cfg.get("evaluator") else None)
+    if not cfg.get("evaluator"):
+        return {}
+    _quiet_libraries("transformers")
+    return build_evaluators(OmegaConf.to_container(cfg.evaluator, resolve=True))
 
 
 def _dataset_report(cfg: DictConfig) -> Any:
