@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from noise_exp.files import atomic_write_bytes
 from noise_exp.methods.method import MethodOutput
 
 RESULT_COLUMNS = ["dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise", "time_s", "unet_calls",
-                  "norm_ratio"]
+                  "norm_ratio", "peak_memory_mb"]
 SELECTION_COLUMNS = ["prompt_id", "seed", "stability"]
 TRACE_COLUMNS = ["prompt_id", "step", "stability", "lr"]
 
@@ -131,14 +132,17 @@ class RunStore:
                 buffer = io.BytesIO()
                 images[variant.name].save(buffer, format="PNG")
                 atomic_write_bytes(self.run_dir / image_rel, buffer.getvalue())
-            if self.save_noise:
+            if self.save_noise and variant.noise is not None:
                 noise_rel = f"noises/{prompt.id}_{variant.name}.pt"
                 buffer = io.BytesIO()
                 torch.save(variant.noise.detach().cpu().to(torch.float32).clone(), buffer)
                 atomic_write_bytes(self.run_dir / noise_rel, buffer.getvalue())
+            peak = variant.peak_memory_mb
             variants.append({"variant": variant.name, "seed": variant.seed, "stability": variant.stability,
                              "image": image_rel, "noise": noise_rel, "time_s": round(variant.time_s, 4),
-                             "unet_calls": variant.unet_calls, "norm_ratio": variant.norm_ratio})
+                             "unet_calls": variant.unet_calls, "norm_ratio": variant.norm_ratio,
+                             "peak_memory_mb": None if math.isnan(peak) else round(peak, 1),
+                             **({"scores": dict(variant.scores)} if variant.scores else {})})
         record = {"prompt_id": prompt.id, "prompt": prompt.text, "dataset": prompt.dataset, "meta": prompt.meta,
                   "variants": variants, "selection_scores": output.selection_scores, "trace": output.trace}
         self.write_record(record)

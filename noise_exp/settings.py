@@ -14,7 +14,7 @@ NEUTRAL_KEYS: tuple[str, ...] = (
     "hydra", "evaluator", "logger", "paths", "save_images", "save_noise", "name",
     "model.name", "model.device", "model.builder", "model.compile_unet", "model.channels_last",
     "model.attention_slicing",
-    "method.batch_size", "method.selection.batch_size",
+    "method.batch_size", "method.selection.batch_size", "method.score_candidates",
     "dataset.limit", "dataset.offset", "dataset.num_shards", "dataset.shard_index", "dataset.report",
     "bank",
 )

@@ -13,8 +13,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from noise_exp.bank.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
+from noise_exp.methods.banked import select_with_bank
 from noise_exp.methods.optimization import OptimizationConfig, OptimizationResult, optimize_noise
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import SelectionResult, select_noise
@@ -41,11 +43,13 @@ class Variant:
     name: str
     seed: int
     stability: float
-    noise: torch.Tensor  # [C, H, W]
-    latents: torch.Tensor  # [C, H, W] clean latents it denoises to
-    time_s: float
-    unet_calls: int
+    noise: torch.Tensor | None  # [C, H, W]; None for a variant read from a candidate bank (its seed draws it)
+    latents: torch.Tensor | None  # [C, H, W] clean latents it denoises to
+    time_s: float  # seconds of compute that produced it
+    unet_calls: int  # NFEs that produced it: network passes per sample, CFG passes included
     norm_ratio: float = 1.0  # |noise| / |the noise it started from|: 1 unless optimized
+    peak_memory_mb: float = float("nan")  # peak memory while its prompt ran (noise_exp.methods.compute.PeakMemory)
+    scores: dict[str, float] = field(default_factory=dict)  # evaluator scores known when it is made (bank queries)
 
 
 @dataclass
@@ -77,6 +81,16 @@ class Method(ABC):
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         """Run the method for one prompt."""
 
+    @property
+    def scores_candidates(self) -> bool:
+        """Whether every candidate is decoded and scored (`method.score_candidates`), which needs a bank."""
+        return False
+
+    def attach_bank(self, session: BankSession, evaluators: Mapping[str, Any]) -> None:
+        """Read and fill a candidate bank (`bank.path`); `evaluators` score the candidates when asked to."""
+        raise NoiseExpError(f"bank.path is for the methods that draw candidates (select, select_optimize), "
+                            f"not method={self.name}")
+
 
 class NoiseSelection(Method):
     """Algorithm 1 over seeds seed_start .. seed_start+K-1; keeps the stable (argmax) and unstable (argmin) noise."""
@@ -86,10 +100,21 @@ class NoiseSelection(Method):
     main_variant = "stable"
 
     def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",
-                 seeds_per_prompt: bool = False, config_key: str = "method") -> None:
+                 seeds_per_prompt: bool = False, score_candidates: bool = False, config_key: str = "method") -> None:
         super().__init__(similarity, seed_start, num_seeds, config_key)
         self.batch_size = integer_param(f"{config_key}.batch_size", batch_size, 1)
         self.seeds_per_prompt = flag_param(f"{config_key}.seeds_per_prompt", seeds_per_prompt)
+        self.score_candidates = flag_param(f"{config_key}.score_candidates", score_candidates)
+        self.bank: BankSession | None = None
+        self.evaluators: dict[str, Any] = {}
+
+    @property
+    def scores_candidates(self) -> bool:
+        return self.score_candidates
+
+    def attach_bank(self, session: BankSession, evaluators: Mapping[str, Any]) -> None:
+        self.bank = session
+        self.evaluators = dict(evaluators) if self.score_candidates else {}
 
     def candidate_seeds(self, prompt_index: int) -> range:
         """Seeds seed_start .. seed_start+K-1 for every prompt (the paper), or a disjoint block of K per prompt id
@@ -107,6 +132,10 @@ class NoiseSelection(Method):
             if progress:
                 progress(f"seed {done[0]}/{self.num_seeds}")
 
+        if self.bank is not None:  # known candidates are read, the others computed and stored
+            banked = select_with_bank(seeds, model, cond, self.bank, self.similarity_name, self.batch_size,
+                                      self.evaluators, on_batch)
+            return banked.result, banked.seconds
         start = time.perf_counter()
         result = select_noise(seeds, model.draw_noise, ModelRoundTrip(model, cond), self.batch_size, self.similarity, on_batch)
         return result, time.perf_counter() - start
@@ -168,13 +197,18 @@ class SelectThenOptimize(Method):
     main_variant = "optimized"
 
     def __init__(self, selection: Mapping[str, Any], optimization: Mapping[str, Any], similarity: str = "cosine") -> None:
-        self.selection = NoiseSelection(**nested_params("method.selection", selection, NoiseSelection, ["similarity"]),
+        # candidates are scored by method=select only (method.score_candidates); here the bank keeps stabilities
+        self.selection = NoiseSelection(**nested_params("method.selection", selection, NoiseSelection,
+                                                        ["similarity", "score_candidates"]),
                                         similarity=similarity, config_key="method.selection")
         # the optimization starts from the selected noise, so it has no seeds of its own
         self.optimization = NoiseOptimization(
             **nested_params("method.optimization", optimization, NoiseOptimization, ["similarity", "seed_start", "num_seeds"]),
             similarity=similarity, config_key="method.optimization")
         super().__init__(similarity, self.selection.seed_start, self.selection.num_seeds)
+
+    def attach_bank(self, session: BankSession, evaluators: Mapping[str, Any]) -> None:
+        self.selection.attach_bank(session, evaluators)
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         selected, select_s = self.selection.select(model, cond, progress, prompt_index)

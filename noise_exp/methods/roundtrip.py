@@ -32,9 +32,18 @@ class ModelRoundTrip:
     cond: Conditioning
 
     def __call__(self, noise: torch.Tensor, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        latents = self.denoise(noise, seeds)
+        return latents, self.invert(latents, seeds)
+
+    def denoise(self, noise: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        """x0 = M(eps, c)."""
         check_finite(noise, "initial noise", self.cond.prompt, seeds)
         latents = self.model.denoise(noise, self.cond)
         check_finite(latents, "denoised latents", self.cond.prompt, seeds)
+        return latents
+
+    def invert(self, latents: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        """eps' = Inversion(x0, c)."""
         inverted = self.model.invert(latents, self.cond)
         check_finite(inverted, "inverted noise", self.cond.prompt, seeds)
-        return latents, inverted
+        return inverted

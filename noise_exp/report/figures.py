@@ -10,10 +10,22 @@ from typing import Sequence
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from noise_exp.report.tables import METRIC_LABELS, paired_scores
+from noise_exp.report.tables import METRIC_LABELS, NFE, paired_scores
 from noise_exp.results import atomic_write_bytes
 
 BLUE, ORANGE = "#1f77b4", "#ff7f0e"  # the paper's colours: blue = side A, orange = side B
+
+
+def save_figure(figure, path: Path, dpi: int = 120) -> Path:
+    """A matplotlib figure as a PNG file, written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 def winning_rate_chart(rates: pd.DataFrame, path: Path, settings: Sequence[str] = ()) -> Path:
@@ -46,12 +58,33 @@ def winning_rate_chart(rates: pd.DataFrame, path: Path, settings: Sequence[str] 
         axis.invert_yaxis()
         axis.set_title(f"{a} vs {b}: winning rate (ties half, 95% Wilson CI)", fontsize=9)
         axis.legend(loc="lower right", fontsize=7)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(figure, path)
+
+
+def quality_vs_nfe(frame: pd.DataFrame, metrics: Sequence[str], settings: Sequence[str], path: Path) -> Path:
+    """Quality per compute: one panel per quality column, each (setting, dataset, variant) a point at its mean
+    NFEs (log scale) and its mean of that column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    keys = [*settings, "dataset", "variant"]
+    means = frame.groupby(keys, sort=False, dropna=False)[[NFE, *metrics]].mean().reset_index()
+    figure, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(3.8 * len(metrics), 3.4))
+    for axis, metric in zip(axes[0], metrics):
+        axis.scatter(means[NFE], means[metric], color=BLUE)
+        for _, row in means.iterrows():
+            label = " / ".join([*(f"{c}={row[c]}" for c in settings), str(row["variant"])])
+            axis.annotate(label, (row[NFE], row[metric]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xlabel("NFEs per prompt (network passes, CFG counted)", fontsize=7)
+        axis.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        axis.tick_params(labelsize=7)
+    return save_figure(figure, path)
 
 
 def image_grid(frame: pd.DataFrame, run_dirs: dict[str, Path], a: str, b: str, path: Path,

@@ -40,7 +40,8 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
     sweep = tables.load_sweep(run_dirs, pool=pool)
     frame, settings = sweep.frame, list(sweep.columns)
     means = tables.mean_table(frame, settings)
-    rates = tables.winning_rates(frame, settings=settings)
+    comparisons = tables.comparisons_for(frame["variant"])
+    rates = tables.winning_rates(frame, comparisons, settings=settings)
     files: dict[str, Path] = {}
 
     layout = tables.to_markdown(tables.paper_layout(means, settings))
@@ -55,7 +56,10 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
     files["winning_rates_md"] = _write_text(out_dir / "winning_rates.md", readable)
     if not rates.empty:
         files["winning_rates_png"] = figures.winning_rate_chart(rates, out_dir / "winning_rates.png", settings)
-    files.update(_grids(frame, run_dirs, settings, out_dir, max_grid_rows, max_grid_settings))
+    files.update(_grids(frame, run_dirs, settings, out_dir, max_grid_rows, max_grid_settings, comparisons))
+    if tables.NFE in frame.columns and frame[tables.NFE].notna().any():
+        files["quality_vs_nfe_png"] = figures.quality_vs_nfe(frame, tables.measured_columns(frame), settings,
+                                                             out_dir / "quality_vs_nfe.png")
 
     summary = ["# noise-exp report", "", "Runs: " + ", ".join(f"`{run_dir}`" for run_dir in run_dirs), "",
                _settings_line(sweep), "",
@@ -83,7 +87,7 @@ def _settings_line(sweep: tables.Sweep) -> str:
 
 
 def _grids(frame: pd.DataFrame, run_dirs: Sequence[Path], settings: Sequence[str], out_dir: Path, max_rows: int,
-           max_settings: int) -> dict[str, Path]:
+           max_settings: int, comparisons: Sequence[tuple[str, str]] = tables.COMPARISONS) -> dict[str, Path]:
     """grid_<a>_vs_<b>[_<column>-<value>...].png for each comparison present in each of the first settings,
     with each side's first metric (stability without evaluators) under its image."""
     by_run = {str(run_dir): run_dir for run_dir in run_dirs}
@@ -93,7 +97,7 @@ def _grids(frame: pd.DataFrame, run_dirs: Sequence[Path], settings: Sequence[str
     for values, subset in tables.groups(frame, settings)[:max_settings]:
         suffix = "".join(f"_{column}-{UNSAFE.sub('-', str(value))}" for column, value in values.items())
         present = set(subset["variant"].astype(str))
-        for a, b in tables.COMPARISONS:
+        for a, b in comparisons:
             if a in present and b in present:
                 name = f"grid_{a}_vs_{b}{suffix}"
                 grid = figures.image_grid(subset, by_run, a, b, out_dir / f"{name}.png", max_rows=max_rows,

@@ -17,6 +17,9 @@ from noise_exp.scoring import read_results
 # "A vs B": the share of prompts on which A beats B (docs/CONVENTIONS.md).
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("stable", "unstable"), ("optimized", "original"), ("stable", "baseline"), ("optimized", "baseline"))
+# A candidate-bank query (`python -m noise_exp.bank select`) writes one variant per rule: random, best_<score>,
+# oracle_<score> (and stable/unstable); each pick is compared with a random pick, and with the stable noise.
+BANK_PICKS = ("best_", "oracle_")
 VARIANT_ORDER = ("unstable", "stable", "original", "optimized", "baseline")
 VARIANT_LABELS = {"unstable": "Unstable noise", "stable": "Stable noise", "original": "Original noise",
                   "optimized": "Optimized noise", "baseline": "Baseline"}
@@ -28,9 +31,10 @@ METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "ima
 # Inversion stability s(eps) (eq. 3) is in every results.csv: a column of every means table and a winning-rate
 # metric of every report, whether or not evaluators ran.
 STABILITY = "stability"
+NFE = "unet_calls"  # the NFEs that produced a row: network passes per sample, CFG passes included
 LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
 BOOKKEEPING = frozenset({"dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise",
-                         "time_s", "unet_calls", "reference", "run", "norm_ratio", "nfe"})
+                         "time_s", "unet_calls", "reference", "run", "norm_ratio", "nfe", "peak_memory_mb"})
 RATE_COLUMNS = ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high"]
 # Names a setting column may not take (results and table columns): such keys keep their dotted name.
 RESERVED = BOOKKEEPING | set(RATE_COLUMNS) | set(METRIC_LABELS) | {"average", "comparison"}
@@ -118,6 +122,16 @@ def mean_table(frame: pd.DataFrame, settings: Sequence[str] = ()) -> pd.DataFram
     if all(metric in metrics for metric in PAPER_METRICS):
         table.insert(len(settings) + 3 + len(metrics), "average", table[list(PAPER_METRICS)].mean(axis=1))
     return table
+
+
+def comparisons_for(variants: Sequence[str]) -> list[tuple[str, str]]:
+    """The paper's comparisons, then those of a bank query's rules among `variants`: stable and each best_/oracle_
+    pick vs random, and each best_/oracle_ pick vs stable."""
+    present = list(dict.fromkeys(str(v) for v in variants))
+    picks = [v for v in present if v.startswith(BANK_PICKS)]
+    extra = [(v, "random") for v in ["stable", *picks] if v in present and "random" in present]
+    extra += [(v, "stable") for v in picks if "stable" in present]
+    return [*COMPARISONS, *extra]
 
 
 def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, float]:
