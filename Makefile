@@ -12,7 +12,7 @@ HYDRA_ARGS  ?=
 
 .PHONY: setup test test-fast system-deps reference-wheels demo bench table1 table2 fig8 table3 merge \
         train-small reproduce-small human-eval slurm-up slurm-down clean-outputs \
-        train-shapes-reward shapes-judge-study
+        train-shapes-reward shapes-judge-study train-shapes shapes-accuracy
 
 setup: $(STAMP)
 
@@ -84,3 +84,31 @@ train-shapes-reward: $(STAMP)
 
 shapes-judge-study: $(STAMP)
 	$(PY) scripts/shapes_judge_study.py
+
+# The candidate bank study on the small digits model (docs/candidate_bank.md): K=100 scored candidates for each of the
+# 100 digit prompts (a fresh seed block per prompt id), computed once per guidance scale into one bank; then stable /
+# unstable / random / best-by-reward / oracle picks and the stability-quality correlation from the bank alone.
+CORR_OUT      ?= outputs/reproduce_correlation
+CORR_GUIDANCE ?= 1 3
+CORR_PROMPTS  ?= 100
+.PHONY: reproduce-correlation
+reproduce-correlation: $(STAMP)
+	set -e; for g in $(CORR_GUIDANCE); do \
+	  OMP_NUM_THREADS=1 $(PY) run.py model=small_digits dataset=digits dataset.limit=$(CORR_PROMPTS) method=select \
+	    method.seeds_per_prompt=true method.score_candidates=true method.batch_size=50 model.guidance_scale=$$g \
+	    "evaluator=[digit_classifier,digit_realism]" bank.path=$(CORR_OUT)/bank hydra.run.dir=$(CORR_OUT)/select_g$$g; \
+	  $(PY) -m noise_exp.bank select $(CORR_OUT)/select_g$$g --by stability --by unstable --by random \
+	    --by digit_classifier --by oracle:digit_realism --out $(CORR_OUT)/rules_g$$g; \
+	  $(PY) -m noise_exp.bank correlate $(CORR_OUT)/select_g$$g --scores digit_classifier,digit_realism \
+	    --out $(CORR_OUT)/correlation_g$$g; \
+	done
+
+# The two shapes-world diffusion models (docs/shapes_world.md): 32 px (small_shapes) and 64 px (small_shapes_l),
+# one thread each, deterministic from seed 0; then the exact judge's accuracy on dataset=shapes_bench.
+train-shapes: $(STAMP)
+	$(PY) scripts/train_shapes.py --size 32 --force
+	$(PY) scripts/train_shapes.py --size 64 --force
+
+shapes-accuracy: $(STAMP)
+	$(PY) scripts/shapes_accuracy.py --model small_shapes
+	$(PY) scripts/shapes_accuracy.py --model small_shapes_l

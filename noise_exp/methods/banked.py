@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 
@@ -23,6 +23,9 @@ from noise_exp.methods.selection import Candidate, SelectionResult, select_noise
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.stability import SIMILARITIES, get_similarity
 
+if TYPE_CHECKING:
+    from evaluators.base import Evaluator
+
 
 @dataclass
 class RecordingRoundTrip:
@@ -30,7 +33,7 @@ class RecordingRoundTrip:
 
     roundtrip: ModelRoundTrip
     session: BankSession
-    evaluators: Mapping[str, object] = field(default_factory=dict)  # non-empty: decode and score every candidate
+    evaluators: Mapping[str, "Evaluator"] = field(default_factory=dict)  # non-empty: decode and score every candidate
     recorded: list[StoredCandidate] = field(default_factory=list)
 
     def __call__(self, noise: torch.Tensor, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +86,7 @@ class BankedSelection:
 
 
 def select_with_bank(seeds: Sequence[int], model: NoiseModel, cond: Conditioning, session: BankSession,
-                     similarity: str, batch_size: int, evaluators: Mapping[str, object] | None = None,
+                     similarity: str, batch_size: int, evaluators: Mapping[str, "Evaluator"] | None = None,
                      on_batch: Callable[[int], None] | None = None) -> BankedSelection:
     """Algorithm 1 over `seeds`, computing only the candidates the bank lacks (or lacks the evaluators' scores of)."""
     seeds, evaluators = [int(s) for s in seeds], dict(evaluators or {})

@@ -3,6 +3,8 @@ apart, candidates scored, compute measured."""
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +17,7 @@ from noise_exp.errors import NoiseExpError
 from tests.bank.helpers import SCORERS, run_digits
 from tests.conftest import compose_cfg
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def needs_digits_model():
     if not (Path(compose_cfg(["model=small_digits"]).model.pretrained) / "model_index.json").exists():
         pytest.skip("the small digits model is not trained (make train-small)")
@@ -29,30 +28,44 @@ def kept(run_dir: Path) -> pd.DataFrame:
     return frame.set_index(["prompt_id", "variant"])[["seed", "stability"]].sort_index()
 
 
-def test_a_rerun_with_the_same_key_computes_nothing_new(tmp_path, capsys):
+@dataclass
+class Banked:
+    run: Path  # a selection run (2 prompts, K=5, T=2) made with bank.path
+    bank: Path
+    metrics: dict
+
+
+@pytest.fixture(scope="module")
+def banked(tmp_path_factory) -> Banked:
+    """One banked run shared by the tests that only read it (they copy the bank before adding to it)."""
+    root = tmp_path_factory.mktemp("banked")
+    return Banked(root / "run", root / "bank", run_digits(root / "run", root / "bank"))
+
+
+def test_a_rerun_with_the_same_key_computes_nothing_new(banked, tmp_path, capsys):
     bank = tmp_path / "bank"
-    first = run_digits(tmp_path / "first", bank)
+    shutil.copytree(banked.bank, bank)
     files = CandidateBank(bank).files()
-    rows = len(CandidateBank(bank).read().frame)
+    assert (banked.metrics["bank_reused"], banked.metrics["bank_computed"]) == (0, 10)
+    assert len(CandidateBank(bank).read().frame) == 10
+    capsys.readouterr()
     second = run_digits(tmp_path / "second", bank)
-    assert (first["bank_reused"], first["bank_computed"]) == (0, 10) and rows == 10
     assert (second["bank_reused"], second["bank_computed"]) == (10, 0)
     assert CandidateBank(bank).files() == files  # a writer with nothing to add writes no file
     assert "| bank: reused 10, computed 0 candidates" in capsys.readouterr().out
-    pd.testing.assert_frame_equal(kept(tmp_path / "first"), kept(tmp_path / "second"))
+    pd.testing.assert_frame_equal(kept(banked.run), kept(tmp_path / "second"))
     # the selection_scores of the reusing run are the bank's, for all K seeds
     scores = pd.read_csv(tmp_path / "second" / "selection_scores.csv")
-    assert len(scores) == 10 and scores.equals(pd.read_csv(tmp_path / "first" / "selection_scores.csv"))
+    assert len(scores) == 10 and scores.equals(pd.read_csv(banked.run / "selection_scores.csv"))
     # a run of 7 seeds computes only the 2 the bank lacks, per prompt
     third = run_digits(tmp_path / "third", bank, seeds=7)
     assert (third["bank_reused"], third["bank_computed"]) == (10, 4)
 
 
-def test_a_query_equals_a_fresh_selection_run_with_the_same_seeds(tmp_path, capsys):
+def test_a_query_equals_a_fresh_selection_run_with_the_same_seeds(banked, tmp_path, capsys):
     run_digits(tmp_path / "fresh", None)  # no bank: plain Algorithm 1
-    run_digits(tmp_path / "banked", tmp_path / "bank")
     out = tmp_path / "query"
-    assert bank_main(["select", str(tmp_path / "banked"), "--by", "stability", "--by", "unstable", "--images", "none",
+    assert bank_main(["select", str(banked.run), "--by", "stability", "--by", "unstable", "--images", "none",
                       "--out", str(out)]) == 0
     fresh, query = kept(tmp_path / "fresh"), kept(out)
     pd.testing.assert_frame_equal(fresh, query)  # same seed, same score, exactly
@@ -60,7 +73,7 @@ def test_a_query_equals_a_fresh_selection_run_with_the_same_seeds(tmp_path, caps
     assert (results["unet_calls"] == 5 * 2 * (2 + 1)).all()  # K x T x (2 CFG passes + 1 inversion pass)
     assert (out / "report" / "means.md").is_file()
     # the bank folder itself answers the same (one prompt per text; two texts here)
-    assert bank_main(["select", str(tmp_path / "bank"), "--by", "stability", "--images", "none", "--out",
+    assert bank_main(["select", str(banked.bank), "--by", "stability", "--images", "none", "--out",
                       str(tmp_path / "query_bank")]) == 0
     by_text = pd.read_csv(tmp_path / "query_bank" / "results.csv").set_index("prompt")
     for _, row in pd.read_csv(tmp_path / "fresh" / "results.csv").query("variant == 'stable'").iterrows():
@@ -68,9 +81,11 @@ def test_a_query_equals_a_fresh_selection_run_with_the_same_seeds(tmp_path, caps
                                                                                                    row["stability"])
 
 
-def test_another_sampler_is_never_mixed_in(tmp_path, capsys):
+def test_another_sampler_is_never_mixed_in(banked, tmp_path, capsys):
     bank = tmp_path / "bank"
-    run_digits(tmp_path / "t2", bank)
+    shutil.copytree(banked.bank, bank)
+    shutil.copytree(banked.run, tmp_path / "t2")
+    (tmp_path / "t2" / "bank.json").write_text(json.dumps({"path": str(bank)}))
     other = run_digits(tmp_path / "t3", bank, "model.num_steps=3")
     assert (other["bank_reused"], other["bank_computed"]) == (0, 10)  # same prompts and seeds, other key
     guided = run_digits(tmp_path / "g1", bank, "model.guidance_scale=1")
@@ -125,16 +140,15 @@ def test_scored_candidates_answer_every_rule_and_reuse_their_images(tmp_path, ca
     assert query["rules"] == ["stable", "random", "best_digit_realism", "oracle_digit_classifier"]
 
 
-def test_network_passes_are_measured_per_candidate(tmp_path):
+def test_network_passes_are_measured_per_candidate(banked):
     from hydra.utils import instantiate
 
-    run_digits(tmp_path / "run", tmp_path / "bank")
     model = instantiate(compose_cfg(["model=small_digits", "model.num_steps=2"]).model)
-    frame = CandidateBank(tmp_path / "bank").read().frame
+    frame = CandidateBank(banked.bank).read().frame
     assert (frame["nfe"] == model.unet_calls_per_roundtrip).all() and model.unet_calls_per_roundtrip == 6
     assert (frame["nfe_denoise"] == 2 * 2).all()  # T steps x (conditional + unconditional pass)
     assert (frame["seconds"] > frame["seconds_denoise"]).all() and (frame["seconds_denoise"] > 0).all()
-    results = pd.read_csv(tmp_path / "run" / "results.csv")
+    results = pd.read_csv(banked.run / "results.csv")
     assert (results["peak_memory_mb"] > 10).all()
 
 
