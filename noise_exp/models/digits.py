@@ -22,7 +22,7 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -116,7 +116,8 @@ class DigitsTrainingConfig:
     latent_channels: int = 4
 
 
-def _scheduler():
+def sd1_ddim_scheduler():
+    """SD 1.x's DDIM scheduler (scaled-linear betas, leading spacing), shared by the small trained models."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
@@ -174,6 +175,61 @@ def train_vae(vae, pixels: torch.Tensor, config: DigitsTrainingConfig, generator
     return losses
 
 
+def warmup_cosine_lr(peak: float, step: int, steps: int, warmup: int = 200) -> float:
+    """The learning rate at `step`: linear warm-up over `warmup` steps, then cosine annealing to 0 at `steps`."""
+    return peak * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """One EMA step of `model`'s weights into `ema`, with the usual warm-up of the decay."""
+    decay = min(decay, (1 + step) / (10 + step))
+    for averaged, current in zip(ema.parameters(), model.parameters()):
+        averaged.lerp_(current, 1 - decay)
+
+
+def epsilon_loss(unet, latents: torch.Tensor, text_states: torch.Tensor, alphas: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+    """DDPM's epsilon-prediction loss at uniformly drawn timesteps (alphas: the schedule's cumulative products)."""
+    timesteps = torch.randint(0, len(alphas), (len(latents),), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    alpha = alphas[timesteps].view(-1, 1, 1, 1)
+    noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+    prediction = unet(noisy, timesteps, encoder_hidden_states=text_states).sample
+    return F.mse_loss(prediction, noise)
+
+
+@dataclass
+class LossCurve:
+    """The mean training loss per window of `every` steps (a last, partial window included)."""
+
+    every: int = 100
+    means: list[float] = field(default_factory=list)
+    _sum: float = 0.0
+    _count: int = 0
+
+    def add(self, loss: float, last: bool = False) -> float | None:
+        """Adds one step's loss; returns the window's mean when this step closes a window."""
+        self._sum += loss
+        self._count += 1
+        if self._count < self.every and not last:
+            return None
+        self.means.append(self._sum / self._count)
+        self._sum, self._count = 0.0, 0
+        return self.means[-1]
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters, lr: float) -> None:
+    """Backpropagate `loss`, clip the gradient norm to 1 and step at learning rate `lr`."""
+    parameters = list(parameters)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+
+
 @torch.no_grad()
 def encode_prompts(tokenizer, text_encoder, prompts: Sequence[str]) -> torch.Tensor:
     ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -189,14 +245,12 @@ def train_unet(unet, posterior_mean: torch.Tensor, posterior_std: torch.Tensor, 
 
     Returns the EMA of the weights (loaded into a copy) and the loss every 100 steps.
     """
-    scheduler = _scheduler()
+    scheduler = sd1_ddim_scheduler()
     alphas = scheduler.alphas_cumprod.to(torch.float32)
     ema = copy.deepcopy(unet).requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.0)
 
-    def lr_at(step: int) -> float:  # 200 warm-up steps, then cosine annealing to 0
-        return config.unet_lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / config.unet_steps))
-    losses, running = [], 0.0
+    curve = LossCurve()
     unet.train()
     for step in range(config.unet_steps):
         index = torch.randint(0, len(labels), (config.batch_size,), generator=generator)
@@ -204,29 +258,13 @@ def train_unet(unet, posterior_mean: torch.Tensor, posterior_std: torch.Tensor, 
         latents = mean + std * torch.randn(mean.shape, generator=generator)
         classes = labels[index].clone()
         classes[torch.rand(config.batch_size, generator=generator) < config.cond_dropout] = NUM_CLASSES
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator)
-        noise = torch.randn(latents.shape, generator=generator)
-        alpha = alphas[timesteps].view(-1, 1, 1, 1)
-        noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
-        prediction = unet(noisy, timesteps, encoder_hidden_states=text_states[classes]).sample
-        loss = F.mse_loss(prediction, noise)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        decay = min(config.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for averaged, current in zip(ema.parameters(), unet.parameters()):
-                averaged.lerp_(current, 1 - decay)
-        running += float(loss.detach())
-        if (step + 1) % 100 == 0 or step == config.unet_steps - 1:
-            losses.append(running / ((step % 100) + 1))
-            running = 0.0
-            report(f"unet step {step + 1}/{config.unet_steps} loss {losses[-1]:.4f}")
+        loss = epsilon_loss(unet, latents, text_states[classes], alphas, generator)
+        optimizer_step(optimizer, loss, unet.parameters(), warmup_cosine_lr(config.unet_lr, step, config.unet_steps))
+        update_ema(ema, unet, step, config.ema_decay)
+        if curve.add(float(loss.detach()), last=step == config.unet_steps - 1) is not None:
+            report(f"unet step {step + 1}/{config.unet_steps} loss {curve.means[-1]:.4f}")
     ema.eval()
-    return ema, losses
+    return ema, curve.means
 
 
 def train_pipeline(config: DigitsTrainingConfig | None = None, report: Callable[[str], None] | None = None):
@@ -258,7 +296,7 @@ def train_pipeline(config: DigitsTrainingConfig | None = None, report: Callable[
                                        labels, config, generator, report)
 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet_ema,
-                                   scheduler=_scheduler(), safety_checker=None, feature_extractor=None,
+                                   scheduler=sd1_ddim_scheduler(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     record = {"config": asdict(config), "train_images": int(len(pixels)), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "vae_seconds": round(vae_seconds, 1),

@@ -1,0 +1,109 @@
+"""The exact judge's accuracy of a shapes model on dataset=shapes_bench, per tag (issue 12, item 4's quality bar).
+
+    python scripts/shapes_accuracy.py [--model small_shapes] [--limit 300] [--guidance G] [--steps T]
+                                      [--threads 1] [--out accuracy.json] [--grid grid.png] [hydra overrides...]
+
+One sample per prompt, seed = the prompt's id (0..299, all distinct), at the config's T and guidance unless
+overridden; each image is judged by `evaluator=shapes_geneval` against its caption. Prints the per-tag table
+(n, correct and the sub-checks) and `overall` = GenEval's score, the mean over tags. Equivalent to
+`python run.py model=small_shapes dataset=shapes_bench method=baseline method.num_seeds=300
+"evaluator=[shapes_geneval]"` followed by `evaluators.shapes.run_tag_accuracy(run_dir)`, without the run folder.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from noise_exp.cli import ArgumentParser  # noqa: E402
+from noise_exp.errors import exit_on_user_error  # noqa: E402
+
+
+def sample(model, prompts: Sequence[str], seeds: Sequence[int], batch_size: int = 50) -> list:
+    """One image per (prompt, seed), prompts batched together through the adapter's denoise and decode."""
+    from noise_exp.models.base import Conditioning
+
+    images = []
+    for first in range(0, len(prompts), batch_size):
+        chunk = list(prompts[first:first + batch_size])
+        conds = [model.encode_prompt(prompt) for prompt in chunk]
+        stacked = Conditioning(" | ".join(chunk), {key: torch.cat([c.tensors[key] for c in conds])
+                                                   for key in conds[0].tensors})
+        latents = model.denoise(model.draw_noise(seeds[first:first + batch_size]), stacked)
+        images += model.decode(latents)
+    return images
+
+
+def measure(model, prompts: Sequence[str], seeds: Sequence[int]):
+    """(images, judgements, per-tag summaries) of one sample per prompt."""
+    from evaluators.shapes import ShapesGenEval, summarize
+    from noise_exp.data.shapes import parse_caption
+
+    images = sample(model, prompts, seeds)
+    judgements = ShapesGenEval().judge(images, list(prompts))
+    return images, judgements, summarize([parse_caption(p).tag for p in prompts], judgements)
+
+
+def format_table(summaries: dict) -> str:
+    cell = lambda value: "-" if value is None else f"{value:.3f}"  # noqa: E731
+    lines = ["| tag | n | correct | present | count | color | position |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in summaries.values():
+        lines.append(f"| {s.tag} | {s.n} | {cell(s.correct)} | {cell(s.present)} | {cell(s.count)} | "
+                     f"{cell(s.color)} | {cell(s.position)} |")
+    return "\n".join(lines)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    from dataclasses import asdict
+
+    from hydra.utils import instantiate
+
+    from noise_exp.config import compose_config
+
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="small_shapes", help="a model config (small_shapes, small_shapes_l)")
+    parser.add_argument("--limit", type=int, default=None, help="first N benchmark prompts (multiples of 6 balance)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the config's)")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps T (default: the config's)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="write the summary as JSON here")
+    parser.add_argument("--grid", type=Path, default=None, help="save the first 48 samples as one image here")
+    parser.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. model.pretrained=DIR")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    overrides = [f"model={args.model}", "dataset=shapes_bench", "model.device=cpu", *args.overrides]
+    overrides += [f"model.guidance_scale={args.guidance}"] * (args.guidance is not None)
+    overrides += [f"model.num_steps={args.steps}"] * (args.steps is not None)
+    overrides += [f"dataset.limit={args.limit}"] * (args.limit is not None)
+    cfg = compose_config(overrides)
+    model = instantiate(cfg.model)
+    prompts = instantiate(cfg.dataset).load()
+    start = time.perf_counter()
+    images, _, summaries = measure(model, [p.text for p in prompts], [p.id for p in prompts])
+    seconds = time.perf_counter() - start
+    print(f"{args.model}: T = {cfg.model.num_steps}, guidance {cfg.model.guidance_scale}, {len(prompts)} prompts, "
+          f"{seconds:.0f}s on {args.threads} thread(s)")
+    print(format_table(summaries))
+    if args.grid:
+        from noise_exp.imaging import horizontal_strip, stack_rows
+
+        rows = [horizontal_strip(images[i:i + 12]) for i in range(0, min(48, len(images)), 12)]
+        stack_rows(rows).save(args.grid)
+    if args.out:
+        args.out.write_text(json.dumps({"model": args.model, "num_steps": cfg.model.num_steps,
+                                        "guidance_scale": cfg.model.guidance_scale, "seconds": round(seconds, 1),
+                                        "threads": args.threads,
+                                        "tags": {t: asdict(s) for t, s in summaries.items()}}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
