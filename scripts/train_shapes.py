@@ -1,6 +1,7 @@
 """Train a small shapes-world diffusion model (`make train-shapes`) into the folder `model=small_shapes[_l]` loads.
 
     python scripts/train_shapes.py --size 32|64 [--out DIR] [--seed 0] [--threads 1] [--steps N] [--minutes M] [--force]
+    python scripts/train_shapes.py --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N
 
 --size 32 is `model=small_shapes` (4x8x8 latents), --size 64 is `model=small_shapes_l` (4x16x16 latents).
 Training is deterministic from the seed for a given thread count; --minutes caps the UNet phase's wall clock
@@ -19,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
-from noise_exp.errors import exit_on_user_error  # noqa: E402
+from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
 from noise_exp.models.digits import save_pipeline  # noqa: E402
-from noise_exp.models.shapes import SIZES, preset, train_pipeline  # noqa: E402
+from noise_exp.models.shapes import SIZES, continue_training, preset, train_pipeline  # noqa: E402
 
 MODEL_OF_SIZE = {32: "small_shapes", 64: "small_shapes_l"}
 
@@ -43,19 +44,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="UNet steps (default: the preset's)")
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps (default: the preset's)")
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock cap on the UNet phase")
+    parser.add_argument("--lr", type=float, default=None, help="UNet + text-encoder peak learning rate")
+    parser.add_argument("--continue-from", type=Path, default=None,
+                        help="a trained folder: more UNet + text-encoder steps from its weights (VAE kept)")
     parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = args.out or configured_folder(args.size)
+    if args.continue_from and args.continue_from.resolve() == out.resolve():
+        raise NoiseExpError(f"--continue-from {args.continue_from} is the output folder too: pass --out elsewhere, "
+                            f"then move it into place")
     if (out / "model_index.json").exists():
         if not args.force:
             print(f"{out} already exists; --force retrains it")
             return 0
         shutil.rmtree(out)
     start = time.perf_counter()
-    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps,
+    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr,
                     max_seconds=None if args.minutes is None else 60 * args.minutes)
-    pipe, record = train_pipeline(config, report=lambda line: print(line, flush=True))
+    report = lambda line: print(line, flush=True)  # noqa: E731
+    if args.continue_from:
+        pipe, record = continue_training(args.continue_from, config, report)
+    else:
+        pipe, record = train_pipeline(config, report)
     save_pipeline(pipe, record, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"trained in {time.perf_counter() - start:.0f}s on {args.threads} threads -> {out} ({size / 1e6:.2f} MB)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
 import logging
 import tempfile
 import time
@@ -207,6 +208,34 @@ def train_pipeline(config: ShapesTrainingConfig | None = None, report: Callable[
               "unet_steps_done": steps_done, "stopped_early": steps_done < config.unet_steps,
               "pairs_seen": steps_done * config.batch_size, "latent_std": latent_std,
               "vae_reconstruction_mse": vae_mse, "vae_losses": vae_losses, "unet_losses": unet_losses}
+    return pipe, record
+
+
+def continue_training(folder: Path, config: ShapesTrainingConfig, report: Callable[[str], None] | None = None):
+    """More UNet + text-encoder steps from a trained folder's (EMA) weights, with a fresh data stream and a new
+    warm-up + cosine schedule from `config` (seed, unet_steps, unet_lr, batch_size); the VAE and tokenizer are kept.
+
+    Returns (StableDiffusionPipeline, training record dict); the record nests the folder's own as `continued_from`.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").exists():
+        raise NoiseExpError(f"cannot continue training from {folder}: it is not a trained shapes pipeline folder")
+    report = report or log.info
+    start = time.perf_counter()
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
+    pipe.vae.requires_grad_(False)
+    generator = torch.Generator().manual_seed(config.seed)
+    unet, text_encoder, losses, steps_done = train_denoiser(pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae,
+                                                            config, generator, report)
+    pipe = StableDiffusionPipeline(vae=pipe.vae, text_encoder=text_encoder, tokenizer=pipe.tokenizer, unet=unet,
+                                   scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    record = {"config": asdict(config), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "seconds": round(time.perf_counter() - start, 1), "unet_steps_done": steps_done,
+              "stopped_early": steps_done < config.unet_steps, "pairs_seen": steps_done * config.batch_size,
+              "unet_losses": losses, "continued_from": json.loads((folder / "training.json").read_text())}
     return pipe, record
 
 

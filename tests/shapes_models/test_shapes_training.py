@@ -58,3 +58,19 @@ def test_builder_trains_on_first_use_and_loads_like_any_pipeline(tmp_path, size,
 def test_a_size_without_a_preset_is_one_line():
     with pytest.raises(NoiseExpError, match="size must be one of"):
         preset(48)
+
+
+def test_continued_training_is_deterministic_and_keeps_the_first_record(tmp_path):
+    from noise_exp.models.digits import save_pipeline
+    from noise_exp.models.shapes import continue_training
+
+    pipe, record = train_pipeline(preset(32, seed=0, **QUICK), report=lambda line: None)
+    folder = save_pipeline(pipe, record, tmp_path / "stage1")
+    more = preset(32, seed=1, **{**QUICK, "unet_steps": 2})
+    first, again = (continue_training(folder, more, report=lambda line: None) for _ in range(2))
+    a, b = first[0].unet.state_dict(), again[0].unet.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and first[1]["unet_losses"] == again[1]["unet_losses"]
+    assert first[1]["continued_from"]["unet_losses"] == record["unet_losses"] and first[1]["unet_steps_done"] == 2
+    assert not torch.equal(first[0].unet.conv_in.weight, pipe.unet.conv_in.weight)
+    with pytest.raises(NoiseExpError, match="cannot continue training"):
+        continue_training(tmp_path / "missing", more)
