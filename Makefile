@@ -88,18 +88,25 @@ shapes-judge-study: $(STAMP)
 # The candidate bank study on the small digits model (docs/candidate_bank.md): K=100 scored candidates for each of the
 # 100 digit prompts (a fresh seed block per prompt id), computed once per guidance scale into one bank; then stable /
 # unstable / random / best-by-reward / oracle picks and the stability-quality correlation from the bank alone.
+# The same on the shapes world: make reproduce-correlation CORR_MODEL=small_shapes CORR_DATASET=shapes_bench
+#   CORR_REWARD=shapes_reward CORR_ORACLE=shapes_geneval CORR_GUIDANCE=2 CORR_PROMPTS=50 CORR_OUT=outputs/correlation_shapes
 CORR_OUT      ?= outputs/reproduce_correlation
+CORR_MODEL    ?= small_digits
+CORR_DATASET  ?= digits
+CORR_REWARD   ?= digit_classifier
+CORR_ORACLE   ?= digit_realism
 CORR_GUIDANCE ?= 1 3
 CORR_PROMPTS  ?= 100
 .PHONY: reproduce-correlation
 reproduce-correlation: $(STAMP)
 	set -e; for g in $(CORR_GUIDANCE); do \
-	  OMP_NUM_THREADS=1 $(PY) run.py model=small_digits dataset=digits dataset.limit=$(CORR_PROMPTS) method=select \
-	    method.seeds_per_prompt=true method.score_candidates=true method.batch_size=50 model.guidance_scale=$$g \
-	    "evaluator=[digit_classifier,digit_realism]" bank.path=$(CORR_OUT)/bank hydra.run.dir=$(CORR_OUT)/select_g$$g; \
+	  OMP_NUM_THREADS=1 $(PY) run.py model=$(CORR_MODEL) dataset=$(CORR_DATASET) dataset.limit=$(CORR_PROMPTS) \
+	    method=select method.seeds_per_prompt=true method.score_candidates=true method.batch_size=50 \
+	    model.guidance_scale=$$g "evaluator=[$(CORR_REWARD),$(CORR_ORACLE)]" bank.path=$(CORR_OUT)/bank \
+	    hydra.run.dir=$(CORR_OUT)/select_g$$g; \
 	  $(PY) -m noise_exp.bank select $(CORR_OUT)/select_g$$g --by stability --by unstable --by random \
-	    --by digit_classifier --by oracle:digit_realism --out $(CORR_OUT)/rules_g$$g; \
-	  $(PY) -m noise_exp.bank correlate $(CORR_OUT)/select_g$$g --scores digit_classifier,digit_realism \
+	    --by $(CORR_REWARD) --by oracle:$(CORR_ORACLE) --out $(CORR_OUT)/rules_g$$g; \
+	  $(PY) -m noise_exp.bank correlate $(CORR_OUT)/select_g$$g --scores $(CORR_REWARD),$(CORR_ORACLE) \
 	    --out $(CORR_OUT)/correlation_g$$g; \
 	done
 
