@@ -111,10 +111,13 @@ reproduce-correlation: $(STAMP)
 	done
 
 # The two shapes-world diffusion models (docs/shapes_world.md): 32 px (small_shapes) and 64 px (small_shapes_l),
-# one thread each, deterministic from seed 0; then the exact judge's accuracy on dataset=shapes_bench.
+# one thread each, deterministic: stage 1 from seed 0, stage 2 continues it on the seed-1 data stream at lr 5e-4;
+# then the exact judge's accuracy on dataset=shapes_bench.
 train-shapes: $(STAMP)
-	$(PY) scripts/train_shapes.py --size 32 --force
-	$(PY) scripts/train_shapes.py --size 64 --force
+	$(PY) scripts/train_shapes.py --size 32 --out .cache/shapes-stage1-32 --force
+	$(PY) scripts/train_shapes.py --size 32 --continue-from .cache/shapes-stage1-32 --seed 1 --lr 5e-4 --steps 2000 --force
+	$(PY) scripts/train_shapes.py --size 64 --out .cache/shapes-stage1-64 --force
+	$(PY) scripts/train_shapes.py --size 64 --continue-from .cache/shapes-stage1-64 --seed 1 --lr 5e-4 --steps 1800 --force
 
 shapes-accuracy: $(STAMP)
 	$(PY) scripts/shapes_accuracy.py --model small_shapes

@@ -13,9 +13,8 @@ from tests.conftest import ROOT, compose_cfg
 
 MODELS = {"small_shapes": ((4, 8, 8), 32), "small_shapes_l": ((4, 16, 16), 64)}
 # Floors for the first 24 benchmark prompts (4 per tag), well below what the judge measured on all 300
-# (docs/shapes_world.md): correct 0.097 and 0.040, named shapes present 0.52 and 0.58. Both models are
-# undertrained, so the larger one gets no floor on `correct` yet.
-CORRECT_FLOOR = {"small_shapes": 0.04, "small_shapes_l": 0.0}
+# (docs/shapes_world.md): correct 0.217 and 0.167, named shapes present 0.63 and 0.76.
+CORRECT_FLOOR = 0.04
 PRESENT_FLOOR = 0.3
 
 
@@ -51,16 +50,17 @@ def test_word_order_changes_the_text_states(committed):
     a = model.encode_prompt("a red circle left of a blue square").tensors["prompt_embeds"]
     b = model.encode_prompt("a red circle right of a blue square").tensors["prompt_embeds"]
     swapped = model.encode_prompt("a blue square left of a red circle").tensors["prompt_embeds"]
-    assert float((a - b).norm()) > 0.05 * float(a.norm()) and float((a - swapped).norm()) > 0.05 * float(a.norm())
+    # measured relative changes: 0.07 and 0.10 (left/right), 0.55 and 0.60 (groups swapped)
+    assert float((a - b).norm()) > 0.03 * float(a.norm()) and float((a - swapped).norm()) > 0.2 * float(a.norm())
 
 
 def test_samples_draw_the_named_shapes_and_some_are_judged_correct(committed):
-    name, _, model = committed
+    _, _, model = committed
     prompts = instantiate(compose_cfg(["dataset=shapes_bench", "dataset.limit=24"]).dataset).load()
     texts = [p.text for p in prompts]
     assert sorted(parse_caption(t).tag for t in texts)[::4] == sorted({parse_caption(t).tag for t in texts})
     images, judgements, summaries = _accuracy_script().measure(model, texts, [p.id for p in prompts])
     assert [image.size for image in images] == [(model.width, model.height)] * 24
     overall = summaries["overall"]
-    assert overall.n == 24 and overall.correct >= CORRECT_FLOOR[name] and overall.present >= PRESENT_FLOOR, overall
+    assert overall.n == 24 and overall.correct >= CORRECT_FLOOR and overall.present >= PRESENT_FLOOR, overall
     assert len(judgements) == 24
