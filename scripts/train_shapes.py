@@ -9,7 +9,6 @@ Training is deterministic from the seed for a given thread count; --minutes caps
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
-from noise_exp.models.digits import save_pipeline  # noqa: E402
+from noise_exp.models.digits import clear_for_training, save_trained  # noqa: E402
 from noise_exp.models.shapes import SIZES, continue_training, preset, train_pipeline  # noqa: E402
 
 MODEL_OF_SIZE = {32: "small_shapes", 64: "small_shapes_l"}
@@ -54,11 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.continue_from and args.continue_from.resolve() == out.resolve():
         raise NoiseExpError(f"--continue-from {args.continue_from} is the output folder too: pass --out elsewhere, "
                             f"then move it into place")
-    if (out / "model_index.json").exists():
-        if not args.force:
-            print(f"{out} already exists; --force retrains it")
-            return 0
-        shutil.rmtree(out)
+    if not clear_for_training(out, args.force):
+        return 0
     start = time.perf_counter()
     config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr,
                     max_seconds=None if args.minutes is None else 60 * args.minutes)
@@ -67,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe, record = continue_training(args.continue_from, config, report)
     else:
         pipe, record = train_pipeline(config, report)
-    save_pipeline(pipe, record, out)
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"trained in {time.perf_counter() - start:.0f}s on {args.threads} threads -> {out} ({size / 1e6:.2f} MB)")
+    save_trained(pipe, record, out, start, args.threads)
     return 0
 
 

@@ -7,7 +7,6 @@ Training is deterministic from the seed for a given thread count; the folder als
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import exit_on_user_error  # noqa: E402
-from noise_exp.models.digits import DigitsTrainingConfig, save_pipeline, train_pipeline  # noqa: E402
+from noise_exp.models.digits import (DigitsTrainingConfig, clear_for_training, save_trained,  # noqa: E402
+                                     train_pipeline)
 
 
 def configured_folder() -> Path:
@@ -41,17 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = args.out or configured_folder()
-    if (out / "model_index.json").exists():
-        if not args.force:
-            print(f"{out} already exists; --force retrains it")
-            return 0
-        shutil.rmtree(out)
+    if not clear_for_training(out, args.force):
+        return 0
     start = time.perf_counter()
     config = DigitsTrainingConfig(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps)
     pipe, record = train_pipeline(config, report=lambda line: print(line, flush=True))
-    save_pipeline(pipe, record, out)
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"trained in {time.perf_counter() - start:.0f}s on {args.threads} threads -> {out} ({size / 1e6:.2f} MB)")
+    save_trained(pipe, record, out, start, args.threads)
     return 0
 
 

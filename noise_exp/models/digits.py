@@ -20,6 +20,7 @@ import copy
 import json
 import logging
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -325,3 +326,21 @@ class DigitsPipelineBuilder:
 def save_pipeline(pipe, record: dict, out_dir: Path) -> Path:
     """Save the trained pipeline atomically, with its training record beside it."""
     return save_pipeline_atomically(pipe, out_dir, {"training.json": json.dumps(record, indent=1) + "\n"})
+
+
+def clear_for_training(out_dir: Path, force: bool) -> bool:
+    """True when a training script should train into `out_dir`: it holds no model yet, or `force` removes it."""
+    if (Path(out_dir) / "model_index.json").exists():
+        if not force:
+            print(f"{out_dir} already exists; --force retrains it")
+            return False
+        shutil.rmtree(out_dir)
+    return True
+
+
+def save_trained(pipe, record: dict, out_dir: Path, started: float, threads: int) -> Path:
+    """`save_pipeline`, then one line with the training time and the folder's size."""
+    save_pipeline(pipe, record, out_dir)
+    size = sum(f.stat().st_size for f in Path(out_dir).rglob("*") if f.is_file())
+    print(f"trained in {time.perf_counter() - started:.0f}s on {threads} threads -> {out_dir} ({size / 1e6:.2f} MB)")
+    return Path(out_dir)
