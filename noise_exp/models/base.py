@@ -12,6 +12,14 @@ if TYPE_CHECKING:
     from noise_exp.data.prompts import Prompt
 
 
+def seeded_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Per seed, the `randn_tensor` draw a diffusers pipeline makes with Generator('cpu').manual_seed(seed); float32."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return torch.cat([randn_tensor((1, *shape), generator=torch.Generator("cpu").manual_seed(int(seed)), device=device,
+                                   dtype=dtype) for seed in seeds]).to(torch.float32)
+
+
 @dataclass
 class Conditioning:
     """A prompt's encodings, computed once and reused for every seed and every step."""

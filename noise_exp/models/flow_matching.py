@@ -19,12 +19,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from diffusers import FluxPipeline, StableDiffusion3Pipeline
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.flow import FlowSchedule, dynamic_shift_mu, flow_euler_inversion_step, flow_euler_step, flow_schedule
-from noise_exp.models.base import Conditioning, NoiseModel
+from noise_exp.models.base import Conditioning, NoiseModel, seeded_noise
 from noise_exp.models.loading import load_pipeline, resolve_device, resolve_dtype
 
 
@@ -46,12 +45,6 @@ def check_local_folder(pretrained: str) -> None:
         raise NoiseExpError(f"model folder {folder} lists {', '.join(missing)} in model_index.json but has no such "
                             f"folder (the T5 encoder is text_encoder_3 for SD3, text_encoder_2 for FLUX): download "
                             f"the whole model (`hf download <id> --local-dir {folder}`) or point model.pretrained elsewhere")
-
-
-def seeded_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Per seed, the `randn_tensor` draw a pipeline makes with Generator('cpu').manual_seed(seed); float32."""
-    return torch.cat([randn_tensor((1, *shape), generator=torch.Generator("cpu").manual_seed(int(seed)), device=device,
-                                   dtype=dtype) for seed in seeds]).to(torch.float32)
 
 
 def pack_latents(latents: torch.Tensor) -> torch.Tensor:

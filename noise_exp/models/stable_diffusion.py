@@ -11,13 +11,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from noise_exp.ddim import DDIMSchedule, ddim_denoise_step, ddim_inversion_step, ddim_schedule, predicted_noise
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import integer_param, real_param
-from noise_exp.models.base import Conditioning, NoiseModel
+from noise_exp.models.base import Conditioning, NoiseModel, seeded_noise
 from noise_exp.models.loading import load_component, load_pipeline, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -123,9 +122,7 @@ class DDIMLatentModel(NoiseModel):
 
     def draw_noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """Per seed, the same call the pipeline's `prepare_latents` makes with Generator('cpu').manual_seed(seed)."""
-        noises = [randn_tensor((1, *self.latent_shape), generator=torch.Generator("cpu").manual_seed(int(seed)),
-                               device=self.device, dtype=self.dtype) for seed in seeds]
-        return torch.cat(noises).to(torch.float32) * self.scheduler.init_noise_sigma
+        return seeded_noise(self.latent_shape, seeds, self.device, self.dtype) * self.scheduler.init_noise_sigma
 
     @torch.no_grad()
     def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:

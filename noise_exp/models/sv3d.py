@@ -23,7 +23,7 @@ from noise_exp.edm import (EDMSchedule, edm_euler_inversion_step, edm_euler_step
                            triangle_guidance_scales, v_scalings)
 from noise_exp.errors import NoiseExpError
 from noise_exp.imaging import horizontal_strip, open_image, pixels_to_images, prepare_view, to_unit_array
-from noise_exp.models.base import Conditioning, NoiseModel
+from noise_exp.models.base import Conditioning, NoiseModel, seeded_noise
 from noise_exp.models.loading import load_pipeline, resolve_device, resolve_dtype
 from noise_exp.models.sv3d_components import MODEL_INDEX, SV3DComponents
 
@@ -123,9 +123,7 @@ class SV3DModel(NoiseModel):
 
     def draw_noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """Unit Gaussian eps per seed: the draw of the SVD pipeline's `prepare_latents` with Generator('cpu')."""
-        noises = [randn_tensor((1, *self.latent_shape), generator=torch.Generator("cpu").manual_seed(int(seed)),
-                               device=self.device, dtype=torch.float32) for seed in seeds]
-        return torch.cat(noises)
+        return seeded_noise(self.latent_shape, seeds, self.device, torch.float32)
 
     @torch.no_grad()
     def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
