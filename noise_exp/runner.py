@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from noise_exp.bank.keys import scope_of_config
+from noise_exp.bank.keys import BankScope
 from noise_exp.bank.session import BankSession, write_run_link
 from noise_exp.bank.storage import CandidateBank
 from noise_exp.data.prompts import Prompt, PromptSet, single_prompt
@@ -118,10 +118,11 @@ def _generate(cfg: DictConfig, method: Method, todo: list[Prompt], total: int, s
     _quiet_libraries("diffusers", "transformers")
     model = build(cfg.model, "model")
     log.info("model %s", model.describe())
-    _record_weights(cfg, store, fingerprint)
+    fingerprint = _record_weights(cfg, store, fingerprint)
     session = None
-    if bank is not None:
-        session = BankSession(bank, scope_of_config(cfg), OmegaConf.to_container(cfg.model, resolve=True),
+    if bank is not None:  # the scope reuses the weights hash just computed for run.json
+        session = BankSession(bank, BankScope.from_settings(fingerprint.settings),
+                              OmegaConf.to_container(cfg.model, resolve=True),
                               run=str(store.run_dir), keep_images=bool(cfg.bank.get("images", True)))
         method.attach_bank(session, evaluators or {})
         write_run_link(store.run_dir, session)
@@ -181,17 +182,19 @@ def _checked_fingerprint(cfg: DictConfig, run_dir: Path, store: RunStore) -> Run
     return recorded
 
 
-def _record_weights(cfg: DictConfig, store: RunStore, fingerprint: RunFingerprint) -> None:
-    """Add the loaded weights' identity to run.json, or refuse if they differ from the ones the folder holds."""
+def _record_weights(cfg: DictConfig, store: RunStore, fingerprint: RunFingerprint) -> RunFingerprint:
+    """Add the loaded weights' identity to run.json, or refuse if they differ from the ones the folder holds;
+    returns the fingerprint with the weights (the candidate bank's scope is taken from it)."""
     pretrained = cfg.model.get("pretrained")
     if not pretrained:
-        return
+        return fingerprint
     current = with_weights(RunFingerprint({k: v for k, v in fingerprint.settings.items() if k != WEIGHTS_KEY}),
                            str(pretrained))
     if WEIGHTS_KEY in fingerprint.settings and store.records():
         check_fingerprint(store.run_dir, current, fingerprint)
     else:
         write_fingerprint(store.run_dir, current)
+    return current
 
 
 @contextlib.contextmanager

@@ -76,13 +76,3 @@ def candidate_key(scope_digest: str, prompt: str, seed: int) -> str:
     """The content address of one candidate: its scope, prompt text and seed."""
     payload = json.dumps([scope_digest, prompt, int(seed)], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
-
-
-def scope_of_config(cfg: Any) -> BankScope:
-    """The scope of a composed run config, the weights identified by content (the folder hashed as run.json does)."""
-    from noise_exp.fingerprint import run_fingerprint, with_weights
-
-    pretrained = cfg.model.get("pretrained") if cfg.get("model") else None
-    if not pretrained:
-        raise NoiseExpError("bank.path needs a model with model.pretrained (its weights identify the candidates)")
-    return BankScope.from_settings(with_weights(run_fingerprint(cfg), str(pretrained)).settings)
