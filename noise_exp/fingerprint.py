@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
-from noise_exp.settings import flatten, is_result_key
+from noise_exp.settings import differing, flatten, is_result_key
 
 RUN_FILE = "run.json"
 WEIGHTS_KEY = "model.weights"
@@ -38,10 +38,7 @@ class RunFingerprint:
 
     def differences(self, other: "RunFingerprint") -> dict[str, tuple[Any, Any]]:
         """Keys whose values differ (a key missing on one side shows as `<unset>`)."""
-        keys = sorted(set(self.settings) | set(other.settings))
-        missing = "<unset>"
-        return {k: (self.settings.get(k, missing), other.settings.get(k, missing)) for k in keys
-                if self.settings.get(k, missing) != other.settings.get(k, missing)}
+        return differing(self.settings, other.settings)
 
 
 def run_fingerprint(cfg: DictConfig | Mapping[str, Any]) -> RunFingerprint:

@@ -43,3 +43,12 @@ def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+UNSET = "<unset>"
+
+
+def differing(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{key: (old value, new value)} for the keys whose values differ, in key order (`<unset>` where one lacks it)."""
+    keys = sorted(set(old) | set(new))
+    return {k: (old.get(k, UNSET), new.get(k, UNSET)) for k in keys if old.get(k, UNSET) != new.get(k, UNSET)}

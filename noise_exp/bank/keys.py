@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.settings import differing
 
 MODEL_PREFIX = "model."
 WEIGHTS = "weights"
@@ -66,10 +67,7 @@ class BankScope:
 
     def differences(self, other: "BankScope") -> str:
         """`num_steps: 10 vs 4; guidance_scale: 1 vs 3` for the settings that differ."""
-        unset = "<unset>"
-        keys = sorted(set(self.settings) | set(other.settings))
-        return "; ".join(f"{k}: {self.settings.get(k, unset)} vs {other.settings.get(k, unset)}" for k in keys
-                         if self.settings.get(k, unset) != other.settings.get(k, unset))
+        return "; ".join(f"{k}: {a} vs {b}" for k, (a, b) in differing(self.settings, other.settings).items())
 
 
 def candidate_key(scope_digest: str, prompt: str, seed: int) -> str:
