@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tests.run_integrity.helpers import MEAN_PIXEL
+from tests.run_integrity.helpers import MEAN_PIXEL, timeless
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
@@ -312,17 +312,13 @@ def answer_lines(outcome: Outcome, code: int) -> list[str]:
     return [line for line in outcome.stderr.splitlines() if line.startswith(prefix)]
 
 
-def _timeless(record: dict) -> list[dict]:
-    return [{k: v for k, v in variant.items() if k != "time_s"} for variant in record["variants"]]
-
-
 def kept_records(base: Path, run_dir: Path, count: int) -> list[str]:
     """Finished prompts of the base run whose record or scores differ (or are gone) in `run_dir`."""
     lost = []
     for prompt_id in range(count):
         before = json.loads((base / "prompts" / f"{prompt_id}.json").read_text())
         after_path = run_dir / "prompts" / f"{prompt_id}.json"
-        if not after_path.is_file() or _timeless(json.loads(after_path.read_text())) != _timeless(before):
+        if not after_path.is_file() or timeless(json.loads(after_path.read_text())) != timeless(before):
             lost.append(f"{prompt_id}.json")
     return lost
 

@@ -15,3 +15,8 @@ class MeanPixel(Evaluator):
 
 
 MEAN_PIXEL = "+evaluator.mean_pixel._target_=tests.run_integrity.helpers.MeanPixel"
+
+
+def timeless(record: dict) -> list[dict]:
+    """A prompt record's variants without their wall times: what a deterministic recompute must reproduce."""
+    return [{k: v for k, v in variant.items() if k != "time_s"} for variant in record["variants"]]

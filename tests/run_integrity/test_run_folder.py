@@ -20,7 +20,7 @@ from noise_exp.files import FILE_MODE
 from noise_exp.run_lock import LOCK_NAME, RunLock
 from noise_exp.runner import run_experiment
 from tests.conftest import compose_cfg
-from tests.run_integrity.helpers import MEAN_PIXEL
+from tests.run_integrity.helpers import MEAN_PIXEL, timeless
 
 BASE = ["model=tiny_sd", "method=select", "method.num_seeds=2", "dataset=drawbench", "save_noise=false"]
 
@@ -146,9 +146,8 @@ def test_a_corrupt_record_is_moved_aside_and_recomputed(tmp_path, capsys):
     warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "1.json is corrupt" in warning[0] and "1.json.corrupt" in warning[0]
     assert (run_dir / "prompts" / "1.json.corrupt").is_file()
-    def timeless(data):
-        return [{k: v for k, v in variant.items() if k != "time_s"} for variant in json.loads(data)["variants"]]
-    assert timeless((run_dir / "prompts" / "1.json").read_bytes()) == timeless(good)  # deterministic recompute
+    recomputed = json.loads((run_dir / "prompts" / "1.json").read_bytes())
+    assert timeless(recomputed) == timeless(json.loads(good))  # deterministic recompute
 
 
 def test_a_changed_prompt_text_under_the_same_id_is_refused(tmp_path):
