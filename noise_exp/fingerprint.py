@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
+from noise_exp.models.loading import is_local_path
 from noise_exp.settings import differing, flatten, is_result_key
 
 RUN_FILE = "run.json"
@@ -52,7 +53,7 @@ def run_fingerprint(cfg: DictConfig | Mapping[str, Any]) -> RunFingerprint:
     flat = {k: v for k, v in flatten({k: v for k, v in container.items() if k != "hydra"}).items() if is_result_key(k)}
     for key in ("model.pretrained", "dataset.path"):
         if flat.get(key):
-            flat[key] = Path(str(flat[key])).name if _is_local(str(flat[key])) else str(flat[key])
+            flat[key] = Path(str(flat[key])).name if is_local_path(str(flat[key])) else str(flat[key])
     if "model.dtype" in flat:
         flat["model.dtype"] = _resolved_dtype(container.get("model") or {})
     return RunFingerprint(settings=flat)
@@ -96,10 +97,6 @@ def _hub_commit(repo_id: str) -> str | None:
     if isinstance(cached, str) and "/snapshots/" in cached:
         return cached.split("/snapshots/")[1].split("/")[0]
     return None
-
-
-def _is_local(value: str) -> bool:
-    return value.startswith(("/", ".", "~")) or Path(value).exists()
 
 
 def _resolved_dtype(model: Mapping[str, Any]) -> str:

@@ -22,6 +22,11 @@ def _dtype_kwarg(torch_dtype: torch.dtype) -> dict[str, torch.dtype]:
     return {"dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype": torch_dtype}
 
 
+def is_local_path(pretrained: str) -> bool:
+    """A folder path (absolute, relative, ~, or existing) rather than a hub id."""
+    return str(pretrained).startswith(("/", ".", "~")) or Path(os.path.expanduser(str(pretrained))).exists()
+
+
 def load_pipeline(
     pipeline_cls: type,
     pretrained: str,
@@ -36,8 +41,7 @@ def load_pipeline(
     otherwise the error names the folder and the config key to fix.
     """
     path = Path(os.path.expanduser(str(pretrained)))
-    is_local = str(pretrained).startswith(("/", ".", "~")) or path.exists()
-    if is_local:
+    if is_local_path(pretrained):
         if not (path / "model_index.json").exists():
             if builder is None:
                 raise NoiseExpError(
