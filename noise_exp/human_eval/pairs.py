@@ -18,11 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.methods.method import VARIANTS
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.csv"
-VARIANTS = ("stable", "unstable", "original", "optimized", "baseline")
 # docs/CONVENTIONS.md: the comparisons reports use, written "A:B" (winning rate is A's).
 DEFAULT_COMPARISONS = (
     ("stable", "unstable"),

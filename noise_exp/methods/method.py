@@ -17,13 +17,14 @@ from noise_exp.bank.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
 from noise_exp.methods.banked import select_with_bank
-from noise_exp.methods.optimization import OptimizationConfig, OptimizationResult, optimize_noise
+from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, OptimizationResult, optimize_noise
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import SelectionResult, select_noise
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.stability import get_similarity
 
-VARIANTS = ("stable", "unstable", "original", "optimized", "baseline")
+# every variant name a method may write (new methods add theirs here)
+VARIANTS = ("stable", "unstable", "original", "optimized", "baseline", "best", "worst", "random", "reward_optimized")
 Progress = Callable[[str], None]
 
 
@@ -162,7 +163,7 @@ class NoiseOptimization(Method):
             lr=real_param(f"{config_key}.lr", lr, 0.0),
             momentum=real_param(f"{config_key}.momentum", momentum, 0.0, below=1.0),
             lr_schedule=choice_param(f"{config_key}.lr_schedule", lr_schedule, ("cosine", "constant")),
-            optimizer=choice_param(f"{config_key}.optimizer", optimizer, ("sgd", "adam")),
+            optimizer=choice_param(f"{config_key}.optimizer", optimizer, OPTIMIZERS),
             keep_best=flag_param(f"{config_key}.keep_best", keep_best),
             early_stop_tol=None if early_stop_tol is None else real_param(f"{config_key}.early_stop_tol", early_stop_tol, 0.0))
 

@@ -12,6 +12,9 @@ from noise_exp.methods.roundtrip import RoundTripFn
 from noise_exp.stability import SimilarityFn, stability
 
 
+OPTIMIZERS = ("sgd", "adam")  # method.optimizer choices
+
+
 @dataclass(frozen=True)
 class OptimizationConfig:
     steps: int = 100  # n
