@@ -1,7 +1,7 @@
 """Train a small shapes-world diffusion model (`make train-shapes`) into the folder `model=small_shapes[_l]` loads.
 
     python scripts/train_shapes.py --size 32|64 [--out DIR] [--seed 0] [--threads 1] [--steps N] [--minutes M] [--force]
-    python scripts/train_shapes.py --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N
+    python scripts/train_shapes.py --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N [--batch-size B]
 
 --size 32 is `model=small_shapes` (4x8x8 latents), --size 64 is `model=small_shapes_l` (4x16x16 latents).
 Training is deterministic from the seed for a given thread count; --minutes caps the UNet phase's wall clock
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps (default: the preset's)")
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock cap on the UNet phase")
     parser.add_argument("--lr", type=float, default=None, help="UNet + text-encoder peak learning rate")
+    parser.add_argument("--batch-size", type=int, default=None, help="UNet batch size (default: the preset's)")
     parser.add_argument("--continue-from", type=Path, default=None,
                         help="a trained folder: more UNet + text-encoder steps from its weights (VAE kept)")
     parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if not clear_for_training(out, args.force):
         return 0
     start = time.perf_counter()
-    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr,
+    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr, batch_size=args.batch_size,
                     max_seconds=None if args.minutes is None else 60 * args.minutes)
     report = lambda line: print(line, flush=True)  # noqa: E731
     if args.continue_from:
