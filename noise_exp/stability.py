@@ -36,5 +36,5 @@ def get_similarity(name: str) -> SimilarityFn:
     """Look up a similarity metric by its config name (`method.similarity`)."""
     try:
         return SIMILARITIES[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable value such as a list from the command line
         raise NoiseExpError(f"unknown similarity {name!r}; choose one of {sorted(SIMILARITIES)}") from None

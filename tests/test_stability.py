@@ -34,3 +34,6 @@ def test_other_similarities_and_their_names():
     assert get_similarity("cosine") is stability
     with pytest.raises(NoiseExpError, match="unknown similarity"):
         get_similarity("dot")
+    for given in (3, ["cosine"]):  # from the command line: method.similarity=3, method.similarity=[cosine]
+        with pytest.raises(NoiseExpError, match="unknown similarity"):
+            get_similarity(given)
