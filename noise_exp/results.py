@@ -28,7 +28,7 @@ from noise_exp.methods.method import MethodOutput
 RESULT_COLUMNS = ["dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise", "time_s", "unet_calls",
                   "norm_ratio", "peak_memory_mb"]
 SELECTION_COLUMNS = ["prompt_id", "seed", "stability"]
-TRACE_COLUMNS = ["prompt_id", "step", "stability", "lr"]
+TRACE_COLUMNS = ["prompt_id", "step", "stability", "lr", "reward"]  # reward: reward-based optimization only
 
 
 def atomic_write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
@@ -56,7 +56,8 @@ def record_rows(record: dict[str, Any]) -> RecordRows:
         results=[{**base, **{k: v for k, v in variant.items() if k != "scores"}, **(variant.get("scores") or {})}
                  for variant in record["variants"]],
         selection=[{"prompt_id": prompt_id, "seed": seed, "stability": s} for seed, s in record["selection_scores"]],
-        trace=[{"prompt_id": prompt_id, "step": step, "stability": s, "lr": lr} for step, s, lr in record["trace"]])
+        trace=[{"prompt_id": prompt_id, "step": step, "stability": s, "lr": lr, "reward": reward[0] if reward else ""}
+               for step, s, lr, *reward in record["trace"]])
 
 
 @dataclass
