@@ -1,11 +1,13 @@
-"""DDIM sampling and inversion as pure tensor math (paper eqs. 1 and 2).
+"""DDIM sampling and inversion as pure tensor math (paper eqs. 1 and 2, and a fixed-point refinement of eq. 2).
 
 The scheduler does the timestep math (leading / trailing / linspace spacing); these functions only
-combine a sample, a predicted noise and two cumulative alphas. No model is called here.
+combine a sample, a predicted noise and two cumulative alphas. No model is called here: the fixed-point step takes
+the predicted noise as a function of the point it is evaluated at, which the model adapter supplies.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 from diffusers import DDIMScheduler
@@ -33,6 +35,17 @@ class DDIMSchedule:
         """(alpha_bar at step i, alpha_bar of the level step i lands on)."""
         prev = self.alphas_cumprod[i + 1] if i + 1 < self.num_steps else self.final_alpha_cumprod
         return float(self.alphas_cumprod[i]), float(prev)
+
+    def truncated(self, steps: int) -> "DDIMSchedule":
+        """The first `steps` steps of this schedule, ending at the noise level step `steps - 1` lands on."""
+        if not 1 <= steps <= self.num_steps:
+            raise ValueError(f"a truncated schedule keeps 1..{self.num_steps} steps, not {steps}")
+        return replace(self, timesteps=self.timesteps[:steps], alphas_cumprod=self.alphas_cumprod[:steps],
+                       final_alpha_cumprod=self.alpha_pair(steps - 1)[1])
+
+
+INVERSIONS = ("ddim", "fixed_point")  # model.inversion choices
+NoiseAt = Callable[[torch.Tensor, float], torch.Tensor]  # (point x, its alpha_bar) -> u_theta(x, t, c)
 
 
 def ddim_schedule(scheduler: DDIMScheduler, num_steps: int) -> DDIMSchedule:
@@ -69,3 +82,15 @@ def ddim_inversion_step(sample: torch.Tensor, noise_pred: torch.Tensor, alpha_ba
     """Eq. (2): x_t from x_{t-1}, with u_theta(x_{t-1}, t, c) standing in for u_theta(x_t, t, c)."""
     coeff = alpha_bar_t**0.5 * ((1 - alpha_bar_t) / alpha_bar_t) ** 0.5 - alpha_bar_t**0.5 * ((1 - alpha_bar_prev) / alpha_bar_prev) ** 0.5
     return (alpha_bar_t / alpha_bar_prev) ** 0.5 * sample + coeff * noise_pred
+
+
+def fixed_point_inversion_step(sample: torch.Tensor, noise_at: NoiseAt, alpha_bar_prev: float, alpha_bar_t: float,
+                               iterations: int) -> torch.Tensor:
+    """x_t^(k+1) = sqrt(a_t / a_prev) x_{t-1} + c u_theta(x_t^(k), t, c), x_t^(0) = x_{t-1}; k = 1 is eq. (2)."""
+    if iterations < 1:
+        raise ValueError(f"fixed-point inversion needs at least 1 iteration, got {iterations}")
+    estimate, alpha_bar = sample, alpha_bar_prev
+    for _ in range(iterations):
+        estimate = ddim_inversion_step(sample, noise_at(estimate, alpha_bar), alpha_bar_prev, alpha_bar_t)
+        alpha_bar = alpha_bar_t
+    return estimate

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from PIL import Image
 
+from noise_exp.errors import NoiseExpError
+
 if TYPE_CHECKING:
     from noise_exp.data.prompts import Prompt
 
@@ -69,6 +71,19 @@ class NoiseModel(ABC):
     @abstractmethod
     def unet_calls_per_roundtrip(self) -> int:
         """Network evaluations per sample of one denoise + invert (the cost unit of the methods)."""
+
+    # cheaper views of the model for stability proxies (noise_exp.methods.proxies); adapters that can, override them
+    def truncated(self, steps: int) -> "NoiseModel":
+        """The model running only its first `steps` sampling steps (and inverting them back)."""
+        raise NoiseExpError(f"model {self.name} has no partial round trip (a DDIM model has: sd15, sdxl, small_*)")
+
+    def with_num_steps(self, num_steps: int) -> "NoiseModel":
+        """The model sampling and inverting with `num_steps` steps."""
+        raise NoiseExpError(f"model {self.name} has no lower-T round trip (a DDIM model has: sd15, sdxl, small_*)")
+
+    def at_resolution(self, factor: int) -> "NoiseModel":
+        """The model on latents `factor` times smaller a side."""
+        raise NoiseExpError(f"model {self.name} has no lower-resolution round trip (a DDIM model has: sd15, sdxl, small_*)")
 
     @property
     def network(self) -> torch.nn.Module:

@@ -1,10 +1,12 @@
 """Adapters over diffusers' StableDiffusionPipeline (SD 1.5/2.1) and StableDiffusionXLPipeline (SDXL, SDXL-turbo).
 
 The pipelines hold the components and the prompt encoding; the sampling loop here is eq. (1) as
-deterministic DDIM and the inversion loop is eq. (2), both over the same `DDIMSchedule`.
+deterministic DDIM and the inversion loop is eq. (2) (`model.inversion=ddim`) or its fixed-point refinement
+(`model.inversion=fixed_point`, `model.inversion_iterations` model calls per step), both over the same `DDIMSchedule`.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -13,9 +15,10 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
-from noise_exp.ddim import DDIMSchedule, ddim_denoise_step, ddim_inversion_step, ddim_schedule, predicted_noise
+from noise_exp.ddim import (INVERSIONS, DDIMSchedule, ddim_denoise_step, ddim_schedule, fixed_point_inversion_step,
+                             predicted_noise)
 from noise_exp.errors import NoiseExpError
-from noise_exp.params import integer_param, real_param
+from noise_exp.params import choice_param, integer_param, real_param
 from noise_exp.models.base import Conditioning, NoiseModel, seeded_noise
 from noise_exp.models.loading import load_component, load_pipeline, resolve_device, resolve_dtype
 
@@ -58,12 +61,16 @@ class DDIMLatentModel(NoiseModel):
         height: int | None = None,
         width: int | None = None,
         timestep_spacing: str | None = None,
+        inversion: str = "ddim",
+        inversion_iterations: int = 3,
     ) -> None:
         self.pipe = pipe
         self.name = name
         self.num_steps = integer_param("model.num_steps", num_steps, 1)
         self.guidance_scale = real_param("model.guidance_scale", guidance_scale, 0.0)
         self.inversion_guidance_scale = real_param("model.inversion_guidance_scale", inversion_guidance_scale, 0.0)
+        self.inversion = choice_param("model.inversion", inversion, INVERSIONS)
+        self.inversion_iterations = integer_param("model.inversion_iterations", inversion_iterations, 1)
         self.unet = pipe.unet
         self.device = self.unet.device
         self.dtype = self.unet.dtype
@@ -100,6 +107,8 @@ class DDIMLatentModel(NoiseModel):
         compile_unet: bool = False,
         channels_last: bool = False,
         attention_slicing: bool = False,
+        inversion: str = "ddim",
+        inversion_iterations: int = 3,
         **unused: Any,
     ) -> "DDIMLatentModel":
         """Load the pipeline (hub id or local folder) and wrap it; the `model` config group calls this."""
@@ -113,12 +122,19 @@ class DDIMLatentModel(NoiseModel):
         pipe = pipe.to(torch_device)
         pipe.set_progress_bar_config(disable=True)
         apply_speed_options(pipe, compile_unet, channels_last, attention_slicing)
-        return cls(pipe, name, num_steps, guidance_scale, inversion_guidance_scale, height, width, timestep_spacing)
+        return cls(pipe, name, num_steps, guidance_scale, inversion_guidance_scale, height, width, timestep_spacing,
+                   inversion, inversion_iterations)
 
     # --- the interface -------------------------------------------------------------------------------
     @property
     def unet_calls_per_roundtrip(self) -> int:
-        return self.num_steps * (self._passes(self.guidance_scale) + self._passes(self.inversion_guidance_scale))
+        return self.num_steps * (self._passes(self.guidance_scale)
+                                 + self.calls_per_inversion_step * self._passes(self.inversion_guidance_scale))
+
+    @property
+    def calls_per_inversion_step(self) -> int:
+        """Model evaluations per inversion step: 1 for eq. (2), `inversion_iterations` for the fixed-point refinement."""
+        return self.inversion_iterations if self.inversion == "fixed_point" else 1
 
     def draw_noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """Per seed, the same call the pipeline's `prepare_latents` makes with Generator('cpu').manual_seed(seed)."""
@@ -139,9 +155,12 @@ class DDIMLatentModel(NoiseModel):
         sample = latents.to(self.device, torch.float32)
         for i in reversed(range(self.num_steps)):
             alpha_t, alpha_prev = self.schedule.alpha_pair(i)
-            output = self._model_output(sample, i, cond, self.inversion_guidance_scale)
-            noise_pred = predicted_noise(output, sample, alpha_prev, self.schedule.prediction_type)
-            sample = ddim_inversion_step(sample, noise_pred, alpha_prev, alpha_t)
+
+            def noise_at(point: torch.Tensor, alpha_bar: float, step: int = i) -> torch.Tensor:
+                output = self._model_output(point, step, cond, self.inversion_guidance_scale)
+                return predicted_noise(output, point, alpha_bar, self.schedule.prediction_type)
+
+            sample = fixed_point_inversion_step(sample, noise_at, alpha_prev, alpha_t, self.calls_per_inversion_step)
         return sample
 
     @torch.no_grad()
@@ -163,7 +182,43 @@ class DDIMLatentModel(NoiseModel):
         return {**super().describe(), "dtype": str(self.dtype).replace("torch.", ""), "guidance_scale": self.guidance_scale,
                 "inversion_guidance_scale": self.inversion_guidance_scale, "height": self.height, "width": self.width,
                 "timestep_spacing": self.scheduler.config.timestep_spacing,
-                "timesteps": [int(t) for t in self.schedule.timesteps]}
+                "timesteps": [int(t) for t in self.schedule.timesteps], "inversion": self.inversion,
+                "inversion_iterations": self.calls_per_inversion_step}
+
+    # --- cheaper views of the same model (stability proxies, noise_exp.methods.proxies) -------------------------
+    def truncated(self, steps: int) -> "DDIMLatentModel":
+        """The same model running only the first `steps` denoising steps (and inverting them back)."""
+        steps = integer_param("steps of a partial round trip", steps, 1)
+        if steps > self.num_steps:
+            raise NoiseExpError(f"a partial round trip of {steps} steps needs at most model.num_steps={self.num_steps}")
+        return self._with_schedule(self.schedule.truncated(steps))
+
+    def with_num_steps(self, num_steps: int) -> "DDIMLatentModel":
+        """The same model sampling and inverting with T = `num_steps` DDIM steps (the same spacing rule)."""
+        num_steps = integer_param("steps of a lower-T round trip", num_steps, 1)
+        if num_steps > self.scheduler.config.num_train_timesteps:
+            raise NoiseExpError(f"a round trip has at most {self.scheduler.config.num_train_timesteps} steps, not {num_steps}")
+        return self._with_schedule(ddim_schedule(DDIMScheduler.from_config(self.scheduler.config), num_steps))
+
+    def at_resolution(self, factor: int) -> "DDIMLatentModel":
+        """The same (convolutional) UNet on latents `factor` times smaller a side, where its down-sampling allows it."""
+        factor = integer_param("resolution factor", factor, 1)
+        _, height, width = self.latent_shape
+        multiple = 2 ** (len(self.unet.config.down_block_types) - 1)
+        if height % factor or width % factor or (height // factor) % multiple or (width // factor) % multiple:
+            raise NoiseExpError(f"{self.name}'s {height}x{width} latents cannot be made {factor}x smaller a side: "
+                                f"the UNet needs sides that are multiples of {multiple}")
+        view = copy.copy(self)
+        view.latent_shape = (self.latent_shape[0], height // factor, width // factor)
+        view.height, view.width = self.height // factor, self.width // factor
+        return view
+
+    def _with_schedule(self, schedule: DDIMSchedule) -> "DDIMLatentModel":
+        view = copy.copy(self)
+        view.schedule = schedule
+        view.num_steps = schedule.num_steps
+        view._timesteps = schedule.timesteps.to(self.device)
+        return view
 
     # --- the one place that calls the UNet ----------------------------------------------------------
     def _passes(self, guidance_scale: float) -> int:
