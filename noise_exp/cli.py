@@ -27,6 +27,9 @@ def run_hydra(entry: Callable[[], Any]) -> None:
 
     from noise_exp.sweep_callbacks import failed_jobs_summary
 
+    unknown = unknown_hydra_flags(sys.argv[1:])
+    if unknown:  # Hydra's argparse would print its usage over many lines
+        _exit(f"unknown option {unknown[0]}; options go before key=value overrides (see {Path(sys.argv[0]).name} --help)", 2)
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -40,9 +43,27 @@ def run_hydra(entry: Callable[[], Any]) -> None:
     except (OSError, ValueError) as err:  # Hydra could not make the run folder, its .hydra/ or its log file
         fault = err if isinstance(err, OSError) else err.__cause__
         reason = write_failure(fault, Path.cwd()) if isinstance(fault, OSError) else None
+        if reason is None and isinstance(err, ValueError) and _raised_by_hydra(err) and not wants_traceback:
+            _exit(str(err), 2)  # e.g. "Only one of --run, --multirun, --cfg, ... can be specified"
         if reason is None or wants_traceback:
             raise
         _exit(f"{reason}; nothing was run", 2)
+
+
+def unknown_hydra_flags(argv: list[str]) -> list[str]:
+    """The options in `argv` that Hydra's command line does not know (overrides never start with '-')."""
+    from hydra._internal.utils import get_args_parser
+
+    known = set(get_args_parser()._option_string_actions)
+    return [arg for arg in argv if arg.startswith("-") and arg.split("=", 1)[0] not in known]
+
+
+def _raised_by_hydra(err: BaseException) -> bool:
+    """Whether `err` was raised inside Hydra's own code (its command-line checks), not by a job."""
+    frame = err.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and f"{os.sep}hydra{os.sep}" in frame.tb_frame.f_code.co_filename
 
 
 def _exit(message: str, code: int) -> NoReturn:

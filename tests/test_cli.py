@@ -56,6 +56,8 @@ def run_app(*args: str) -> subprocess.CompletedProcess:
     (["method.stepz=3"], "error: Could not override 'method.stepz'. To append to your config use +method.stepz=3 "
                          "(Key 'stepz' is not in struct)"),
     (["model.num_steps=["], "error: cannot parse the override 'model.num_steps=[': no viable alternative at input '['"),
+    (["--bogus", "method=select"], "error: unknown option --bogus; options go before key=value overrides"),
+    (["-m", "--cfg", "job"], "error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be"),
 ])
 def test_config_errors_exit_2_with_one_line(args, line, tmp_path):
     done = run_app(*args, f"hydra.run.dir={tmp_path / 'run'}")
