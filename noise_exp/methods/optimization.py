@@ -12,7 +12,7 @@ from noise_exp.methods.roundtrip import RoundTripFn
 from noise_exp.stability import SimilarityFn, stability
 
 
-OPTIMIZERS = ("sgd", "adam")  # method.optimizer choices
+OPTIMIZERS = ("sgd", "adam", "nesterov", "anderson")  # method.optimizer choices
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class OptimizationConfig:
     lr: float = 100.0  # eta
     momentum: float = 0.5  # beta
     lr_schedule: str = "cosine"  # cosine | constant
-    optimizer: str = "sgd"  # sgd (the paper) | adam
+    optimizer: str = "sgd"  # sgd (the paper) | adam | nesterov | anderson
+    anderson_memory: int = 5  # m: past iterates the Anderson step combines (0: plain gradient descent)
     keep_best: bool = False  # return the most stable iterate instead of the last one
     early_stop_tol: float | None = None  # stop once 1 - s < tol for every sample
 
@@ -56,19 +57,61 @@ def learning_rate(step: int, config: OptimizationConfig) -> float:
 
 
 ADAM_EPS = 1e-8
+ANDERSON_REGULARIZATION = 1e-10  # Tikhonov weight of the Anderson least squares, relative to |dR|_F^2
+
+
+def anderson_step(iterates: torch.Tensor, residuals: torch.Tensor, mixing: float,
+                  regularization: float = ANDERSON_REGULARIZATION) -> torch.Tensor:
+    """x_{k+1} - x_k = b r_k - (dX + b dR) g, g = argmin |r_k - dR g|^2 + l |g|^2 (type-II Anderson, rows = history)."""
+    step = mixing * residuals[-1]
+    if len(iterates) < 2:
+        return step
+    d_iterates = (iterates[1:] - iterates[:-1]).T  # dX: [d, m], column j = x_{j+1} - x_j
+    d_residuals = (residuals[1:] - residuals[:-1]).T  # dR: [d, m]
+    gram = d_residuals.T @ d_residuals
+    damping = regularization * float(gram.diagonal().sum()) + torch.finfo(gram.dtype).tiny
+    gamma = torch.linalg.solve(gram + damping * torch.eye(len(gram), dtype=gram.dtype), d_residuals.T @ residuals[-1])
+    return step - (d_iterates + mixing * d_residuals) @ gamma
+
+
+class AndersonAcceleration(torch.optim.Optimizer):
+    """Anderson acceleration (memory m) of the fixed-point map G(eps) = eps - eta grad J(eps), whose fixed points are
+    the noises with F(eps) parallel to eps (s = 1): the residual r = -grad J and the mixing b = eta (SGD's lr); m = 0
+    is gradient descent without momentum. Each parameter (one sample) keeps its own history."""
+
+    def __init__(self, params: list[dict], lr: float, memory: int) -> None:
+        super().__init__(params, {"lr": lr})
+        self.memory = memory
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:
+        for group in self.param_groups:
+            for param in group["params"]:
+                state = self.state[param]
+                history = state.setdefault("history", [])  # (x_j, r_j), oldest first
+                history.append((param.detach().flatten().double().clone(), -param.grad.detach().flatten().double()))
+                del history[:-(self.memory + 1)]
+                iterates, residuals = (torch.stack(column) for column in zip(*history))
+                param.add_(anderson_step(iterates, residuals, group["lr"]).view_as(param).to(param.dtype))
 
 
 def make_optimizer(params: list[torch.Tensor], config: OptimizationConfig) -> torch.optim.Optimizer:
-    """SGD with heavy-ball momentum m_i = beta m_{i-1} + grad, eps -= eta m_i (Alg. 2 lines 8-9), or Adam.
+    """SGD with heavy-ball momentum m_i = beta m_{i-1} + grad, eps -= eta m_i (Alg. 2 lines 8-9), its Nesterov form
+    eps -= eta (grad + beta m_i), Adam, or Anderson acceleration (`AndersonAcceleration`).
 
     Each tensor gets its own parameter group, so that each sample can have its own Adam step size.
     """
     groups = [{"params": [param]} for param in params]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, dampening=0.0)
+    if config.optimizer in ("sgd", "nesterov"):
+        nesterov = config.optimizer == "nesterov" and config.momentum > 0  # beta = 0: both are gradient descent
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, dampening=0.0, nesterov=nesterov)
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, betas=(config.momentum, 0.999), eps=ADAM_EPS)
-    raise NoiseExpError(f"unknown method.optimizer {config.optimizer!r}; choose sgd or adam")
+    if config.optimizer == "anderson":
+        if config.anderson_memory < 0:
+            raise NoiseExpError(f"the Anderson memory must be >= 0, got {config.anderson_memory}")
+        return AndersonAcceleration(groups, lr=config.lr, memory=config.anderson_memory)
+    raise NoiseExpError(f"unknown method.optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def adam_lr_factor(first_grad: torch.Tensor, adam_eps: float = ADAM_EPS) -> float:
@@ -95,14 +138,15 @@ def optimize_noise(
 
     Each step recomputes eps' = F(eps) without gradient (eps' and the model are constants) and takes a
     gradient step on J(eps) = 1 - cos(eps, eps'). Adam's lr is in SGD's terms: each sample's Adam step
-    size is lr times `adam_lr_factor` of its first gradient. The trace holds the stability of the iterate
-    each step was computed at, and a last row for the returned noise; its lr column is the SGD-terms lr.
+    size is lr times `adam_lr_factor` of its first gradient (Nesterov and Anderson take lr as SGD does). The trace
+    holds the stability of the iterate each step was computed at, and a last row for the returned noise; its lr
+    column is the SGD-terms lr. Every optimizer spends one round trip per step: trace row `step` cost step + 1.
     """
     if config.steps < 0:
         raise NoiseExpError(f"method.steps must be >= 0, got {config.steps}")
     samples = [sample.detach().clone().to(torch.float32).requires_grad_(True) for sample in noise]
     optimizer = make_optimizer(samples, config)
-    lr_factors: list[float] | None = [1.0] * len(samples) if config.optimizer == "sgd" else None
+    lr_factors: list[float] | None = None if config.optimizer == "adam" else [1.0] * len(samples)
     trace: list[TraceRow] = []
     best = None  # (noise, latents, stability) of the most stable iterate per sample
     original = None
