@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from evaluators import preprocess
 from evaluators.base import to_rgb
 from evaluators.weights import cached, first_line, read_checkpoint
 from noise_exp.errors import NoiseExpError
@@ -62,15 +62,7 @@ def resize_longest_and_pad(image: Image.Image, size: int) -> torch.Tensor:
     """HPSv2's eval transform: ToTensor, bicubic resize of the longest side to `size` on the tensor
     (antialiased), zero padding to a centred square, then OpenAI normalisation. Unlike hpsv2 it also pads a
     non-square image whose longest side is already `size`, and it drops an alpha channel."""
-    tensor = TF.to_tensor(to_rgb(image))
-    height, width = tensor.shape[1:]
-    scale = size / float(max(height, width))
-    if scale != 1.0:
-        height, width = round(height * scale), round(width * scale)
-        tensor = TF.resize(tensor, [height, width], InterpolationMode.BICUBIC, antialias=True)
-    pad_h, pad_w = size - height, size - width
-    if pad_h or pad_w:
-        tensor = F.pad(tensor, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+    tensor = preprocess.resize_longest_and_pad(TF.to_tensor(to_rgb(image))[None], size)[0]
     return TF.normalize(tensor, OPENAI_MEAN, OPENAI_STD)
 
 
@@ -82,8 +74,25 @@ def resize_shortest_and_crop(image: Image.Image, size: int) -> torch.Tensor:
 
 
 def encode_images(model, images: Sequence[Image.Image], transform, device, dtype) -> torch.Tensor:
-    pixels = torch.stack([transform(image, image_size(model)) for image in images]).to(device=device, dtype=dtype)
-    return model.encode_image(pixels, normalize=True).float()
+    batch = torch.stack([transform(image, image_size(model)) for image in images]).to(device=device, dtype=dtype)
+    return model.encode_image(batch, normalize=True).float()
+
+
+def encode_pixels(model, batch: torch.Tensor, resize: Callable[[torch.Tensor, int], torch.Tensor],
+                  dtype: torch.dtype) -> torch.Tensor:
+    """Normalised image embeddings (float32) of pixels [B, 3, H, W] in [0, 1] on the model's device, resized by
+    `resize` (an `evaluators.preprocess` transform, the twin of a PIL one above); differentiable w.r.t. `batch`."""
+    resized = resize(batch, image_size(model))
+    return model.encode_image(preprocess.normalize(resized, OPENAI_MEAN, OPENAI_STD).to(dtype), normalize=True).float()
+
+
+def text_image_similarity(model, tokenizer, batch: torch.Tensor, prompts: Sequence[str],
+                          resize: Callable[[torch.Tensor, int], torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """[B] cos(image, prompt) of pixels [B, 3, H, W]; differentiable with respect to the pixels only."""
+    image_emb = encode_pixels(model, batch, resize, dtype)
+    with torch.no_grad():
+        text_emb = encode_texts(model, tokenizer, prompts, batch.device)
+    return (image_emb * text_emb).sum(-1)
 
 
 def encode_texts(model, tokenizer, texts: Sequence[str], device) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from evaluators import _openclip
+from evaluators import _openclip, preprocess
 from evaluators.base import Evaluator
 from evaluators.weights import cached, first_line, read_checkpoint, resolve
 from noise_exp.errors import NoiseExpError
@@ -59,6 +59,7 @@ def load_aesthetic_mlp(path: Path, device: torch.device) -> AestheticMLP:
 
 class AES(Evaluator):
     name = "aes"
+    differentiable = True
 
     def __init__(self, mlp_checkpoint: str | None = None, clip_checkpoint: str | None = None,
                  clip_arch: str = "ViT-L-14-quickgelu", device: str | None = None, dtype: str = "float32",
@@ -84,3 +85,9 @@ class AES(Evaluator):
                                                 _openclip.resize_shortest_and_crop, self.device, self.dtype)
             scores.append(mlp(embedding).squeeze(-1))
         return torch.cat(scores).cpu().float() if scores else torch.zeros(0)
+
+    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        clip, mlp = self.load()
+        embedding = _openclip.encode_pixels(clip, self._model_pixels(pixels, prompts),
+                                            preprocess.resize_shortest_and_crop, self.dtype)
+        return mlp(embedding).squeeze(-1).to(pixels.device)

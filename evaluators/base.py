@@ -5,6 +5,11 @@ tensor. Text-to-image scorers read `prompts`; reference-based scorers (LPIPS, SS
 `references`. Subclasses load their model in `_load` (once per process, see `evaluators.weights.cached`);
 `build_evaluators` calls `load()`, so a missing or corrupt checkpoint stops a run before its first image. They
 score in batches of `batch_size` on `device` in `dtype`.
+
+Evaluators with `differentiable = True` also have `score_pixels(pixels, prompts=None)`: pixels [B, 3, H, W] in
+[0, 1] (any size, device and floating dtype) -> [B] float32 scores on `pixels.device`, differentiable with respect
+to `pixels`, equal to `score` of the same images up to resizing in torch instead of PIL (docs/evaluators.md). The
+whole batch goes through the model in one pass (no `batch_size` chunks): the caller sizes it.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from evaluators.preprocess import checked_pixels
 from noise_exp.devices import resolve_device, resolve_dtype  # noqa: F401  (re-exported for scorers)
 from noise_exp.errors import NoiseExpError
 
@@ -24,6 +30,7 @@ class Evaluator(ABC):
     higher_is_better: bool = True
     needs_prompts: bool = False
     needs_references: bool = False
+    differentiable: bool = False
     _loaded: Any = None
 
     def __init__(self, device: str | None = None, dtype: str = "float32", batch_size: int = 16):
@@ -39,6 +46,17 @@ class Evaluator(ABC):
         references: Sequence[Image.Image] | None = None,
     ) -> torch.Tensor:
         """Score each image; returns a 1-D float32 tensor of len(images)."""
+
+    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        """[B] float32 scores on `pixels.device` of pixels [B, 3, H, W] in [0, 1]; differentiable w.r.t. `pixels`."""
+        raise NoiseExpError(f"{self.name} has no differentiable path (score_pixels); differentiable evaluators: "
+                            f"{', '.join(differentiable_evaluators())}")
+
+    def _model_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None) -> torch.Tensor:
+        """`score_pixels`' input checks; the pixels as float32 on this scorer's device (graph kept)."""
+        batch = checked_pixels(pixels, self.name, self.device)
+        self._check_inputs(batch, prompts, None)
+        return batch
 
     def load(self) -> Any:
         """The scorer's model(s): weights resolved and loaded on the first call, then kept by this scorer."""
@@ -60,6 +78,24 @@ class Evaluator(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device}, dtype={self.dtype}, batch_size={self.batch_size})"
+
+
+def differentiable_evaluators() -> list[str]:
+    """Names of the evaluators with a `score_pixels` path, from every module of this package."""
+    import importlib
+    import pkgutil
+
+    import evaluators
+
+    for module in pkgutil.iter_modules(evaluators.__path__):
+        importlib.import_module(f"evaluators.{module.name}")
+    found, classes = set(), list(Evaluator.__subclasses__())
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        if cls.differentiable:
+            found.add(cls.name)
+    return sorted(found)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

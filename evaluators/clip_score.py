@@ -1,8 +1,8 @@
 """CLIP-S (CLIP similarity, open_clip of Ilharco et al., 2021), used by the paper's image-to-3D table.
 
 With `references` it is the cosine similarity of the image and its reference view (image-to-image); with
-`prompts` only, the cosine similarity of image and prompt. Defaults to OpenAI ViT-L/14 (quickgelu, the same
-weights AES loads, so the two share one cached model).
+`prompts` only, the cosine similarity of image and prompt (the mode `score_pixels` differentiates). Defaults to
+OpenAI ViT-L/14 (quickgelu, the same weights AES loads, so the two share one cached model).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from evaluators import _openclip
+from evaluators import _openclip, preprocess
 from evaluators.base import Evaluator
 from evaluators.weights import resolve
 from noise_exp.errors import NoiseExpError
@@ -19,6 +19,7 @@ from noise_exp.errors import NoiseExpError
 
 class CLIPScore(Evaluator):
     name = "clip_s"
+    differentiable = True  # with prompts; the image-reference mode has no tensor path
 
     def __init__(self, checkpoint: str | None = None, arch: str = "ViT-L-14-quickgelu",
                  hub_file: tuple[str, str] | list[str] | None = ("timm/vit_large_patch14_clip_224.openai",
@@ -53,3 +54,13 @@ class CLIPScore(Evaluator):
                 other = _openclip.encode_texts(model, tokenizer, prompts[start:end], self.device)
             scores.append((image_emb * other).sum(-1))
         return self.scale * torch.cat(scores).cpu().float() if scores else torch.zeros(0)
+
+    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        if prompts is None:
+            raise NoiseExpError("clip_s.score_pixels needs prompts: the image-reference mode of clip_s has no "
+                                "differentiable path")
+        batch = self._model_pixels(pixels, prompts)
+        model, tokenizer = self.load()
+        similarity = _openclip.text_image_similarity(model, tokenizer, batch, prompts,
+                                                     preprocess.resize_shortest_and_crop, self.dtype)
+        return (self.scale * similarity).to(pixels.device)

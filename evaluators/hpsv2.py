@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from evaluators import _openclip
+from evaluators import _openclip, preprocess
 from evaluators.base import Evaluator
 from evaluators.weights import resolve
 
@@ -22,6 +22,7 @@ HUB_REPO = "xswu/HPSv2"
 class HPSv2(Evaluator):
     name = "hpsv2"
     needs_prompts = True
+    differentiable = True
 
     def __init__(self, version: str = "v2.0", checkpoint: str | None = None, arch: str = "ViT-H-14",
                  scale: float = 100.0, device: str | None = None, dtype: str = "float32", batch_size: int = 16):
@@ -49,3 +50,10 @@ class HPSv2(Evaluator):
             text_emb = _openclip.encode_texts(model, tokenizer, prompts[start:start + self.batch_size], self.device)
             scores.append((image_emb * text_emb).sum(-1))
         return self.scale * torch.cat(scores).cpu().float() if scores else torch.zeros(0)
+
+    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        batch = self._model_pixels(pixels, prompts)
+        model, tokenizer = self.load()
+        similarity = _openclip.text_image_similarity(model, tokenizer, batch, prompts,
+                                                     preprocess.resize_longest_and_pad, self.dtype)
+        return (self.scale * similarity).to(pixels.device)

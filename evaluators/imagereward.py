@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from evaluators import _openclip
+from evaluators import _openclip, preprocess
 from evaluators.aes import AestheticMLP
 from evaluators.base import Evaluator
 from evaluators.weights import cached, read_checkpoint, resolve, resolve_dir
@@ -251,6 +251,7 @@ def load_tokenizer(folder: Path):
 class ImageReward(Evaluator):
     name = "imagereward"
     needs_prompts = True
+    differentiable = True
 
     def __init__(self, checkpoint: str | None = None, med_config: str | None = None,
                  tokenizer: str = "bert-base-uncased", vision_heads: int = 16, device: str | None = None,
@@ -279,6 +280,11 @@ class ImageReward(Evaluator):
         return cached(("imagereward", str(checkpoint), str(med_config), str(tokenizer_dir), str(self.device),
                        self.dtype, self.vision_heads), load)
 
+    def _tokens(self, tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = tokenizer(list(prompts), padding="max_length", truncation=True, max_length=MAX_TEXT_LENGTH,
+                           return_tensors="pt")
+        return tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+
     @torch.no_grad()
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
               references: Sequence[Image.Image] | None = None) -> torch.Tensor:
@@ -289,8 +295,12 @@ class ImageReward(Evaluator):
         for start in range(0, len(images), self.batch_size):
             end = start + self.batch_size
             pixels = torch.stack([_openclip.resize_shortest_and_crop(image, size) for image in images[start:end]])
-            tokens = tokenizer(list(prompts[start:end]), padding="max_length", truncation=True,
-                               max_length=MAX_TEXT_LENGTH, return_tensors="pt")
-            scores.append(model(pixels.to(self.device, self.dtype), tokens["input_ids"].to(self.device),
-                                tokens["attention_mask"].to(self.device)))
+            scores.append(model(pixels.to(self.device, self.dtype), *self._tokens(tokenizer, prompts[start:end])))
         return torch.cat(scores).cpu().float() if scores else torch.zeros(0)
+
+    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        batch = self._model_pixels(pixels, prompts)
+        model, tokenizer = self.load()
+        resized = preprocess.resize_shortest_and_crop(batch, model.blip.visual_encoder.image_size)
+        normalised = preprocess.normalize(resized, _openclip.OPENAI_MEAN, _openclip.OPENAI_STD)
+        return model(normalised.to(self.dtype), *self._tokens(tokenizer, prompts)).float().to(pixels.device)

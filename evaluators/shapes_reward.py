@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evaluators.base import Evaluator
+from evaluators.preprocess import checked_pixels
 from evaluators.shapes import as_rgb, judge, parse_prompts
 from evaluators.weights import cached
 from noise_exp.config import PROJECT_ROOT
@@ -264,6 +265,7 @@ class ShapesReward(Evaluator):
 
     name = "shapes_reward"
     needs_prompts = True
+    differentiable = True
 
     def __init__(self, weights: str | None = None, device: str | None = None, dtype: str = "float32",
                  batch_size: int = 256):
@@ -275,14 +277,13 @@ class ShapesReward(Evaluator):
         return cached(("shapes_reward", str(self.weights.resolve())), lambda: load_reward(self.weights))
 
     def logits(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        """[B] match logits for pixels [B, 3, H, W] in [0, 1]; differentiable with respect to `pixels`."""
-        if pixels.ndim != 4 or pixels.shape[1] != 3:
-            raise NoiseExpError(f"shapes_reward expects pixels [B, 3, H, W] in [0, 1], got {tuple(pixels.shape)}")
-        words = tokenize(parse_prompts(prompts, len(pixels), self.name))
-        return self.net(pixels.float(), words)
+        """[B] match logits (on `pixels.device`) for pixels [B, 3, H, W] in [0, 1]; differentiable w.r.t. `pixels`."""
+        batch = checked_pixels(pixels, self.name, self.device)
+        words = tokenize(parse_prompts(prompts, len(batch), self.name))
+        return self.net(batch, words).to(pixels.device)
 
-    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        """[B] p(match) in (0, 1); differentiable with respect to `pixels`."""
+    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        """[B] p(match) in (0, 1) on `pixels.device`; differentiable with respect to `pixels`."""
         return torch.sigmoid(self.logits(pixels, prompts))
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None,
