@@ -1,0 +1,306 @@
+"""The paper's Tables 1 and 2 on the shapes world's two models, next to the digits result (`make reproduce-shapes`).
+
+    python scripts/reproduce_shapes.py [--prompts 48] [--seeds 100] [--optimize-prompts 36] [--steps 20]
+                                       [--lr RULE] [--models small_shapes small_shapes_l] [--out DIR] [--quick]
+
+- Table 1 analogue (selection, Algorithm 1): the first --prompts prompts of dataset=shapes_bench (the tags come
+  in turn, so a multiple of 6 is balanced), each keeping the most and the least stable of K seeds of its own
+  (method.seeds_per_prompt=true: prompt i tries seeds i*K .. i*K+K-1, so repeated captions get fresh noise).
+- Table 2 analogue (optimization, Algorithm 2): the first --optimize-prompts prompts, prompt i from seed i,
+  n = --steps steps, momentum 0.5, cosine schedule, at the lr of `paper_equivalent_lr` (the project's
+  lr-scaling rule, the one scripts/reproduce_small.py uses: lr 0.2 at d = 64 over 50 steps).
+- Both at the models' configured T = 10 and guidance (2 for small_shapes, 3 for small_shapes_l), judged by the
+  exact judge (shapes_geneval, per tag) and the learned reward (shapes_reward).
+- The digits model (d = 64) is not rerun: its rows are the figures measured by `make reproduce-small`
+  (docs/small_model.md), their p-values and intervals recomputed from the documented counts.
+
+Every job goes through the runner as `python run.py model=<m> dataset=shapes_bench method=...
+"evaluator=[shapes_geneval,shapes_reward]"` would. Each model's weights folder is first copied into
+<out>/weights/, so weights replaced while the script runs cannot mix into its results; the summary names them by
+the first 12 hex digits of the sha256 of their training.json. Rerunning with the same --out resumes finished
+prompts (and the runner refuses a folder made with other weights). Writes <out>/summary.md and summary.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from noise_exp.cli import ArgumentParser  # noqa: E402
+from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
+
+JUDGE, REWARD, STABILITY = "shapes_geneval", "shapes_reward", "stability"
+EVALUATORS = f"evaluator=[{JUDGE},{REWARD}]"
+SHAPES_MODELS = ("small_shapes", "small_shapes_l")
+TAG_COUNT = 6  # shapes_bench cycles through its six tags
+PAPER_LR, PAPER_STEPS, PAPER_DIM = 100.0, 100, 4 * 128 * 128  # Table 2: SDXL, 4x128x128 latents
+QUICK = {"prompts": 6, "seeds": 4, "optimize_prompts": 6, "steps": 2, "models": ["small_shapes"]}
+
+
+def paper_equivalent_lr(dim: int, steps: int) -> float:
+    """lr = 100 · (d / (4·128·128)) · (100 / n): the paper's step relative to |ε| (lr·sin∠/d), and its total over n."""
+    return PAPER_LR * (dim / PAPER_DIM) * (PAPER_STEPS / steps)
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """p = min(1, 2 · Σ_{i ≤ min(w, l)} C(w + l, i) / 2^(w + l)): exact two-sided sign test, ties dropped (n = 0: 1)."""
+    n = wins + losses
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1))
+    return min(1.0, 2 * tail / 2 ** n)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The weights a model's rows come from: the folder used and sha256(training.json)[:12]."""
+
+    model: str
+    folder: str
+    training_sha: str
+    snapshot: str = ""  # the copy the runs loaded
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A vs B on one metric (and tag) over paired prompts: counts, means, win rate with its Wilson 95% interval,
+    and the exact sign test."""
+
+    model: str
+    dim: int
+    guidance: float
+    table: str  # "selection" or "optimization"
+    a: str
+    b: str
+    metric: str
+    tag: str  # a shapes tag, or "all"
+    n: int
+    wins: int
+    ties: int
+    losses: int
+    mean_a: float
+    mean_b: float
+    win_rate: float
+    ci_low: float
+    ci_high: float
+    sign_p: float
+
+
+def training_sha(folder: Path) -> str:
+    return hashlib.sha256((folder / "training.json").read_bytes()).hexdigest()[:12]
+
+
+def model_config(model: str, overrides: list[str] = ()):
+    from noise_exp.config import compose_config
+
+    return compose_config([f"model={model}", "dataset=shapes_bench", EVALUATORS, *overrides])
+
+
+def latent_dim(weights_dir: Path, height: int, width: int) -> int:
+    """d = C · (H / f) · (W / f), f = 2^(VAE levels - 1) (diffusers' vae_scale_factor), from the VAE's config."""
+    vae = json.loads((Path(weights_dir) / "vae" / "config.json").read_text())
+    factor = 2 ** (len(vae["block_out_channels"]) - 1)
+    return vae["latent_channels"] * (height // factor) * (width // factor)
+
+
+def snapshot_weights(model: str, out: Path) -> Weights:
+    """Copy the model's weights folder into <out>/weights/ (same folder name, so the runs' fingerprint is the
+    committed folder's), training first if the folder is missing."""
+    source = Path(str(model_config(model).model.pretrained))
+    if not (source / "training.json").is_file():
+        raise NoiseExpError(f"{source} has no training.json: not a trained {model} folder (make train-shapes)")
+    target = out / "weights" / source.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return Weights(model, _shown(source), training_sha(target), _shown(target))
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def run_job(model: str, overrides: list[str], run_dir: Path) -> float:
+    """One `run.py` job in this process; returns its seconds."""
+    from noise_exp.runner import run_experiment
+
+    start = time.perf_counter()
+    print(f"== {model} {' '.join(overrides)} -> {run_dir}", flush=True)
+    run_experiment(model_config(model, overrides), run_dir)
+    return time.perf_counter() - start
+
+
+def run_comparisons(run_dir: Path, model: str, dim: int, guidance: float, table: str, a: str, b: str
+                    ) -> list[Comparison]:
+    """A vs B of a scored run folder on every metric over all prompts, and on the judge per tag."""
+    from noise_exp.data.shapes import TAGS, parse_caption
+    from noise_exp.report.tables import load_runs, paired_scores, winning_rates
+
+    frame = load_runs([run_dir])
+    frame["tag"] = [parse_caption(str(prompt)).tag for prompt in frame["prompt"]]
+    parts = [("all", frame)] + [(tag, frame[frame["tag"] == tag]) for tag in TAGS if (frame["tag"] == tag).any()]
+    rows = []
+    for tag, part in parts:
+        for rate in winning_rates(part, [(a, b)]).itertuples(index=False):
+            if tag != "all" and rate.metric != JUDGE:
+                continue
+            pairs = paired_scores(part, a, b, rate.metric)
+            rows.append(Comparison(model, dim, guidance, table, a, b, rate.metric, tag, rate.n, rate.wins, rate.ties,
+                                   rate.losses, float(pairs["a"].mean()), float(pairs["b"].mean()), rate.win_rate,
+                                   rate.ci_low, rate.ci_high, sign_test_p(rate.wins, rate.losses)))
+    return rows
+
+
+DIGITS_DOC = "docs/small_model.md"
+DIGITS_DIM = 4 * 4 * 4
+# The digits model's measured pairs (make reproduce-small, docs/small_model.md; no ties: continuous scores):
+# (table, guidance, metric, n, A wins, mean A, mean B); A is stable (selection) or optimized (optimization).
+DIGITS_FIGURES = (
+    ("selection", 1.0, "digit_classifier", 100, 13, 0.535, 0.951),
+    ("selection", 1.0, "digit_realism", 100, 2, -23.77, -12.65),
+    ("selection", 1.0, STABILITY, 100, 100, 0.982, 0.324),
+    ("selection", 3.0, "digit_classifier", 50, 16, 0.968, 0.999),
+    ("selection", 3.0, "digit_realism", 50, 0, -19.15, -11.80),
+    ("optimization", 3.0, "digit_classifier", 50, 22, 0.9976, 0.9983),
+    ("optimization", 3.0, "digit_realism", 50, 5, -13.54, -13.31),
+    ("optimization", 3.0, STABILITY, 50, 50, 0.612, 0.531),
+)
+PAIRS = {"selection": ("stable", "unstable"), "optimization": ("optimized", "original")}
+
+
+def digits_comparisons() -> list[Comparison]:
+    """The documented digits figures as rows, with the win rate, Wilson interval and sign test recomputed."""
+    from noise_exp.report.tables import wilson_interval
+
+    rows = []
+    for table, guidance, metric, n, wins, mean_a, mean_b in DIGITS_FIGURES:
+        low, high = wilson_interval(wins, n)
+        rows.append(Comparison("small_digits", DIGITS_DIM, guidance, table, *PAIRS[table], metric, "all", n, wins, 0,
+                               n - wins, mean_a, mean_b, wins / n, low, high, sign_test_p(wins, n - wins)))
+    return rows
+
+
+def _row(r: Comparison, per_tag: bool) -> str:
+    first = (f"| {r.model} | {r.a} vs {r.b} | {r.tag} " if per_tag else
+             f"| {r.dim} | {r.model} (g {r.guidance:g}) | {r.a} vs {r.b} | {r.metric} ")
+    return (f"{first}| {r.n} | {r.mean_a:.3f} | {r.mean_b:.3f} | {r.wins} / {r.ties} / {r.losses} | "
+            f"{r.win_rate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] | {r.sign_p:.2g} |")
+
+
+def markdown(rows: list[Comparison], per_tag: bool = False) -> str:
+    """The comparisons as a Markdown table: per metric over all prompts, or (per_tag) the judge per tag."""
+    head = "| model | comparison | tag " if per_tag else "| d | model (guidance) | comparison | metric "
+    align = "|---|---|---" if per_tag else "|---:|---|---|---"
+    lines = [f"{head}| n | mean A | mean B | A wins / ties / B wins | win rate A [95% CI] | sign test p |",
+             f"{align}|---:|---:|---:|---|---|---:|"]
+    chosen = [r for r in rows if (r.tag != "all" or r.metric == JUDGE) if per_tag] or [r for r in rows if r.tag == "all"]
+    return "\n".join(lines + [_row(r, per_tag) for r in chosen]) + "\n"
+
+
+def _balanced(value: str) -> int:
+    count = int(value)
+    if count < 0 or count % TAG_COUNT:
+        raise NoiseExpError(f"prompt counts must be multiples of {TAG_COUNT} (shapes_bench cycles through its "
+                            f"{TAG_COUNT} tags), got {count}")
+    return count
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=_balanced, default=48, help="selection prompts (multiple of 6; 0 skips)")
+    parser.add_argument("--seeds", type=int, default=100, help="K, candidate seeds per selection")
+    parser.add_argument("--optimize-prompts", type=_balanced, default=36,
+                        help="optimization prompts (multiple of 6; 0 skips)")
+    parser.add_argument("--steps", type=int, default=20, help="optimization steps n")
+    parser.add_argument("--lr", type=float, default=None, help="optimization lr (default: paper_equivalent_lr)")
+    parser.add_argument("--models", nargs="+", choices=SHAPES_MODELS, default=list(SHAPES_MODELS))
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "reproduce_shapes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny slice for tests: 6 prompts, K=4, 2 steps, small_shapes only")
+    return parser
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from noise_exp.params import integer_param, real_param
+
+    args = _parser().parse_args(argv)
+    if args.quick:
+        vars(args).update(QUICK)
+    integer_param("--seeds", args.seeds, 1)
+    integer_param("--steps", args.steps, 1)
+    if args.lr is not None:
+        real_param("--lr", args.lr, 0.0)
+    torch.set_num_threads(args.threads)
+    out = args.out.resolve()
+    started, load = time.perf_counter(), os.getloadavg()[0]
+    weights, timings, rows, lrs = [], {}, [], {}
+    for model in args.models:
+        snapshot = snapshot_weights(model, out)
+        weights.append(snapshot)
+        cfg = model_config(model).model
+        dim = latent_dim(ROOT / snapshot.snapshot, cfg.height, cfg.width)
+        pin = [f"model.pretrained={ROOT / snapshot.snapshot}"]
+        if args.prompts:
+            run_dir = out / f"select_{model}"
+            timings[f"select_{model}"] = run_job(model, pin + [
+                "method=select", f"dataset.limit={args.prompts}", f"method.num_seeds={args.seeds}",
+                "method.seeds_per_prompt=true", f"method.batch_size={min(args.seeds, 25)}"], run_dir)
+            rows += run_comparisons(run_dir, model, dim, cfg.guidance_scale, "selection", *PAIRS["selection"])
+        if args.optimize_prompts:
+            lrs[model] = paper_equivalent_lr(dim, args.steps) if args.lr is None else args.lr
+            run_dir = out / f"optimize_{model}"
+            timings[f"optimize_{model}"] = run_job(model, pin + [
+                "method=optimize", f"dataset.limit={args.optimize_prompts}", f"method.steps={args.steps}",
+                f"method.lr={lrs[model]}"], run_dir)
+            rows += run_comparisons(run_dir, model, dim, cfg.guidance_scale, "optimization", *PAIRS["optimization"])
+    rows += digits_comparisons()
+    weights.append(Weights("small_digits", "weights/small-digits", training_sha(ROOT / "weights" / "small-digits"),
+                           f"not rerun: figures of {DIGITS_DOC}"))
+    wall = time.perf_counter() - started
+    summary = {"command": " ".join(["python scripts/reproduce_shapes.py", *(argv if argv is not None else sys.argv[1:])]),
+               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": round(wall, 1),
+               "load_average": [round(load, 2), round(os.getloadavg()[0], 2)], "lr": lrs,
+               "timings_s": {k: round(v, 1) for k, v in timings.items()},
+               "weights": [asdict(w) for w in weights], "comparisons": [asdict(r) for r in rows]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    text = summary_markdown(summary, rows)
+    (out / "summary.md").write_text(text)
+    print(text)
+    print(f"written: {out / 'summary.md'}")
+    return 0
+
+
+def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
+    args = summary["args"]
+    lrs = ", ".join(f"{model} {lr:.4g}" for model, lr in summary["lr"].items()) or "none"
+    weights = "\n".join(f"| {w['model']} | {w['folder']} | {w['training_sha']} | {w['snapshot']} |"
+                         for w in summary["weights"])
+    return (f"# Shapes world: Tables 1 and 2 analogues at three latent sizes\n\n"
+            f"`{summary['command']}`: {summary['wall_s'] / 60:.1f} min wall, finished {summary['finished_utc']}, "
+            f"{args['threads']} torch thread(s), load average {summary['load_average'][0]} at the start and "
+            f"{summary['load_average'][1]} at the end. Job seconds: {summary['timings_s']}.\n\n"
+            f"Selection: the first {args['prompts']} shapes_bench prompts (tags balanced), K = {args['seeds']} seeds "
+            f"of their own. Optimization: the first {args['optimize_prompts']} prompts, seed = prompt id, "
+            f"n = {args['steps']}, lr {lrs} (paper_equivalent_lr unless --lr), momentum 0.5, cosine. Guidance: "
+            f"the models' configs. Digits (d = 64): {DIGITS_DOC}, not rerun.\n\n"
+            f"| model | weights | sha256(training.json)[:12] | loaded from |\n|---|---|---|---|\n{weights}\n\n"
+            f"## All prompts, every metric\n\n{markdown(rows)}\n"
+            f"## The judge (shapes_geneval) per tag: mean = accuracy\n\n{markdown(rows, per_tag=True)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

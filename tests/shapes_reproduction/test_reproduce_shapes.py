@@ -1,0 +1,106 @@
+"""scripts/reproduce_shapes.py: the lr rule, the sign test and latent sizes in closed form, and `--quick` end to end."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+
+import pytest
+from scipy.stats import binomtest
+
+from noise_exp.data.shapes import TAGS
+from tests.conftest import ROOT
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("reproduce_shapes", ROOT / "scripts" / "reproduce_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+reproduce = _script()
+
+
+@pytest.mark.parametrize("wins, losses, expected", [
+    (9, 1, 2 * (1 + 10) / 2 ** 10),          # 2 * (C(10,0) + C(10,1)) / 2^10 = 0.021484375
+    (1, 9, 2 * (1 + 10) / 2 ** 10),          # symmetric
+    (0, 5, 2 / 2 ** 5),                      # 0.0625
+    (10, 0, 2 / 2 ** 10),
+    (4, 2, 2 * (1 + 6 + 15) / 2 ** 6),      # 0.6875
+    (3, 3, 1.0), (1, 0, 1.0), (0, 0, 1.0),
+])
+def test_sign_test_is_the_exact_two_sided_binomial(wins, losses, expected):
+    assert reproduce.sign_test_p(wins, losses) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("wins, losses", [(13, 87), (22, 28), (0, 50), (40, 61), (300, 250)])
+def test_sign_test_agrees_with_scipy(wins, losses):
+    assert reproduce.sign_test_p(wins, losses) == pytest.approx(binomtest(wins, wins + losses).pvalue, rel=1e-9)
+
+
+def test_paper_equivalent_lr_is_the_projects_scaling_rule():
+    lr = reproduce.paper_equivalent_lr
+    assert lr(4 * 128 * 128, 100) == pytest.approx(100.0)  # the paper's setting
+    assert lr(4 * 64 * 64, 100) == pytest.approx(25.0)     # README: SDXL-turbo at 512 px
+    assert lr(64, 100) == pytest.approx(0.09765625)        # docs/small_model.md: "lr 0.1 at d = 64"
+    assert lr(256, 20) == pytest.approx(1.953125) and lr(1024, 20) == pytest.approx(7.8125)
+
+
+@pytest.mark.parametrize("folder, size, dim", [("small-digits", 16, 64), ("small-shapes", 32, 256),
+                                               ("small-shapes-l", 64, 1024)])
+def test_latent_dim_of_the_committed_models(folder, size, dim):
+    assert reproduce.latent_dim(ROOT / "weights" / folder, size, size) == dim
+
+
+def test_digits_rows_reproduce_the_documented_p_values_and_intervals():
+    rows = {(r.table, r.guidance, r.metric): r for r in reproduce.digits_comparisons()}
+    documented = {("selection", 1.0, "digit_classifier"): (1.3e-14, 0.08, 0.21),
+                  ("selection", 1.0, "digit_realism"): (8.0e-27, 0.01, 0.07),
+                  ("selection", 3.0, "digit_classifier"): (0.015, None, None),
+                  ("optimization", 3.0, "digit_classifier"): (0.48, 0.31, 0.58),
+                  ("optimization", 3.0, "digit_realism"): (4.2e-9, 0.04, 0.21)}
+    for key, (p_value, low, high) in documented.items():
+        row = rows[key]
+        assert float(f"{row.sign_p:.2g}") == pytest.approx(p_value)
+        if low is not None:
+            assert (round(row.ci_low, 2), round(row.ci_high, 2)) == (low, high)
+
+
+def test_prompt_counts_must_be_balanced_over_the_tags(tmp_path, capsys):
+    assert reproduce.main(["--prompts", "8", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "multiples of 6" in error and "got 8" in error
+
+
+def test_quick_run_writes_both_tables_with_the_weights_used(tmp_path):
+    out = tmp_path / "out"
+    assert reproduce.main(["--quick", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["comparisons"]
+    shapes = [r for r in rows if r["model"] == "small_shapes"]
+    for table, a, b in (("selection", "stable", "unstable"), ("optimization", "optimized", "original")):
+        mine = [r for r in shapes if r["table"] == table]
+        assert {(r["a"], r["b"]) for r in mine} == {(a, b)}
+        assert {r["metric"] for r in mine if r["tag"] == "all"} == {"shapes_geneval", "shapes_reward", "stability"}
+        assert [r["tag"] for r in mine if r["metric"] == "shapes_geneval"] == ["all", *TAGS]
+        for r in mine:
+            assert r["dim"] == 256 and r["n"] == (6 if r["tag"] == "all" else 1)
+            assert r["wins"] + r["ties"] + r["losses"] == r["n"]
+            assert 0 < r["sign_p"] <= 1
+            assert r["sign_p"] == reproduce.sign_test_p(r["wins"], r["losses"])
+            assert 0 <= r["ci_low"] <= r["win_rate"] <= r["ci_high"] <= 1
+            if r["metric"] != "stability":
+                assert 0 <= r["mean_a"] <= 1 and 0 <= r["mean_b"] <= 1
+    assert {r["dim"] for r in rows} == {64, 256}  # the digits figures sit next to the shapes model
+    committed = hashlib.sha256((ROOT / "weights" / "small-shapes" / "training.json").read_bytes()).hexdigest()[:12]
+    assert summary["weights"][0] == {"model": "small_shapes", "folder": "weights/small-shapes",
+                                     "training_sha": committed, "snapshot": str(out / "weights" / "small-shapes")}
+    assert summary["lr"] == {"small_shapes": pytest.approx(reproduce.paper_equivalent_lr(256, 2))}
+    run = json.loads((out / "select_small_shapes" / "run.json").read_text())["settings"]
+    assert run["method.num_seeds"] == 4 and run["method.seeds_per_prompt"] is True
+    text = (out / "summary.md").read_text()
+    assert committed in text and "| 256 | small_shapes (g 2) | stable vs unstable | shapes_geneval | 6 |" in text
+    assert "| 64 | small_digits (g 1) | stable vs unstable | digit_classifier | 100 | 0.535 | 0.951 | 13 / 0 / 87 |" in text
