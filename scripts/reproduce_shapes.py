@@ -44,7 +44,7 @@ EVALUATORS = f"evaluator=[{JUDGE},{REWARD}]"
 SHAPES_MODELS = ("small_shapes", "small_shapes_l")
 TAG_COUNT = 6  # shapes_bench cycles through its six tags
 PAPER_LR, PAPER_STEPS, PAPER_DIM = 100.0, 100, 4 * 128 * 128  # Table 2: SDXL, 4x128x128 latents
-QUICK = {"prompts": 6, "seeds": 4, "optimize_prompts": 6, "steps": 2, "models": ["small_shapes"]}
+QUICK = {"prompts": 6, "seeds": 4, "optimize_prompts": 6, "steps": 1, "models": ["small_shapes"]}
 
 
 def paper_equivalent_lr(dim: int, steps: int) -> float:
@@ -225,7 +225,7 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "reproduce_shapes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--quick", action="store_true",
-                        help="a tiny slice for tests: 6 prompts, K=4, 2 steps, small_shapes only")
+                        help="a tiny slice for tests: 6 prompts, K=4, 1 step, small_shapes only")
     return parser
 
 

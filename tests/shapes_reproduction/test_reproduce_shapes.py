@@ -98,7 +98,7 @@ def test_quick_run_writes_both_tables_with_the_weights_used(tmp_path):
     committed = hashlib.sha256((ROOT / "weights" / "small-shapes" / "training.json").read_bytes()).hexdigest()[:12]
     assert summary["weights"][0] == {"model": "small_shapes", "folder": "weights/small-shapes",
                                      "training_sha": committed, "snapshot": str(out / "weights" / "small-shapes")}
-    assert summary["lr"] == {"small_shapes": pytest.approx(reproduce.paper_equivalent_lr(256, 2))}
+    assert summary["lr"] == {"small_shapes": pytest.approx(reproduce.paper_equivalent_lr(256, 1))}
     run = json.loads((out / "select_small_shapes" / "run.json").read_text())["settings"]
     assert run["method.num_seeds"] == 4 and run["method.seeds_per_prompt"] is True
     text = (out / "summary.md").read_text()
