@@ -1,0 +1,238 @@
+"""The equal-compute comparison of noise methods (`experiment=compare_methods`): quality against NFEs and wall time.
+
+`python -m noise_exp.report.compare multirun/compare_methods [--out <folder>]`
+
+Each run folder of the sweep is one method at one rung of the budget ladder. Per (method, rung) the table gives the
+mean NFEs and seconds per prompt of the method's output variant, and for every scorer the mean over prompts with a
+95% percentile-bootstrap interval and the win rate against a random seed at the same rung (paired by prompt, ties
+half, 95% Wilson interval). It marks which scorer each method saw (its verifier; stability for the paper's methods):
+the others, and the held-out judges above all, are the fair measure. A method whose verifier is a held-out judge
+stops the report.
+"""
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from noise_exp.cli import ArgumentParser
+from noise_exp.errors import NoiseExpError, exit_on_user_error
+from noise_exp.files import atomic_write_bytes
+from noise_exp.merge import find_runs
+from noise_exp.report.figures import save_figure
+from noise_exp.report.tables import METRIC_LABELS, metric_columns, to_markdown, wilson_interval
+from noise_exp.scoring import read_results
+
+METHOD_ORDER = ("random", "select", "optimize", "best_of_n", "reward_opt")
+SAW_STABILITY = "stability s(ε)"
+TIE_TOLERANCE = 1e-6  # a float32 scorer's result can move by ~1e-7 with its batch: the same image is a tie
+PAPER_D, PAPER_LR, PAPER_STEPS = 4 * 128 * 128, 100.0, 100  # Table 2: SDXL latents, lr 100 over 100 steps
+
+
+def rung_name(budget: int) -> str:
+    """The key of a budget of b generations in `compare.knobs` and `compare.budget`: x<b>."""
+    return f"x{budget}"
+
+
+def rung_budget(name: str) -> int:
+    """b from the rung name x<b>."""
+    if not re.fullmatch(r"x[1-9][0-9]*", str(name)):
+        raise NoiseExpError(f"compare.budget must name a rung x<generations> such as x4, got {name!r}")
+    return int(str(name)[1:])
+
+
+def ladder_knobs(ladder: Sequence[int], generation_nfe: int, roundtrip_nfe: int, latent_dim: int) -> dict[str, dict]:
+    """Each method's knob per rung x<b> (b generations of G NFEs; a round trip costs R): K = max(1, floor(bG/R)),
+    n_opt = K - 1, N = b, n_reward = floor((b - 1) / 4), and Algorithm 2's lr = 100 (d / 65536) (100 / n_opt)."""
+    from noise_exp.methods.reward_opt import STEP_COST
+
+    if not ladder or min(ladder) < 1:
+        raise NoiseExpError(f"the budget ladder must be budgets of at least one generation, got {list(ladder)}")
+    knobs: dict[str, dict] = {}
+    for budget in ladder:
+        roundtrips = max(1, int(budget * generation_nfe // roundtrip_nfe))
+        values = {"select": roundtrips, "optimize": roundtrips - 1,
+                  "optimize_lr": round(PAPER_LR * latent_dim / PAPER_D * PAPER_STEPS / max(1, roundtrips - 1), 4),
+                  "best_of_n": budget, "reward_opt": (budget - 1) // STEP_COST, "random": budget}
+        for method, value in values.items():
+            knobs.setdefault(method, {})[rung_name(budget)] = value
+    return knobs
+
+
+def bootstrap_interval(values: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean (prompts resampled with replacement, seeded)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return math.nan, math.nan
+    resampled = np.random.default_rng(seed).choice(values, size=(draws, len(values)), replace=True).mean(axis=1)
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass
+class ComparedRun:
+    """One job of the sweep: a method at one budget."""
+
+    path: Path
+    method: str
+    variant: str  # the method's output (its main variant)
+    budget: int  # in generations
+    saw: str  # the scorer it selected or optimized with
+    held_out: list[str] = field(default_factory=list)
+
+
+def read_compared_run(run_dir: Path) -> ComparedRun:
+    """What a job of `experiment=compare_methods` ran, from its `.hydra/config.yaml`."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    saved = Path(run_dir) / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise NoiseExpError(f"{run_dir} has no .hydra/config.yaml: not a run of experiment=compare_methods")
+    cfg = OmegaConf.load(saved)
+    if OmegaConf.select(cfg, "compare.budget") is None:
+        raise NoiseExpError(f"{saved} has no compare.budget: not a run of experiment=compare_methods")
+    method = get_class(cfg.method._target_)
+    verifier = OmegaConf.select(cfg, "method.verifier")
+    held_out = [str(name) for name in OmegaConf.select(cfg, "compare.held_out") or []]
+    saw = str(verifier) if verifier else SAW_STABILITY if method.name in ("select", "optimize") else "nothing"
+    if saw in held_out:
+        raise NoiseExpError(f"{run_dir}: method {method.name} saw {saw}, a held-out judge of the comparison")
+    return ComparedRun(Path(run_dir), method.name, method.main_variant,
+                       rung_budget(cfg.compare.budget), saw, held_out)
+
+
+def compared_rows(runs: Sequence[ComparedRun]) -> pd.DataFrame:
+    """The output variant's results.csv rows of every run, with method, budget and saw columns."""
+    frames = []
+    for run in runs:
+        frame = read_results(run.path)
+        frame = frame[frame["variant"] == run.variant].copy()
+        frame.insert(0, "method", run.method)
+        frame.insert(1, "budget", run.budget)
+        frame.insert(2, "saw", run.saw)
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True)
+    duplicated = rows.duplicated(["method", "budget", "dataset", "prompt_id"])
+    if duplicated.any():
+        raise NoiseExpError(f"two runs of method {rows[duplicated].iloc[0]['method']} at budget "
+                            f"{rows[duplicated].iloc[0]['budget']} hold the same prompt")
+    return rows
+
+
+def compare_table(rows: pd.DataFrame, draws: int = 2000) -> pd.DataFrame:
+    """Per (budget, method): n, mean NFEs and seconds, and per scorer the mean, its bootstrap interval and the
+    win rate against `random` at the same budget with its Wilson interval."""
+    metrics = [m for m in metric_columns(rows) if m != "budget"]
+    out = []
+    for (budget, method), part in rows.groupby(["budget", "method"], sort=False):
+        row: dict[str, Any] = {"budget": budget, "method": method, "saw": part["saw"].iloc[0], "n": len(part),
+                               "nfe": float(part["unet_calls"].mean()), "time_s": float(part["time_s"].mean())}
+        baseline = rows[(rows["budget"] == budget) & (rows["method"] == "random")]
+        for metric in metrics:
+            row[metric] = float(part[metric].mean())
+            row[f"{metric}_low"], row[f"{metric}_high"] = bootstrap_interval(part[metric].to_numpy(), draws)
+            pairs = part[["dataset", "prompt_id", metric]].merge(baseline[["dataset", "prompt_id", metric]],
+                                                                 on=["dataset", "prompt_id"], suffixes=("", "_random"))
+            difference = (pairs[metric] - pairs[f"{metric}_random"]).dropna().to_numpy()
+            ties = np.abs(difference) <= TIE_TOLERANCE
+            wins = float(((difference > 0) & ~ties).sum() + 0.5 * ties.sum())
+            row[f"{metric}_win"] = wins / len(difference) if method != "random" and len(difference) else math.nan
+            low, high = wilson_interval(wins, len(difference)) if method != "random" else (math.nan, math.nan)
+            row[f"{metric}_win_low"], row[f"{metric}_win_high"] = low, high
+        out.append(row)
+    table = pd.DataFrame(out)
+    order = {name: i for i, name in enumerate(METHOD_ORDER)}
+    table["_order"] = table["method"].map(lambda m: order.get(m, len(order)))
+    return table.sort_values(["budget", "_order"]).drop(columns="_order").reset_index(drop=True)
+
+
+def table_markdown(table: pd.DataFrame, held_out: Sequence[str]) -> str:
+    """One line per (budget, method): `mean [low, high]` per scorer, its win rate vs random, and what it saw."""
+    metrics = [c for c in table.columns if f"{c}_low" in table.columns and not c.endswith("_win")]
+    shown = pd.DataFrame({"budget (generations)": table["budget"], "method": table["method"], "saw": table["saw"],
+                          "n": table["n"], "NFEs": table["nfe"].round(1), "seconds": table["time_s"].round(2)})
+    for metric in metrics:
+        label = METRIC_LABELS.get(metric, metric) + (" (held out)" if metric in held_out else "")
+        shown[label] = [_cell(r[metric], r[f"{metric}_low"], r[f"{metric}_high"], seen=r["saw"] == metric)
+                        for _, r in table.iterrows()]
+        shown[f"{label}: wins vs random"] = [_cell(r[f"{metric}_win"], r[f"{metric}_win_low"], r[f"{metric}_win_high"])
+                                             for _, r in table.iterrows()]
+    return to_markdown(shown, digits=1)
+
+
+def _cell(value: float, low: float, high: float, seen: bool = False) -> str:
+    if math.isnan(value):
+        return "—"
+    text = f"{value:.3f} [{low:.3f}, {high:.3f}]" if not math.isnan(low) else f"{value:.3f}"
+    return f"{text} (seen)" if seen else text
+
+
+def quality_plot(table: pd.DataFrame, path: Path, held_out: Sequence[str]) -> Path:
+    """One panel per scorer: each method's mean (95% bootstrap interval) against its mean NFEs, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    metrics = [c for c in table.columns if f"{c}_low" in table.columns and not c.endswith("_win")]
+    figure, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(4.6 * len(metrics), 3.6))
+    for axis, metric in zip(axes[0], metrics):
+        for method, part in table.groupby("method", sort=False):
+            part = part.sort_values("nfe")
+            error = [part[metric] - part[f"{metric}_low"], part[f"{metric}_high"] - part[metric]]
+            axis.errorbar(part["nfe"], part[metric], yerr=np.nan_to_num(np.array(error, dtype=float)), marker="o",
+                          capsize=3, linewidth=1, label=f"{method} (saw {part['saw'].iloc[0]})")
+        axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xlabel("NFEs per prompt (network passes, CFG counted)", fontsize=7)
+        title = METRIC_LABELS.get(metric, metric) + (" — held-out judge" if metric in held_out else "")
+        axis.set_title(title, fontsize=9)
+        axis.tick_params(labelsize=7)
+        axis.legend(fontsize=6)
+    return save_figure(figure, path)
+
+
+@dataclass
+class CompareResult:
+    table: pd.DataFrame
+    markdown: str
+    files: dict[str, Path]
+
+
+def write_compare(folder: Path, out_dir: Path | None = None, draws: int = 2000) -> CompareResult:
+    """compare.csv, compare.md and quality_vs_nfe.png of the sweep in `folder` (default out: <folder>/compare)."""
+    runs = [read_compared_run(run) for run in find_runs(Path(folder))]
+    held_out = sorted({name for run in runs for name in run.held_out})
+    table = compare_table(compared_rows(runs), draws)
+    out_dir = Path(out_dir) if out_dir else Path(folder) / "compare"
+    markdown = table_markdown(table, held_out)
+    files = {"csv": out_dir / "compare.csv", "md": out_dir / "compare.md"}
+    atomic_write_bytes(files["csv"], table.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(files["md"], markdown.encode("utf-8"))
+    files["png"] = quality_plot(table, out_dir / "quality_vs_nfe.png", held_out)
+    return CompareResult(table, markdown, files)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m noise_exp.report.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="the sweep folder, e.g. multirun/compare_methods")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <folder>/compare)")
+    args = parser.parse_args(argv)
+    result = write_compare(args.folder, args.out)
+    print(result.markdown + f"\ntable: {result.files['md']}\nplot: {result.files['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
