@@ -2,9 +2,10 @@
 
 Pixels are [B, 3, H, W] floats in [0, 1]. `pil_bicubic_resize` is Pillow's bicubic resize of an 8-bit image
 written as two matrix products: Pillow's filter weights (a = -0.5, widened by the scale when shrinking, rounded to
-its 22-bit fixed point), a pass over the width and then one over the height, each result rounded half up and
-saturated to 0..255 as Pillow stores it. The rounding acts in the forward pass only: the gradient goes straight
-through it (and is zero where a value saturates).
+its 22-bit fixed point), one pass over the width and one over the height in the order the installed Pillow runs
+them, each result rounded half up and saturated to 0..255 as Pillow stores it. The input is rounded to 8 bits
+first (the image PIL would get). Every rounding acts in the forward pass only: the gradient goes straight through
+it (and is zero where a value saturates).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import functools
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
@@ -69,16 +71,36 @@ def round_to_levels(levels: torch.Tensor) -> torch.Tensor:
     return clipped + (torch.floor(clipped + 0.5) - clipped).detach()
 
 
+def resample_levels(levels: torch.Tensor, height: int, width: int, height_first: bool) -> torch.Tensor:
+    """Pillow's two 8-bit passes on levels [..., H, W] (0..255, float64), the width's first unless `height_first`."""
+    passes = [(-2, height), (-1, width)] if height_first else [(-1, width), (-2, height)]
+    for dim, size in passes:
+        if levels.shape[dim] != size:
+            weights = pil_bicubic_weights(levels.shape[dim], size).to(levels.device)
+            levels = round_to_levels(levels @ weights.T if dim == -1 else weights @ levels)
+    return levels
+
+
+@functools.lru_cache(maxsize=32)
+def pil_resizes_height_first(height: int, width: int, new_height: int, new_width: int) -> bool:
+    """Whether the installed Pillow runs the height pass first for this resize (Pillow 13 does when the height
+    shrinks much more than the width, earlier versions never), found by resizing a noise image both ways."""
+    from PIL import Image
+
+    if height == new_height or width == new_width:
+        return False
+    probe = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = torch.from_numpy(np.array(Image.fromarray(probe).resize((new_width, new_height), Image.BICUBIC)))
+    levels = torch.from_numpy(probe).permute(2, 0, 1).to(torch.float64)
+    height_first = resample_levels(levels, new_height, new_width, height_first=True).permute(1, 2, 0)
+    return torch.equal(height_first, expected.to(torch.float64))
+
+
 def pil_bicubic_resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pillow's `Image.resize((width, height), BICUBIC)` of an 8-bit image, on [B, C, H, W] in [0, 1]."""
-    levels = pixels.to(torch.float64) * 255
-    if width != pixels.shape[-1]:
-        weights = pil_bicubic_weights(pixels.shape[-1], width).to(levels.device)
-        levels = round_to_levels(levels @ weights.T)
-    if height != pixels.shape[-2]:
-        weights = pil_bicubic_weights(pixels.shape[-2], height).to(levels.device)
-        levels = round_to_levels(weights @ levels)
-    return (levels / 255).to(pixels.dtype)
+    """Pillow's `Image.resize((width, height), BICUBIC)` of the 8-bit image of `pixels` [B, C, H, W] in [0, 1]."""
+    levels = round_to_levels(pixels.to(torch.float64) * 255)
+    order = pil_resizes_height_first(pixels.shape[-2], pixels.shape[-1], height, width)
+    return (resample_levels(levels, height, width, order) / 255).to(pixels.dtype)
 
 
 def resize_longest_and_pad(pixels: torch.Tensor, size: int) -> torch.Tensor:

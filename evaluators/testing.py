@@ -240,6 +240,29 @@ def tiny_imagereward(folder: Path) -> TinyImageReward:
     return TinyImageReward(checkpoint, med_path, tokenizer_dir, dict(TINY_IR_VISION))
 
 
+def tiny_differentiable_scorers(folder: Path, device: str = "cpu") -> dict:
+    """HPSv2, AES, CLIP-S, PickScore and ImageReward on the tiny checkpoints above, built through their real loading
+    code, keyed by evaluator name (the scorers with `score_pixels`, except shapes_reward, which has real weights)."""
+    from evaluators.aes import AES
+    from evaluators.clip_score import CLIPScore
+    from evaluators.hpsv2 import HPSv2
+    from evaluators.imagereward import ImageReward
+    from evaluators.pickscore import PickScore
+
+    hps_config, hps_checkpoint = tiny_hps(folder)
+    clip_config, clip_path, mlp_path = tiny_aes(folder)
+    model_dir, processor_dir = tiny_pickscore(folder)
+    reward = tiny_imagereward(folder)
+    return {"hpsv2": HPSv2(checkpoint=str(hps_checkpoint), arch=str(hps_config), device=device),
+            "aes": AES(mlp_checkpoint=str(mlp_path), clip_checkpoint=str(clip_path), clip_arch=str(clip_config),
+                       device=device),
+            "clip_s": CLIPScore(checkpoint=str(clip_path), arch=str(clip_config), hub_file=None, device=device),
+            "pickscore": PickScore(model=str(model_dir), processor=str(processor_dir), device=device),
+            "imagereward": ImageReward(checkpoint=str(reward.checkpoint), med_config=str(reward.med_config),
+                                       tokenizer=str(reward.tokenizer), vision_heads=reward.vision["num_heads"],
+                                       device=device)}
+
+
 def assert_valid_scores(scores, n: int) -> None:
     """A scorer's output contract: a 1-D float32 tensor of n finite values."""
     assert isinstance(scores, torch.Tensor)
