@@ -210,8 +210,8 @@ class ImageRewardModel(nn.Module):
 
     def forward(self, pixels, input_ids, attention_mask):
         image_embeds = self.blip.visual_encoder(pixels)
-        features = self.blip.text_encoder(input_ids, attention_mask, image_embeds)[:, 0, :].float()
-        return ((self.mlp(features) - REWARD_MEAN) / REWARD_STD).squeeze(-1)
+        features = self.blip.text_encoder(input_ids, attention_mask, image_embeds)[:, 0, :]
+        return ((self.mlp(features).float() - REWARD_MEAN) / REWARD_STD).squeeze(-1)
 
 
 def build_from_state(state: dict[str, torch.Tensor], med_config: dict, vision_heads: int) -> ImageRewardModel:

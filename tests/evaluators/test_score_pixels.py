@@ -123,3 +123,16 @@ def test_bad_pixels_and_missing_prompts_are_one_line(scorers):
         scorers["pickscore"].score_pixels(torch.rand(2, 3, 32, 32), PROMPTS[:1])
     with pytest.raises(NoiseExpError, match="image-reference mode of clip_s has no differentiable path"):
         scorers["clip_s"].score_pixels(torch.rand(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize("name", ["hpsv2", "pickscore", "imagereward"])  # open_clip, transformers, our BLIP
+def test_half_precision_scorers_return_float32_and_a_finite_gradient(name, tiny_folder, shapes_cases):
+    """What a GPU run in float16 does, in bfloat16 on CPU (where `dtype` itself falls back to float32)."""
+    evaluator = testing.tiny_differentiable_scorers(tiny_folder)[name]
+    evaluator.dtype = torch.bfloat16
+    images, prompts = cases(name, shapes_cases)[(64, 48)]
+    pixels = torch.stack([to_tensor(image) for image in images]).requires_grad_(True)
+    scores = evaluator.score_pixels(pixels, prompts)
+    scores.sum().backward()
+    assert scores.dtype == torch.float32 and torch.isfinite(scores).all() and torch.isfinite(pixels.grad).all()
+    testing.assert_valid_scores(evaluator.score(images, prompts), 2)
