@@ -45,15 +45,14 @@ def model_costs(overrides: list[str]) -> tuple[int, int, int]:
     return generation_nfe(model, cond), model.unet_calls_per_roundtrip, int(model.draw_noise([0]).numel())
 
 
-def sweep_command(args, knobs: dict[str, list]) -> list[str]:
-    from noise_exp.report.compare import rung_name
+def sweep_command(args, knobs: dict[str, dict]) -> list[str]:
+    from noise_exp.report.compare import knob_overrides, rung_name
 
-    mapping = lambda values: "{" + ",".join(f"{k}:{v}" for k, v in values.items()) + "}"
     return [sys.executable, str(ROOT / "run.py"), "-m", "experiment=compare_methods", f"model={args.model}",
             f"dataset={args.dataset}", f"dataset.limit={args.prompts}", f"evaluator=[{args.verifier},{args.judge}]",
             f"compare.verifier={args.verifier}", f"compare.held_out=[{args.judge}]",
             f"+compare_method={args.methods}", f"compare.budget={','.join(rung_name(b) for b in args.ladder)}",
-            *(f"++compare.knobs.{name}={mapping(values)}" for name, values in knobs.items()),
+            *knob_overrides(knobs),
             f"hydra.sweep.dir={args.out}"]
 
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="scripts/compare_methods.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small_shapes")
     parser.add_argument("--dataset", default="shapes_bench")
-    parser.add_argument("--prompts", type=int, default=48, help="the dataset's first prompts (shapes_bench: tags in turn)")
+    parser.add_argument("--prompts", type=int, default=24, help="the dataset's first prompts (shapes_bench: tags in turn)")
     parser.add_argument("--verifier", default="shapes_reward", help="the scorer best_of_n and reward_opt see")
     parser.add_argument("--judge", default="shapes_geneval", help="the held-out scorer no method sees")
     parser.add_argument("--ladder", type=lambda s: [int(v) for v in s.split(",")], default=[1, 4, 16],

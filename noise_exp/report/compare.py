@@ -65,6 +65,12 @@ def ladder_knobs(ladder: Sequence[int], generation_nfe: int, roundtrip_nfe: int,
     return knobs
 
 
+def knob_overrides(knobs: dict[str, dict]) -> list[str]:
+    """Hydra overrides that set `compare.knobs` to `knobs` (rungs the experiment file lacks are added)."""
+    return [f"++compare.knobs.{method}={{{','.join(f'{rung}:{value}' for rung, value in values.items())}}}"
+            for method, values in knobs.items()]
+
+
 def bootstrap_interval(values: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% percentile-bootstrap interval of the mean (prompts resampled with replacement, seeded)."""
     values = np.asarray(values, dtype=np.float64)
