@@ -8,8 +8,8 @@ score in batches of `batch_size` on `device` in `dtype`.
 
 Evaluators with `differentiable = True` also have `score_pixels(pixels, prompts=None)`: pixels [B, 3, H, W] in
 [0, 1] (any size, device and floating dtype) -> [B] float32 scores on `pixels.device`, differentiable with respect
-to `pixels`, equal to `score` of the same images up to resizing in torch instead of PIL (docs/evaluators.md). The
-whole batch goes through the model in one pass (no `batch_size` chunks): the caller sizes it.
+to `pixels`, equal to `score` of the same 8-bit images (PIL's resizing is reproduced in torch, `evaluators.preprocess`;
+docs/evaluators.md). The whole batch goes through the model in one pass (no `batch_size` chunks): the caller sizes it.
 """
 from __future__ import annotations
 

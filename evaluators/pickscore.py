@@ -4,6 +4,8 @@ score = logit_scale.exp() * cos(text_emb, image_emb), model `yuvalkirstain/PickS
 `laion/CLIP-ViT-H-14-laion2B-s32B-b79K`. The processor is loaded with the PIL backend: transformers 5's
 default torchvision backend shifts pixels by up to 0.015 against the 4.x processor PickScore was made with.
 In transformers 5 `get_image_features`/`get_text_features` return an output object, in 4.x a tensor.
+`score_pixels` reads the processor's settings and does its resize (Pillow's bicubic), crop and normalisation in
+torch (`evaluators.preprocess`).
 """
 from __future__ import annotations
 

@@ -136,3 +136,12 @@ def test_half_precision_scorers_return_float32_and_a_finite_gradient(name, tiny_
     scores.sum().backward()
     assert scores.dtype == torch.float32 and torch.isfinite(scores).all() and torch.isfinite(pixels.grad).all()
     testing.assert_valid_scores(evaluator.score(images, prompts), 2)
+
+
+def test_a_processor_the_tensor_path_does_not_reproduce_is_one_line(scorers):
+    from evaluators.pickscore import processor_geometry
+
+    _, processor = scorers["pickscore"].load()
+    with pytest.raises(NoiseExpError, match=r"this one has do_center_crop=False, resample=2$"):
+        processor_geometry(processor.image_processor.__class__(**{**processor.image_processor.to_dict(),
+                                                                  "do_center_crop": False, "resample": 2}))
