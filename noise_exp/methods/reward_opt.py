@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 
 from noise_exp.errors import NoiseExpError
-from noise_exp.methods.best_of_n import budget_count
+from noise_exp.methods.best_of_n import NO_STABILITY, budget_count
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler, generation_nfe
 from noise_exp.methods.method import Method, MethodOutput, Progress, Variant
@@ -128,8 +128,11 @@ def _stop(reward: torch.Tensor, since_best: int, config: RewardOptConfig) -> boo
 def _better(best, current):
     """Per sample, the iterate with the higher reward (ties keep the earlier one)."""
     better = current[2] > best[2]
-    pick = lambda new, old: torch.where(better.view(-1, *([1] * (new.dim() - 1))).to(new.device), new, old)
-    return pick(current[0], best[0]), pick(current[1], best[1]), torch.where(better, current[2], best[2])
+
+    def pick(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        return torch.where(better.view(-1, *([1] * (new.dim() - 1))).to(new.device), new, old)
+
+    return pick(current[0], best[0]), pick(current[1], best[1]), pick(current[2], best[2])
 
 
 class RewardOptimization(Method):
@@ -171,7 +174,7 @@ class RewardOptimization(Method):
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         sampler = DifferentiableSampler(model, cond)
-        config = RewardOptConfig(**{**self.config.__dict__, "steps": self.steps_for(model, cond)})
+        config = replace(self.config, steps=self.steps_for(model, cond))
         seed = self.prompt_seed(prompt_index)
         prompts = [cond.prompt]
 
@@ -194,11 +197,11 @@ class RewardOptimization(Method):
         forward = passes.count  # G per reward evaluation and G per checkpoint recompute: (2n + 1) G, counted
         generation = forward / (2 * result.steps_run + 1)
         variants = [
-            Variant("original", seed, float("nan"), result.original_noise[0], result.original_latents[0],
+            Variant("original", seed, NO_STABILITY, result.original_noise[0], result.original_latents[0],
                     first_s[0], int(round(generation))),
-            Variant("reward_optimized", seed, float("nan"), result.optimized_noise[0], result.optimized_latents[0],
+            Variant("reward_optimized", seed, NO_STABILITY, result.optimized_noise[0], result.optimized_latents[0],
                     seconds, int(round(forward + BACKWARD_COST * generation * result.steps_run)),
                     float(result.norm_ratio[0])),
         ]
-        trace = [(row.step, float("nan"), row.lr, row.reward[0]) for row in result.trace]
+        trace = [(row.step, NO_STABILITY, row.lr, row.reward[0]) for row in result.trace]
         return MethodOutput(variants, trace=trace)
