@@ -44,7 +44,7 @@ EVALUATORS = f"evaluator=[{JUDGE},{REWARD}]"
 SHAPES_MODELS = ("small_shapes", "small_shapes_l")
 TAG_COUNT = 6  # shapes_bench cycles through its six tags
 PAPER_LR, PAPER_STEPS, PAPER_DIM = 100.0, 100, 4 * 128 * 128  # Table 2: SDXL, 4x128x128 latents
-QUICK = {"prompts": 6, "seeds": 4, "optimize_prompts": 6, "steps": 1, "models": ["small_shapes"]}
+QUICK = {"prompts": [6], "seeds": 4, "optimize_prompts": [6], "steps": 1, "models": ["small_shapes"]}
 
 
 def paper_equivalent_lr(dim: int, steps: int) -> float:
@@ -138,13 +138,15 @@ def run_job(model: str, overrides: list[str], run_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_comparisons(run_dir: Path, model: str, dim: int, guidance: float, table: str, a: str, b: str
+def run_comparisons(run_dir: Path, count: int, model: str, dim: int, guidance: float, table: str, a: str, b: str
                     ) -> list[Comparison]:
-    """A vs B of a scored run folder on every metric over all prompts, and on the judge per tag."""
+    """A vs B over the first `count` prompts of a scored run folder (it may hold more, from an earlier run): on
+    every metric over all of them, and on the judge per tag."""
     from noise_exp.data.shapes import TAGS, parse_caption
     from noise_exp.report.tables import load_runs, paired_scores, winning_rates
 
     frame = load_runs([run_dir])
+    frame = frame[frame["prompt_id"] < count].copy()  # shapes_bench's ids are its row numbers
     frame["tag"] = [parse_caption(str(prompt)).tag for prompt in frame["prompt"]]
     parts = [("all", frame)] + [(tag, frame[frame["tag"] == tag]) for tag in TAGS if (frame["tag"] == tag).any()]
     rows = []
@@ -213,12 +215,19 @@ def _balanced(value: str) -> int:
     return count
 
 
+def _per_model(flag: str, counts: list[int], models: list[str]) -> list[int]:
+    if len(counts) not in (1, len(models)):
+        raise NoiseExpError(f"{flag} takes one count or one per model ({len(models)}), got {len(counts)}")
+    return counts * len(models) if len(counts) == 1 else counts
+
+
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=_balanced, default=48, help="selection prompts (multiple of 6; 0 skips)")
+    parser.add_argument("--prompts", type=_balanced, nargs="+", default=[48],
+                        help="selection prompts, one count or one per model (multiples of 6; 0 skips)")
     parser.add_argument("--seeds", type=int, default=100, help="K, candidate seeds per selection")
-    parser.add_argument("--optimize-prompts", type=_balanced, default=36,
-                        help="optimization prompts (multiple of 6; 0 skips)")
+    parser.add_argument("--optimize-prompts", type=_balanced, nargs="+", default=[36],
+                        help="optimization prompts, one count or one per model (multiples of 6; 0 skips)")
     parser.add_argument("--steps", type=int, default=20, help="optimization steps n")
     parser.add_argument("--lr", type=float, default=None, help="optimization lr (default: paper_equivalent_lr)")
     parser.add_argument("--models", nargs="+", choices=SHAPES_MODELS, default=list(SHAPES_MODELS))
@@ -227,6 +236,41 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="a tiny slice for tests: 6 prompts, K=4, 1 step, small_shapes only")
     return parser
+
+
+@dataclass
+class ModelRun:
+    """What ran on one model: its latent size, guidance, prompt counts, lr and the seconds of each job."""
+
+    model: str
+    dim: int
+    guidance: float
+    select_prompts: int
+    optimize_prompts: int
+    lr: float
+    seconds: dict[str, float]
+
+
+def run_model(model: str, select_prompts: int, optimize_prompts: int, args, out: Path
+              ) -> tuple[ModelRun, Weights, list[Comparison]]:
+    """Both analogues on one model, from a snapshot of its weights; the comparisons cover the first N prompts."""
+    weights = snapshot_weights(model, out)
+    cfg = model_config(model).model
+    dim = latent_dim(ROOT / weights.snapshot, cfg.height, cfg.width)
+    lr = paper_equivalent_lr(dim, args.steps) if args.lr is None else args.lr
+    done = ModelRun(model, dim, cfg.guidance_scale, select_prompts, optimize_prompts, lr, {})
+    pin = f"model.pretrained={ROOT / weights.snapshot}"
+    jobs = (("selection", "select", select_prompts,
+             [f"method.num_seeds={args.seeds}", "method.seeds_per_prompt=true", f"method.batch_size={min(args.seeds, 25)}"]),
+            ("optimization", "optimize", optimize_prompts, [f"method.steps={args.steps}", f"method.lr={lr}"]))
+    rows = []
+    for table, method, count, overrides in jobs:
+        if count:
+            run_dir = out / f"{method}_{model}"
+            done.seconds[table] = round(run_job(model, [pin, f"method={method}", f"dataset.limit={count}", *overrides],
+                                                      run_dir), 1)
+            rows += run_comparisons(run_dir, count, model, dim, cfg.guidance_scale, table, *PAIRS[table])
+    return done, weights, rows
 
 
 @exit_on_user_error
@@ -242,38 +286,25 @@ def main(argv: list[str] | None = None) -> int:
     integer_param("--steps", args.steps, 1)
     if args.lr is not None:
         real_param("--lr", args.lr, 0.0)
+    counts = zip(args.models, _per_model("--prompts", args.prompts, args.models),
+                 _per_model("--optimize-prompts", args.optimize_prompts, args.models))
     torch.set_num_threads(args.threads)
     out = args.out.resolve()
     started, load = time.perf_counter(), os.getloadavg()[0]
-    weights, timings, rows, lrs = [], {}, [], {}
-    for model in args.models:
-        snapshot = snapshot_weights(model, out)
-        weights.append(snapshot)
-        cfg = model_config(model).model
-        dim = latent_dim(ROOT / snapshot.snapshot, cfg.height, cfg.width)
-        pin = [f"model.pretrained={ROOT / snapshot.snapshot}"]
-        if args.prompts:
-            run_dir = out / f"select_{model}"
-            timings[f"select_{model}"] = run_job(model, pin + [
-                "method=select", f"dataset.limit={args.prompts}", f"method.num_seeds={args.seeds}",
-                "method.seeds_per_prompt=true", f"method.batch_size={min(args.seeds, 25)}"], run_dir)
-            rows += run_comparisons(run_dir, model, dim, cfg.guidance_scale, "selection", *PAIRS["selection"])
-        if args.optimize_prompts:
-            lrs[model] = paper_equivalent_lr(dim, args.steps) if args.lr is None else args.lr
-            run_dir = out / f"optimize_{model}"
-            timings[f"optimize_{model}"] = run_job(model, pin + [
-                "method=optimize", f"dataset.limit={args.optimize_prompts}", f"method.steps={args.steps}",
-                f"method.lr={lrs[model]}"], run_dir)
-            rows += run_comparisons(run_dir, model, dim, cfg.guidance_scale, "optimization", *PAIRS["optimization"])
+    runs, weights, rows = [], [], []
+    for model, select_prompts, optimize_prompts in counts:
+        done, used, compared = run_model(model, select_prompts, optimize_prompts, args, out)
+        runs.append(done)
+        weights.append(used)
+        rows += compared
     rows += digits_comparisons()
     weights.append(Weights("small_digits", "weights/small-digits", training_sha(ROOT / "weights" / "small-digits"),
                            f"not rerun: figures of {DIGITS_DOC}"))
-    wall = time.perf_counter() - started
     summary = {"command": " ".join(["python scripts/reproduce_shapes.py", *(argv if argv is not None else sys.argv[1:])]),
                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": round(wall, 1),
-               "load_average": [round(load, 2), round(os.getloadavg()[0], 2)], "lr": lrs,
-               "timings_s": {k: round(v, 1) for k, v in timings.items()},
+               "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "wall_s": round(time.perf_counter() - started, 1),
+               "load_average": [round(load, 2), round(os.getloadavg()[0], 2)], "runs": [asdict(r) for r in runs],
                "weights": [asdict(w) for w in weights], "comparisons": [asdict(r) for r in rows]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -286,17 +317,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
     args = summary["args"]
-    lrs = ", ".join(f"{model} {lr:.4g}" for model, lr in summary["lr"].items()) or "none"
+    runs = "\n".join(f"| {r['model']} | {r['dim']} | {r['guidance']:g} | {r['select_prompts']} | {args['seeds']} | "
+                      f"{r['optimize_prompts']} | {args['steps']} | {r['lr']:.4g} | "
+                      f"{' / '.join(str(s) for s in r['seconds'].values())} |" for r in summary["runs"])
     weights = "\n".join(f"| {w['model']} | {w['folder']} | {w['training_sha']} | {w['snapshot']} |"
                          for w in summary["weights"])
     return (f"# Shapes world: Tables 1 and 2 analogues at three latent sizes\n\n"
             f"`{summary['command']}`: {summary['wall_s'] / 60:.1f} min wall, finished {summary['finished_utc']}, "
             f"{args['threads']} torch thread(s), load average {summary['load_average'][0]} at the start and "
-            f"{summary['load_average'][1]} at the end. Job seconds: {summary['timings_s']}.\n\n"
-            f"Selection: the first {args['prompts']} shapes_bench prompts (tags balanced), K = {args['seeds']} seeds "
-            f"of their own. Optimization: the first {args['optimize_prompts']} prompts, seed = prompt id, "
-            f"n = {args['steps']}, lr {lrs} (paper_equivalent_lr unless --lr), momentum 0.5, cosine. Guidance: "
-            f"the models' configs. Digits (d = 64): {DIGITS_DOC}, not rerun.\n\n"
+            f"{summary['load_average'][1]} at the end.\n\n"
+            f"Selection: the first N shapes_bench prompts (tags balanced), K seeds of their own each. Optimization: "
+            f"the first N prompts, seed = prompt id, n steps at lr (paper_equivalent_lr unless --lr), momentum 0.5, "
+            f"cosine. T = 10 and the guidance of the models' configs. Digits (d = 64): {DIGITS_DOC}, not rerun.\n\n"
+            f"| model | d | guidance | selection prompts | K | optimization prompts | n | lr | seconds |\n"
+            f"|---|---:|---:|---:|---:|---:|---:|---:|---|\n{runs}\n\n"
             f"| model | weights | sha256(training.json)[:12] | loaded from |\n|---|---|---|---|\n{weights}\n\n"
             f"## All prompts, every metric\n\n{markdown(rows)}\n"
             f"## The judge (shapes_geneval) per tag: mean = accuracy\n\n{markdown(rows, per_tag=True)}")

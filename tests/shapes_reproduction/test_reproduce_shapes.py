@@ -69,10 +69,13 @@ def test_digits_rows_reproduce_the_documented_p_values_and_intervals():
             assert (round(row.ci_low, 2), round(row.ci_high, 2)) == (low, high)
 
 
-def test_prompt_counts_must_be_balanced_over_the_tags(tmp_path, capsys):
-    assert reproduce.main(["--prompts", "8", "--out", str(tmp_path)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert "\n" not in error and "multiples of 6" in error and "got 8" in error
+@pytest.mark.parametrize("argv, message", [(["--prompts", "8"], "multiples of 6 (shapes_bench cycles through its 6 tags), got 8"),
+                                           (["--optimize-prompts", "6", "6", "6"], "one count or one per model (2), got 3")])
+def test_prompt_counts_must_be_balanced_and_one_per_model(tmp_path, capsys, argv, message):
+    assert reproduce.main([*argv, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
+    assert not any(tmp_path.iterdir())  # refused before any work
 
 
 def test_quick_run_writes_both_tables_with_the_weights_used(tmp_path):
@@ -98,7 +101,9 @@ def test_quick_run_writes_both_tables_with_the_weights_used(tmp_path):
     committed = hashlib.sha256((ROOT / "weights" / "small-shapes" / "training.json").read_bytes()).hexdigest()[:12]
     assert summary["weights"][0] == {"model": "small_shapes", "folder": "weights/small-shapes",
                                      "training_sha": committed, "snapshot": str(out / "weights" / "small-shapes")}
-    assert summary["lr"] == {"small_shapes": pytest.approx(reproduce.paper_equivalent_lr(256, 1))}
+    assert [(r["model"], r["dim"], r["select_prompts"], r["optimize_prompts"]) for r in summary["runs"]] == [
+        ("small_shapes", 256, 6, 6)]
+    assert summary["runs"][0]["lr"] == pytest.approx(reproduce.paper_equivalent_lr(256, 1))
     run = json.loads((out / "select_small_shapes" / "run.json").read_text())["settings"]
     assert run["method.num_seeds"] == 4 and run["method.seeds_per_prompt"] is True
     text = (out / "summary.md").read_text()
