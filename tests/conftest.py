@@ -13,6 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # each pytest-xdist worker has one core: the commands tests start (run.py, SLURM jobs) use one thread too
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    """Refuse a distributed run that would ignore the `xdist_group` marks (tests/slurm share one cluster per machine,
+    the fault matrix must run once)."""
+    dist, workers = getattr(config.option, "dist", "no"), getattr(config.option, "tx", None)
+    if workers and dist != "loadgroup" and not hasattr(config, "workerinput"):
+        raise pytest.UsageError(f"-n needs --dist loadgroup here, not --dist {dist}: some tests share one resource "
+                                f"(xdist_group marks)")
 
 
 @pytest.fixture(scope="session", autouse=True)

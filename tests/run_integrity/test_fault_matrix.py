@@ -5,7 +5,8 @@ import pytest
 
 from tests.run_integrity.fault_cases import FAULTS, IS_ROOT, judge, run_matrix
 
-pytestmark = pytest.mark.slow
+# The module fixture runs every fault (two commands at a time): once, on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fault_matrix")]
 
 
 @pytest.fixture(scope="module")

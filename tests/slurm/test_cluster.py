@@ -19,6 +19,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 KILL_DETECTION_S = 90  # bound on "a killed job is reported failed"
 
+# One local cluster per machine, started and stopped by a session fixture: on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("slurm_cluster")
+
 
 def add(a: int, b: int) -> dict:
     return {"sum": a + b, "job_id": os.environ.get("SLURM_JOB_ID")}

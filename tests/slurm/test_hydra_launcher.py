@@ -13,6 +13,9 @@ from .cluster_utils import final_sacct_states, submitted_job_ids
 REPO = Path(__file__).resolve().parents[2]
 APP = Path(__file__).parent / "hydra_app" / "app.py"
 
+# One local cluster per machine, started and stopped by a session fixture: on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("slurm_cluster")
+
 
 def start_multirun(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
     cmd = [sys.executable, str(APP), "-m", f"hydra.searchpath=[file://{REPO / 'conf'}]",

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = ["model=tiny_sdxl", "model.height=64", "model.width=64", "method=select", "method.num_seeds=2",
         "method.batch_size=2", "evaluator=none"]
 
-pytestmark = pytest.mark.slow
+# One local cluster per machine, started and stopped by a session fixture: on one xdist worker (--dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm_cluster")]
 
 
 def start_sweep(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
