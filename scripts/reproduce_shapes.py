@@ -1,7 +1,10 @@
 """The paper's Tables 1 and 2 on the shapes world's two models, next to the digits result (`make reproduce-shapes`).
 
-    python scripts/reproduce_shapes.py [--prompts 48] [--seeds 100] [--optimize-prompts 36] [--steps 20]
+    python scripts/reproduce_shapes.py [--prompts 48 [N_L]] [--seeds 100] [--optimize-prompts 36 [N_L]] [--steps 20]
                                        [--lr RULE] [--models small_shapes small_shapes_l] [--out DIR] [--quick]
+
+The defaults were sized to finish in about 30 minutes on 2 cores with 1 thread at a load average near 1
+(prompt counts take one value, or one per model).
 
 - Table 1 analogue (selection, Algorithm 1): the first --prompts prompts of dataset=shapes_bench (the tags come
   in turn, so a multiple of 6 is balanced), each keeping the most and the least stable of K seeds of its own
@@ -18,7 +21,7 @@ Every job goes through the runner as `python run.py model=<m> dataset=shapes_ben
 "evaluator=[shapes_geneval,shapes_reward]"` would. Each model's weights folder is first copied into
 <out>/weights/, so weights replaced while the script runs cannot mix into its results; the summary names them by
 the first 12 hex digits of the sha256 of their training.json. Rerunning with the same --out resumes finished
-prompts (and the runner refuses a folder made with other weights). Writes <out>/summary.md and summary.json.
+prompts on the same snapshot (use a new --out for new weights). Writes <out>/summary.md and summary.json.
 """
 from __future__ import annotations
 
@@ -113,14 +116,18 @@ def latent_dim(weights_dir: Path, height: int, width: int) -> int:
 
 def snapshot_weights(model: str, out: Path) -> Weights:
     """Copy the model's weights folder into <out>/weights/ (same folder name, so the runs' fingerprint is the
-    committed folder's), training first if the folder is missing."""
+    committed folder's). A snapshot already there is kept, so that a resumed run finishes on the weights it began
+    with; a line says so when the committed folder has changed since."""
     source = Path(str(model_config(model).model.pretrained))
     if not (source / "training.json").is_file():
         raise NoiseExpError(f"{source} has no training.json: not a trained {model} folder (make train-shapes)")
     target = out / "weights" / source.name
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
+    if not (target / "training.json").is_file():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+    elif training_sha(target) != training_sha(source):
+        print(f"note: {model} resumes on its snapshot {_shown(target)} (training.json {training_sha(target)}); "
+              f"{_shown(source)} is now {training_sha(source)}: use a new --out for it", flush=True)
     return Weights(model, _shown(source), training_sha(target), _shown(target))
 
 

@@ -109,3 +109,16 @@ def test_quick_run_writes_both_tables_with_the_weights_used(tmp_path):
     text = (out / "summary.md").read_text()
     assert committed in text and "| 256 | small_shapes (g 2) | stable vs unstable | shapes_geneval | 6 |" in text
     assert "| 64 | small_digits (g 1) | stable vs unstable | digit_classifier | 100 | 0.535 | 0.951 | 13 / 0 / 87 |" in text
+
+
+def test_a_weights_snapshot_is_kept_for_a_resumed_run(tmp_path, capsys):
+    first = reproduce.snapshot_weights("small_shapes", tmp_path)
+    committed = ROOT / "weights" / "small-shapes" / "training.json"
+    assert first.training_sha == hashlib.sha256(committed.read_bytes()).hexdigest()[:12]
+    copied = tmp_path / "weights" / "small-shapes"
+    assert (copied / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == (
+        ROOT / "weights" / "small-shapes" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    (copied / "training.json").write_text("{}")  # as if the committed weights had been replaced since
+    again = reproduce.snapshot_weights("small_shapes", tmp_path)
+    assert again.training_sha == hashlib.sha256(b"{}").hexdigest()[:12]
+    assert f"resumes on its snapshot {copied}" in capsys.readouterr().out
