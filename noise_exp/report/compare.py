@@ -198,6 +198,7 @@ def quality_plot(table: pd.DataFrame, path: Path, held_out: Sequence[str]) -> Pa
             axis.errorbar(part["nfe"], part[metric], yerr=np.nan_to_num(np.array(error, dtype=float)), marker="o",
                           capsize=3, linewidth=1, label=f"{method} (saw {part['saw'].iloc[0]})")
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xlabel("NFEs per prompt (network passes, CFG counted)", fontsize=7)
