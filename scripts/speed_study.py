@@ -319,12 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    results = [study_model(name, args) for name in args.models]
     args.out.mkdir(parents=True, exist_ok=True)
-    table = format_tables(results, args.threads)
-    atomic_write_bytes(args.out / "results.json", (json.dumps({"results": results, "seconds": round(
-        time.perf_counter() - start, 1)}, indent=1) + "\n").encode())
-    atomic_write_bytes(args.out / "table.md", table.encode())
+    results = []
+    for name in args.models:  # written after each model, so a long study keeps what it finished
+        results.append(study_model(name, args))
+        table = format_tables(results, args.threads)
+        atomic_write_bytes(args.out / "results.json", (json.dumps({"results": results, "seconds": round(
+            time.perf_counter() - start, 1)}, indent=1) + "\n").encode())
+        atomic_write_bytes(args.out / "table.md", table.encode())
     print(table)
     print(f"speed study: {time.perf_counter() - start:.0f}s; {args.out / 'table.md'}")
     return 0
