@@ -1,7 +1,7 @@
 """Train a small shapes-world diffusion model (`make train-shapes`) into the folder `model=small_shapes[_l]` loads.
 
     python scripts/train_shapes.py --size 32|64 [--out DIR] [--seed 0] [--threads 1] [--steps N] [--minutes M] [--force]
-    python scripts/train_shapes.py --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N [--batch-size B]
+    python scripts/train_shapes.py --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N [--batch-size B] [--stop-after N]
 
 --size 32 is `model=small_shapes` (4x8x8 latents), --size 64 is `model=small_shapes_l` (4x16x16 latents).
 Training is deterministic from the seed for a given thread count; --minutes caps the UNet phase's wall clock
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
     parser.add_argument("--steps", type=int, default=None, help="UNet steps (default: the preset's)")
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps (default: the preset's)")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after N UNet steps of the --steps schedule (reproduces a run a time cap stopped)")
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock cap on the UNet phase")
     parser.add_argument("--lr", type=float, default=None, help="UNet + text-encoder peak learning rate")
     parser.add_argument("--batch-size", type=int, default=None, help="UNet batch size (default: the preset's)")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if not clear_for_training(out, args.force):
         return 0
     start = time.perf_counter()
-    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr, batch_size=args.batch_size,
+    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr, batch_size=args.batch_size, stop_after=args.stop_after,
                     max_seconds=None if args.minutes is None else 60 * args.minutes)
     report = lambda line: print(line, flush=True)  # noqa: E731
     if args.continue_from:

@@ -70,6 +70,12 @@ class ShapesTrainingConfig:
     vae_channels: tuple[int, ...] = (16, 32, 64)  # three levels: vae_scale_factor 4
     latent_channels: int = 4
     max_seconds: float | None = None  # wall-clock cap on the UNet phase; stopping early breaks determinism
+    stop_after: int | None = None  # stop after this many UNet steps of the `unet_steps` schedule (deterministic)
+
+    @property
+    def steps_planned(self) -> int:
+        """The UNet steps this configuration runs unless a time cap stops it."""
+        return min(self.unet_steps, self.stop_after or self.unet_steps)
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -151,6 +157,9 @@ def train_denoiser(unet, text_encoder, tokenizer, vae, config: ShapesTrainingCon
     curve, start, done = LossCurve(), time.perf_counter(), 0
     modules.train()
     for step in range(config.unet_steps):
+        if config.stop_after is not None and step >= config.stop_after:
+            report(f"stopping after {step} of {config.unet_steps} steps (stop_after)")
+            break
         if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
             report(f"time cap of {config.max_seconds:.0f}s reached after {step} of {config.unet_steps} steps")
             break
@@ -205,7 +214,7 @@ def train_pipeline(config: ShapesTrainingConfig | None = None, report: Callable[
                                    requires_safety_checker=False)
     record = {"config": asdict(config), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "vae_seconds": round(vae_seconds, 1), "seconds": round(time.perf_counter() - start, 1),
-              "unet_steps_done": steps_done, "stopped_early": steps_done < config.unet_steps,
+              "unet_steps_done": steps_done, "stopped_early": steps_done < config.steps_planned,
               "pairs_seen": steps_done * config.batch_size, "latent_std": latent_std,
               "vae_reconstruction_mse": vae_mse, "vae_losses": vae_losses, "unet_losses": unet_losses}
     return pipe, record
@@ -234,7 +243,7 @@ def continue_training(folder: Path, config: ShapesTrainingConfig, report: Callab
                                    requires_safety_checker=False)
     record = {"config": asdict(config), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "seconds": round(time.perf_counter() - start, 1), "unet_steps_done": steps_done,
-              "stopped_early": steps_done < config.unet_steps, "pairs_seen": steps_done * config.batch_size,
+              "stopped_early": steps_done < config.steps_planned, "pairs_seen": steps_done * config.batch_size,
               "unet_losses": losses, "continued_from": json.loads((folder / "training.json").read_text())}
     return pipe, record
 

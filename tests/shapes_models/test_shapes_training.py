@@ -72,5 +72,8 @@ def test_continued_training_is_deterministic_and_keeps_the_first_record(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a) and first[1]["unet_losses"] == again[1]["unet_losses"]
     assert first[1]["continued_from"]["unet_losses"] == record["unet_losses"] and first[1]["unet_steps_done"] == 2
     assert not torch.equal(first[0].unet.conv_in.weight, pipe.unet.conv_in.weight)
+    # 2 steps of a 3-step schedule: what a run stopped by its time cap after 2 steps did, repeatable
+    _, stopped = continue_training(folder, preset(32, seed=1, **{**QUICK, "stop_after": 2}), report=lambda line: None)
+    assert stopped["unet_steps_done"] == 2 and not stopped["stopped_early"] and stopped["config"]["unet_steps"] == 3
     with pytest.raises(NoiseExpError, match="cannot continue training"):
         continue_training(tmp_path / "missing", more)
