@@ -66,15 +66,15 @@ def test_the_reward_gradient_reaches_the_noise_and_matches_a_finite_difference(s
 
 def test_reward_opt_raises_the_reward_and_counts_four_generations_per_step(shapes):
     model, cond = shapes
-    method = RewardOptimization("shapes_reward", steps=3, num_seeds=1, seed_start=1)
+    method = RewardOptimization("shapes_reward", steps=2, num_seeds=1, seed_start=1)
     output = method.run(model, cond, prompt_index=0)
     original, optimized = output.variants
     rewards = [row[3] for row in output.trace]
-    assert len(rewards) == 4 and rewards[-1] > rewards[0] + 0.05  # measured: 0.713 -> 0.822
+    assert len(rewards) == 3 and rewards[-1] > rewards[0] + 0.05  # measured: 0.713, 0.805, 0.814
     assert max(rewards) == pytest.approx(rewards[-1])  # keep_best returns the best iterate: here the last
     generation = model.num_steps * 2
     assert original.unet_calls == generation
-    assert optimized.unet_calls == reward_opt_cost(3, generation) == 13 * generation
+    assert optimized.unet_calls == reward_opt_cost(2, generation) == 9 * generation
     assert not torch.equal(original.noise, optimized.noise) and optimized.norm_ratio != 1.0
 
 
