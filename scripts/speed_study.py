@@ -174,7 +174,8 @@ def stacked_conditioning(model, texts: Sequence[str]):
     return Conditioning(" | ".join(texts), {key: torch.cat([c.tensors[key] for c in conds]) for key in conds[0].tensors})
 
 
-def optimization_rows(model_name: str, model, judge, texts: Sequence[str], seeds: Sequence[int]) -> tuple[list, dict]:
+def optimization_rows(model_name: str, model, judge, texts: Sequence[str], seeds: Sequence[int],
+                      optimizers: Sequence[str] = OPTIMIZERS) -> tuple[list, dict]:
     from noise_exp.methods.optimization import OptimizationConfig, optimize_noise
     from noise_exp.methods.roundtrip import ModelRoundTrip
 
@@ -198,7 +199,7 @@ def optimization_rows(model_name: str, model, judge, texts: Sequence[str], seeds
     improving = [i for i in range(len(seeds)) if float(target_gain[i]) > 0]
     rows = [OptimizationRow(model_name, "sgd (paper)", paper_lr, 100, 1.0, None, float(target_gain.mean()),
                             float(reference.norm_ratio.mean()), float(reference_judge.mean()))]
-    for optimizer in OPTIMIZERS:
+    for optimizer in optimizers:
         for factor in (1, 5):
             result, scores = run(optimizer, factor * paper_lr, FAST_STEPS)
             trace = torch.tensor([row.stability for row in result.trace])  # [steps + 1, samples]
@@ -245,7 +246,7 @@ def study_model(model_name: str, args) -> dict[str, Any]:
     if "optimization" in args.parts:
         opt_prompts = prompts[:args.opt_prompts]
         optimization, facts = optimization_rows(model_name, model, judge, [p.text for p in opt_prompts],
-                                                [index * k for index in range(len(opt_prompts))])
+                                                [index * k for index in range(len(opt_prompts))], args.optimizers)
         print(f"{model_name}: optimization ({facts['seconds']:.0f}s)", flush=True)
         result.update({"optimization": [asdict(row) for row in optimization], "optimization_facts": facts})
     return result
@@ -315,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opt-prompts", type=int, default=8, help="prompts (one seed each) for optimization")
     parser.add_argument("--inversion-seeds", type=int, default=8, help="seeds of the inversion part")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

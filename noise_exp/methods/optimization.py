@@ -77,7 +77,9 @@ def anderson_step(iterates: torch.Tensor, residuals: torch.Tensor, mixing: float
 class AndersonAcceleration(torch.optim.Optimizer):
     """Anderson acceleration (memory m) of the fixed-point map G(eps) = eps - eta grad J(eps), whose fixed points are
     the noises with F(eps) parallel to eps (s = 1): the residual r = -grad J and the mixing b = eta (SGD's lr); m = 0
-    is gradient descent without momentum. Each parameter (one sample) keeps its own history."""
+    is gradient descent without momentum. Each iterate is rescaled to the starting noise's norm: unprojected, the
+    secant step inflates the noise 30-60x, which raises s and ruins the image (docs/speed_study.md). Each parameter
+    (one sample) keeps its own history."""
 
     def __init__(self, params: list[dict], lr: float, memory: int) -> None:
         super().__init__(params, {"lr": lr})
@@ -88,11 +90,13 @@ class AndersonAcceleration(torch.optim.Optimizer):
         for group in self.param_groups:
             for param in group["params"]:
                 state = self.state[param]
+                radius = state.setdefault("radius", param.detach().norm())
                 history = state.setdefault("history", [])  # (x_j, r_j), oldest first
                 history.append((param.detach().flatten().double().clone(), -param.grad.detach().flatten().double()))
                 del history[:-(self.memory + 1)]
                 iterates, residuals = (torch.stack(column) for column in zip(*history))
                 param.add_(anderson_step(iterates, residuals, group["lr"]).view_as(param).to(param.dtype))
+                param.mul_(radius / param.norm())
 
 
 def make_optimizer(params: list[torch.Tensor], config: OptimizationConfig) -> torch.optim.Optimizer:

@@ -32,15 +32,20 @@ def test_anderson_follows_its_formula():
     noise, result = _run("anderson", anderson_memory=1)
     per_sample = []
     for x0 in noise:
+        on_sphere = lambda x: x * x0.norm() / x.norm()  # noqa: E731  each iterate back to |eps_0|
         r0 = -_hand_gradient(x0[None])[1][0]
-        x1 = x0 + 3.0 * r0  # the first step: x_1 = x_0 + b r_0 (no history yet)
+        x1 = on_sphere(x0 + 3.0 * r0)  # the first step: x_1 = x_0 + b r_0 (no history yet)
         r1 = -_hand_gradient(x1[None])[1][0]
         d_x, d_r = (x1 - x0).flatten().double(), (r1 - r0).flatten().double()
         gamma = float(d_r @ r1.flatten().double()) / float(d_r @ d_r)  # argmin |r_1 - gamma dR|, m = 1
-        per_sample.append(x1 + 3.0 * r1 - ((d_x + 3.0 * d_r) * gamma).view_as(x0).float())
+        per_sample.append(on_sphere(x1 + 3.0 * r1 - ((d_x + 3.0 * d_r) * gamma).view_as(x0).float()))
     assert torch.allclose(result.optimized_noise, torch.stack(per_sample), atol=1e-5)
-    gradient_descent = _run("anderson", anderson_memory=0)[1].optimized_noise  # m = 0: eps -= eta grad
-    assert torch.allclose(gradient_descent, _run("sgd", momentum=0.0)[1].optimized_noise, atol=1e-6)
+    assert torch.allclose(result.norm_ratio, torch.ones(2), atol=1e-6)
+    eps = noise.clone()  # m = 0: projected gradient descent, eps <- |eps_0| (eps - eta grad) / |eps - eta grad|
+    for _ in range(2):
+        stepped = eps - 3.0 * _hand_gradient(eps)[1]
+        eps = stepped * noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) / stepped.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    assert torch.allclose(_run("anderson", anderson_memory=0)[1].optimized_noise, eps, atol=1e-6)
 
 
 def test_anderson_step_solves_a_linear_fixed_point_in_d_steps():
