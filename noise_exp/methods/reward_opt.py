@@ -162,8 +162,10 @@ class RewardOptimization(Method):
         self.verifier_name = verifier
         self.verifier: Evaluator = load_verifier(verifier, verifier_options)
         if not is_differentiable(self.verifier):
-            raise NoiseExpError(f"method.verifier={verifier} is not differentiable (no score_pixels): "
-                                f"method=reward_opt needs a differentiable reward such as shapes_reward")
+            from evaluators.base import differentiable_evaluators
+
+            raise NoiseExpError(f"method.verifier={verifier} is not differentiable (no score_pixels): method=reward_opt "
+                                f"needs one of {', '.join(differentiable_evaluators())}")
 
     def steps_for(self, model: NoiseModel, cond: Conditioning) -> int:
         """`method.steps`, or as many gradient steps as `method.budget_nfe` buys after the first generation."""

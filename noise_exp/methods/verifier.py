@@ -47,7 +47,4 @@ def load_verifier(name: str, options: Mapping[str, Any] | None = None, key: str 
 
 def is_differentiable(evaluator: "Evaluator") -> bool:
     """Whether `score_pixels` gives gradients with respect to the pixels (`Evaluator.differentiable`)."""
-    flag = getattr(evaluator, "differentiable", None)
-    if flag is None:  # an evaluators package from before the flag: a scorer that has score_pixels has the path
-        return callable(getattr(evaluator, "score_pixels", None))
-    return bool(flag)
+    return bool(getattr(evaluator, "differentiable", False))
