@@ -25,6 +25,7 @@ prompts on the same snapshot (use a new --out for new weights). Writes <out>/sum
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -41,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 JUDGE, REWARD, STABILITY = "shapes_geneval", "shapes_reward", "stability"
 EVALUATORS = f"evaluator=[{JUDGE},{REWARD}]"
@@ -101,7 +106,7 @@ def training_sha(folder: Path) -> str:
     return hashlib.sha256((folder / "training.json").read_bytes()).hexdigest()[:12]
 
 
-def model_config(model: str, overrides: list[str] = ()):
+def model_config(model: str, overrides: Sequence[str] = ()) -> DictConfig:
     from noise_exp.config import compose_config
 
     return compose_config([f"model={model}", "dataset=shapes_bench", EVALUATORS, *overrides])
@@ -258,7 +263,7 @@ class ModelRun:
     seconds: dict[str, float]
 
 
-def run_model(model: str, select_prompts: int, optimize_prompts: int, args, out: Path
+def run_model(model: str, select_prompts: int, optimize_prompts: int, args: argparse.Namespace, out: Path
               ) -> tuple[ModelRun, Weights, list[Comparison]]:
     """Both analogues on one model, from a snapshot of its weights; the comparisons cover the first N prompts."""
     weights = snapshot_weights(model, out)
