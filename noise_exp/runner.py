@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -246,9 +247,10 @@ def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: flo
     by_variant: dict[str, list[float]] = {}
     for record in records:
         for v in record["variants"]:
-            by_variant.setdefault(v["variant"], []).append(float(v["stability"]))
+            if not math.isnan(float(v["stability"])):  # methods that never invert (best_of_n, random, reward_opt)
+                by_variant.setdefault(v["variant"], []).append(float(v["stability"]))
     means = {f"stability/{k}": sum(v) / len(v) for k, v in by_variant.items()}
-    parts = " ".join(f"{k}={sum(v) / len(v):.4f}" for k, v in by_variant.items())
+    parts = " ".join(f"{k}={sum(v) / len(v):.4f}" for k, v in by_variant.items()) or "- (no variant was inverted)"
     worse = _less_stable_after_optimization(records)
     extra = f" | {worse} of {len(records)} prompts ended less stable than they started" if worse is not None else ""
     extra += f" | {note}" if note else ""

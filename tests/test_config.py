@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from noise_exp.data import PromptSet
 from noise_exp.methods import Method
@@ -43,7 +44,12 @@ def test_paper_defaults():
 
 @pytest.mark.parametrize("method", options("method"))
 def test_method_configs_instantiate(method):
-    obj = instantiate(compose_cfg([f"method={method}"]).method)
+    cfg = compose_cfg([f"method={method}"]).method
+    if OmegaConf.is_missing(cfg, "verifier"):  # best_of_n / reward_opt: the user names the verifier
+        with pytest.raises(MissingMandatoryValue, match="method.verifier"):
+            instantiate(cfg)
+        cfg.verifier = "shapes_reward"
+    obj = instantiate(cfg)
     assert isinstance(obj, Method)
     assert obj.main_variant in obj.variants
 

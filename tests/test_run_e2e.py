@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.run_integrity.helpers import without_measures
+
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +52,7 @@ def test_select_writes_the_run_folder_and_resumes(tmp_path):
     again = run_app(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "(1 already done)" in again.stdout
-    drop_time = lambda table: [{k: v for k, v in r.items() if k != "time_s"} for r in table]  # noqa: E731
-    assert drop_time(read_csv(run_dir / "results.csv")) == drop_time(rows)
+    assert without_measures(read_csv(run_dir / "results.csv")) == without_measures(rows)
 
 
 def test_optimize_writes_trace_original_and_optimized(tmp_path):

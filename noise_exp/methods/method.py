@@ -57,7 +57,7 @@ class Variant:
 class MethodOutput:
     variants: list[Variant]
     selection_scores: list[tuple[int, float]] = field(default_factory=list)  # (seed, stability)
-    trace: list[tuple[int, float, float]] = field(default_factory=list)  # (step, stability, lr)
+    trace: list[tuple[int, float, float]] = field(default_factory=list)  # (step, stability, lr[, reward])
 
 
 class Method(ABC):

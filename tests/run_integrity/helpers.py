@@ -17,6 +17,15 @@ class MeanPixel(Evaluator):
 MEAN_PIXEL = "+evaluator.mean_pixel._target_=tests.run_integrity.helpers.MeanPixel"
 
 
+MACHINE_MEASURES = ("time_s", "peak_memory_mb")  # measured on the machine: a recompute need not repeat them
+
+
+def without_measures(rows: list[dict]) -> list[dict]:
+    """Rows (variants, results.csv lines) without wall time and peak memory: what a deterministic recompute must
+    reproduce."""
+    return [{k: v for k, v in row.items() if k not in MACHINE_MEASURES} for row in rows]
+
+
 def timeless(record: dict) -> list[dict]:
-    """A prompt record's variants without their wall times: what a deterministic recompute must reproduce."""
-    return [{k: v for k, v in variant.items() if k != "time_s"} for variant in record["variants"]]
+    """A prompt record's variants without their machine measures."""
+    return without_measures(record["variants"])
