@@ -97,7 +97,7 @@ def test_keep_best_and_early_stop():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"optimizer": "lbfgs"}, "unknown method.optimizer 'lbfgs'; choose sgd or adam"),
+    ({"optimizer": "lbfgs"}, "unknown method.optimizer 'lbfgs'; choose sgd or adam or nesterov or anderson"),
     ({"lr_schedule": "linear"}, "unknown method.lr_schedule 'linear'; choose cosine or constant"),
     ({"steps": 2.5}, "method.steps must be an integer, got 2.5"),
     ({"steps": -1}, "method.steps must be >= 0, got -1"),
@@ -140,7 +140,7 @@ def test_invalid_selection_settings_are_one_line_user_errors(kwargs, message):
 @pytest.mark.parametrize("selection,optimization,message", [
     ({"num_seed": 5}, {}, "unknown key(s) method.selection.num_seed; known: num_seeds, seed_start, batch_size, seeds_per_prompt"),
     ({}, {"seed_start": 3}, "unknown key(s) method.optimization.seed_start; known: steps, lr, momentum, lr_schedule, optimizer, "
-                            "keep_best, early_stop_tol"),
+                            "keep_best, early_stop_tol, anderson_memory"),
     ({"batch_size": 2.5}, {}, "method.selection.batch_size must be an integer, got 2.5"),
     ({}, {"steps": "ten"}, "method.optimization.steps must be an integer, got 'ten'"),
     ({}, {"lr": -100.0}, "method.optimization.lr must be >= 0.0, got -100.0"),

@@ -156,7 +156,7 @@ class NoiseOptimization(Method):
 
     def __init__(self, steps: int = 100, lr: float = 100.0, momentum: float = 0.5, lr_schedule: str = "cosine",
                  optimizer: str = "sgd", keep_best: bool = False, early_stop_tol: float | None = None,
-                 seed_start: int = 0, num_seeds: int = 100, similarity: str = "cosine", config_key: str = "method") -> None:
+                 anderson_memory: int = 5, seed_start: int = 0, num_seeds: int = 100, similarity: str = "cosine", config_key: str = "method") -> None:
         super().__init__(similarity, seed_start, num_seeds, config_key)
         self.config = OptimizationConfig(
             steps=integer_param(f"{config_key}.steps", steps, 0),
@@ -165,6 +165,7 @@ class NoiseOptimization(Method):
             lr_schedule=choice_param(f"{config_key}.lr_schedule", lr_schedule, ("cosine", "constant")),
             optimizer=choice_param(f"{config_key}.optimizer", optimizer, OPTIMIZERS),
             keep_best=flag_param(f"{config_key}.keep_best", keep_best),
+            anderson_memory=integer_param(f"{config_key}.anderson_memory", anderson_memory, 0),
             early_stop_tol=None if early_stop_tol is None else real_param(f"{config_key}.early_stop_tol", early_stop_tol, 0.0))
 
     def optimize(self, model: NoiseModel, cond: Conditioning, seed: int, noise: torch.Tensor,

@@ -113,6 +113,9 @@ class FlowMatchingModel(NoiseModel):
         **unused: Any,
     ) -> "FlowMatchingModel":
         """Load the pipeline (hub id or local folder) and wrap it; the `model` config group calls this."""
+        if unused.get("inversion", "ddim") != "ddim":
+            raise NoiseExpError(f"model.inversion={unused['inversion']} is for DDIM models; flow-matching models "
+                                f"invert with the Euler step (eq. 6)")
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         check_local_folder(pretrained)
