@@ -35,11 +35,13 @@ $(REFERENCE)/.done: | $(STAMP)
 	$(PIP) download --quiet --no-deps hpsv2==1.2.0 image-reward==1.5 -d $(REFERENCE)
 	touch $@
 
+# Two pytest-xdist workers; tests sharing one resource (the SLURM cluster, the fault matrix) carry an xdist_group mark.
+TEST_WORKERS ?= 2
 test: $(STAMP) reference-wheels system-deps
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 demo: $(STAMP)
 	$(PY) run.py dataset.limit=4

@@ -11,6 +11,8 @@ from noise_exp.report.compare import knob_overrides, ladder_knobs, read_compared
 from noise_exp.runner import build, run_experiment
 from tests.conftest import compose_cfg
 
+pytestmark = pytest.mark.xdist_group("compare_ladder")  # its module fixture runs the ladder once
+
 METHODS = ("select", "optimize", "best_of_n", "reward_opt", "random")
 G, R, D = 20, 30, 256  # small_shapes: T = 10 at guidance 2 (CFG), inversion without CFG; 4x8x8 latents
 
