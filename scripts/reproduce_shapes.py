@@ -1,9 +1,9 @@
 """The paper's Tables 1 and 2 on the shapes world's two models, next to the digits result (`make reproduce-shapes`).
 
-    python scripts/reproduce_shapes.py [--prompts 48 [N_L]] [--seeds 100] [--optimize-prompts 36 [N_L]] [--steps 20]
+    python scripts/reproduce_shapes.py [--prompts 36 [N_L]] [--seeds 100] [--optimize-prompts 24 [N_L]] [--steps 20]
                                        [--lr RULE] [--models small_shapes small_shapes_l] [--out DIR] [--quick]
 
-The defaults were sized to finish in about 30 minutes on 2 cores with 1 thread at a load average near 1
+The defaults (36 and 24 prompts per model) took 24 and 41 minutes for the two models run side by side at load 4-5
 (prompt counts take one value, or one per model).
 
 - Table 1 analogue (selection, Algorithm 1): the first --prompts prompts of dataset=shapes_bench (the tags come
@@ -235,10 +235,10 @@ def _per_model(flag: str, counts: list[int], models: list[str]) -> list[int]:
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=_balanced, nargs="+", default=[48],
+    parser.add_argument("--prompts", type=_balanced, nargs="+", default=[36],
                         help="selection prompts, one count or one per model (multiples of 6; 0 skips)")
     parser.add_argument("--seeds", type=int, default=100, help="K, candidate seeds per selection")
-    parser.add_argument("--optimize-prompts", type=_balanced, nargs="+", default=[36],
+    parser.add_argument("--optimize-prompts", type=_balanced, nargs="+", default=[24],
                         help="optimization prompts, one count or one per model (multiples of 6; 0 skips)")
     parser.add_argument("--steps", type=int, default=20, help="optimization steps n")
     parser.add_argument("--lr", type=float, default=None, help="optimization lr (default: paper_equivalent_lr)")
