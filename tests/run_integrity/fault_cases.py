@@ -31,6 +31,10 @@ BASE = ["model=tiny_sd", "method=select", "method.num_seeds=2", "dataset=drawben
         "save_noise=false", MEAN_PIXEL]
 LONG = ["dataset.limit=200"]  # enough prompts (about 1 s each) to be interrupted mid-run, even on a loaded machine
 IS_ROOT = os.geteuid() == 0
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # started in the background by a shell without job control (`cmd &`): SIGINT is ignored and run.py would inherit
+    # that, so the Ctrl-C case could never interrupt it; a terminal's Ctrl-C is what the case simulates
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
