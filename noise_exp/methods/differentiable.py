@@ -1,7 +1,7 @@
 """Sampling and decoding with gradients with respect to the initial noise, for reward-based noise optimization.
 
 The DDIM latent models' own `denoise` / `decode` run without gradients. Here the same sampler (the adapter's
-`_model_output` and `noise_exp.ddim`'s pure steps) runs with autograd, each sampler step and the VAE decoder wrapped
+`denoise_step` and `vae_input`) runs with autograd, each sampler step and the VAE decoder wrapped
 in an activation checkpoint: the forward keeps only the T + 1 step inputs, and the backward recomputes one step at a
 time, so memory is that of one step's activations plus T latents, at the price of one more forward pass per step.
 """
@@ -13,7 +13,6 @@ from weakref import WeakKeyDictionary
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from noise_exp.ddim import ddim_denoise_step, predicted_noise
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.models.base import Conditioning, NoiseModel
@@ -31,16 +30,6 @@ def generation_nfe(model: NoiseModel, cond: Conditioning) -> int:
     return _GENERATION_NFE[model]
 
 
-def decoder_input(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
-    """z / scaling factor, or z * std / scaling factor + mean for VAEs that record latent statistics (SDXL-style)."""
-    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-    if mean is None or std is None:
-        return latents / vae.config.scaling_factor
-    shape = (1, -1, 1, 1)
-    return latents * torch.tensor(std).view(shape).to(latents) / vae.config.scaling_factor \
-        + torch.tensor(mean).view(shape).to(latents)
-
-
 class DifferentiableSampler:
     """eps -> x0 = M(eps, c) -> pixels in [0, 1], differentiable with respect to eps (DDIM latent models only)."""
 
@@ -52,23 +41,13 @@ class DifferentiableSampler:
                                 f"({type(model).__name__}) does not use here; use an SD 1.x / SDXL-family model")
         self.model = model
         self.cond = cond
-        vae = model.pipe.vae
-        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
-            vae.to(torch.float32)  # as the adapter's decode: the SDXL VAE overflows in fp16
-
-    def step(self, latents: torch.Tensor, index: int) -> torch.Tensor:
-        """One deterministic DDIM step (eq. 1), the adapter's network call included."""
-        model = self.model
-        alpha_t, alpha_prev = model.schedule.alpha_pair(index)
-        output = model._model_output(latents, index, self.cond, model.guidance_scale)
-        return ddim_denoise_step(latents, predicted_noise(output, latents, alpha_t, model.schedule.prediction_type),
-                                 alpha_t, alpha_prev)
 
     def latents(self, noise: torch.Tensor) -> torch.Tensor:
-        """x0 from eps through the T sampler steps, one checkpoint per step when gradients are wanted."""
+        """x0 from eps through the T sampler steps (the adapter's own `denoise_step`), one checkpoint per step when
+        gradients are wanted."""
         sample = noise.to(self.model.device, torch.float32)
         for index in range(self.model.num_steps):
-            sample = self._maybe_checkpointed(self.step, sample, index)
+            sample = self._maybe_checkpointed(self.model.denoise_step, sample, index, self.cond)
         return sample
 
     def pixels(self, latents: torch.Tensor) -> torch.Tensor:
@@ -76,8 +55,7 @@ class DifferentiableSampler:
         return self._maybe_checkpointed(self._decode, latents)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        vae = self.model.pipe.vae
-        images = vae.decode(decoder_input(vae, latents.to(vae.device, vae.dtype)), return_dict=False)[0]
+        images = self.model.pipe.vae.decode(self.model.vae_input(latents), return_dict=False)[0]
         return (images.float() / 2 + 0.5).clamp(0, 1)
 
     @staticmethod

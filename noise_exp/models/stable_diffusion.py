@@ -144,11 +144,15 @@ class DDIMLatentModel(NoiseModel):
     def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         latents = noise.to(self.device, torch.float32)
         for i in range(self.num_steps):
-            alpha_t, alpha_prev = self.schedule.alpha_pair(i)
-            output = self._model_output(latents, i, cond, self.guidance_scale)
-            noise_pred = predicted_noise(output, latents, alpha_t, self.schedule.prediction_type)
-            latents = ddim_denoise_step(latents, noise_pred, alpha_t, alpha_prev)
+            latents = self.denoise_step(latents, i, cond)
         return latents
+
+    def denoise_step(self, latents: torch.Tensor, i: int, cond: Conditioning) -> torch.Tensor:
+        """Step i of the sampler (eq. 1), the network call included; differentiable when autograd is on."""
+        alpha_t, alpha_prev = self.schedule.alpha_pair(i)
+        output = self._model_output(latents, i, cond, self.guidance_scale)
+        noise_pred = predicted_noise(output, latents, alpha_t, self.schedule.prediction_type)
+        return ddim_denoise_step(latents, noise_pred, alpha_t, alpha_prev)
 
     @torch.no_grad()
     def invert(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -166,17 +170,22 @@ class DDIMLatentModel(NoiseModel):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, cond: Conditioning | None = None) -> list[Image.Image]:
         vae = self.pipe.vae
+        images = torch.cat([vae.decode(latent[None], return_dict=False)[0] for latent in self.vae_input(latents)])
+        return self.pipe.image_processor.postprocess(images.float(), output_type="pil")
+
+    def vae_input(self, latents: torch.Tensor) -> torch.Tensor:
+        """What the VAE decoder takes: z / scaling factor, or z * std / scaling factor + mean for VAEs that record
+        latent statistics (SDXL-style), on the VAE's device and dtype (an fp16 VAE that must upcast is upcast once)."""
+        vae = self.pipe.vae
         if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
             vae.to(torch.float32)  # the SDXL VAE overflows in fp16; upcast once, like the pipeline does
         latents = latents.to(vae.device, vae.dtype)
         mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-        if mean is not None and std is not None:
-            shape = (1, -1, 1, 1)
-            latents = latents * torch.tensor(std).view(shape).to(latents) / vae.config.scaling_factor + torch.tensor(mean).view(shape).to(latents)
-        else:
-            latents = latents / vae.config.scaling_factor
-        images = torch.cat([vae.decode(latent[None], return_dict=False)[0] for latent in latents])
-        return self.pipe.image_processor.postprocess(images.float(), output_type="pil")
+        if mean is None or std is None:
+            return latents / vae.config.scaling_factor
+        shape = (1, -1, 1, 1)
+        return latents * torch.tensor(std).view(shape).to(latents) / vae.config.scaling_factor \
+            + torch.tensor(mean).view(shape).to(latents)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "dtype": str(self.dtype).replace("torch.", ""), "guidance_scale": self.guidance_scale,
