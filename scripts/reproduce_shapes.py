@@ -26,9 +26,7 @@ prompts on the same snapshot (use a new --out for new weights). Writes <out>/sum
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import shutil
 import sys
 import time
@@ -43,6 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
+from noise_exp.files import atomic_write_bytes  # noqa: E402
+from noise_exp.methods.optimization import paper_equivalent_lr  # noqa: E402
+from noise_exp.models.digits import training_id  # noqa: E402
+from noise_exp.report.tables import sign_test_p  # noqa: E402
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -51,20 +53,7 @@ JUDGE, REWARD, STABILITY = "shapes_geneval", "shapes_reward", "stability"
 EVALUATORS = f"evaluator=[{JUDGE},{REWARD}]"
 SHAPES_MODELS = ("small_shapes", "small_shapes_l")
 TAG_COUNT = 6  # shapes_bench cycles through its six tags
-PAPER_LR, PAPER_STEPS, PAPER_DIM = 100.0, 100, 4 * 128 * 128  # Table 2: SDXL, 4x128x128 latents
 QUICK = {"prompts": [6], "seeds": 4, "optimize_prompts": [6], "steps": 1, "models": ["small_shapes"]}
-
-
-def paper_equivalent_lr(dim: int, steps: int) -> float:
-    """lr = 100 · (d / (4·128·128)) · (100 / n): the paper's step relative to |ε| (lr·sin∠/d), and its total over n."""
-    return PAPER_LR * (dim / PAPER_DIM) * (PAPER_STEPS / steps)
-
-
-def sign_test_p(wins: int, losses: int) -> float:
-    """p = min(1, 2 · Σ_{i ≤ min(w, l)} C(w + l, i) / 2^(w + l)): exact two-sided sign test, ties dropped (n = 0: 1)."""
-    n = wins + losses
-    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1))
-    return min(1.0, 2 * tail / 2 ** n)
 
 
 @dataclass(frozen=True)
@@ -102,10 +91,6 @@ class Comparison:
     sign_p: float
 
 
-def training_sha(folder: Path) -> str:
-    return hashlib.sha256((folder / "training.json").read_bytes()).hexdigest()[:12]
-
-
 def model_config(model: str, overrides: Sequence[str] = ()) -> DictConfig:
     from noise_exp.config import compose_config
 
@@ -130,10 +115,10 @@ def snapshot_weights(model: str, out: Path) -> Weights:
     if not (target / "training.json").is_file():
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
-    elif training_sha(target) != training_sha(source):
-        print(f"note: {model} resumes on its snapshot {_shown(target)} (training.json {training_sha(target)}); "
-              f"{_shown(source)} is now {training_sha(source)}: use a new --out for it", flush=True)
-    return Weights(model, _shown(source), training_sha(target), _shown(target))
+    elif training_id(target) != training_id(source):
+        print(f"note: {model} resumes on its snapshot {_shown(target)} (training.json {training_id(target)}); "
+              f"{_shown(source)} is now {training_id(source)}: use a new --out for it", flush=True)
+    return Weights(model, _shown(source), training_id(target), _shown(target))
 
 
 def _shown(path: Path) -> str:
@@ -310,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         weights.append(used)
         rows += compared
     rows += digits_comparisons()
-    weights.append(Weights("small_digits", "weights/small-digits", training_sha(ROOT / "weights" / "small-digits"),
+    weights.append(Weights("small_digits", "weights/small-digits", training_id(ROOT / "weights" / "small-digits"),
                            f"not rerun: figures of {DIGITS_DOC}"))
     summary = {"command": " ".join(["python scripts/reproduce_shapes.py", *(argv if argv is not None else sys.argv[1:])]),
                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -318,10 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                "wall_s": round(time.perf_counter() - started, 1),
                "load_average": [round(load, 2), round(os.getloadavg()[0], 2)], "runs": [asdict(r) for r in runs],
                "weights": [asdict(w) for w in weights], "comparisons": [asdict(r) for r in rows]}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     text = summary_markdown(summary, rows)
-    (out / "summary.md").write_text(text)
+    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
+    atomic_write_bytes(out / "summary.md", text.encode("utf-8"))
     print(text)
     print(f"written: {out / 'summary.md'}")
     return 0

@@ -52,9 +52,7 @@ def run(overrides: list[str], run_dir: Path) -> float:
 
 def sign_tests(frame, comparisons) -> list[dict]:
     """Exact two-sided sign test (ties dropped) and the mean paired difference, per comparison and metric."""
-    from scipy.stats import binomtest
-
-    from noise_exp.report.tables import paired_scores
+    from noise_exp.report.tables import paired_scores, sign_test_p
 
     rows = []
     for a, b in comparisons:
@@ -62,7 +60,7 @@ def sign_tests(frame, comparisons) -> list[dict]:
             pairs = paired_scores(frame, a, b, metric)
             difference = (pairs["a"] - pairs["b"]).to_numpy()
             wins, losses = int((difference > 0).sum()), int((difference < 0).sum())
-            p_value = binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else float("nan")
+            p_value = sign_test_p(wins, losses) if wins + losses else float("nan")
             rows.append({"comparison": f"{a} vs {b}", "metric": metric, "n": int(len(difference)), "wins": wins,
                          "losses": losses, "ties": int(len(difference)) - wins - losses,
                          "mean_a": float(pairs["a"].mean()), "mean_b": float(pairs["b"].mean()),

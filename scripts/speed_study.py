@@ -30,7 +30,6 @@ first prompt.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import sys
@@ -47,11 +46,11 @@ sys.path.insert(0, str(ROOT))
 from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import exit_on_user_error  # noqa: E402
 from noise_exp.files import atomic_write_bytes  # noqa: E402
+from noise_exp.methods.optimization import OPTIMIZERS, paper_equivalent_lr  # noqa: E402
+from noise_exp.models.digits import training_id  # noqa: E402
 
 JUDGES = {"small_digits": ("digits", "digit_classifier"), "small_shapes": ("shapes_bench", "shapes_geneval")}
 PROXIES = ("partial:1", "partial:2", "steps:2", "steps:3", "resolution:2", "fixed_point:3")
-OPTIMIZERS = ("sgd", "adam", "nesterov", "anderson")
-PAPER_LATENT_SIZE = 4 * 128 * 128  # SDXL at 1024 px: the size the paper's lr 100 was set for
 FAST_STEPS = 20
 INVERSION_ITERATIONS = (2, 3, 6, 10)
 PARTS = ("selection", "optimization", "inversion")
@@ -96,11 +95,6 @@ class OptimizationRow:
     gain: float  # mean s_final - s_0
     norm_ratio: float  # mean |eps_final| / |eps_0|: a gain bought by leaving the Gaussian shell shows here
     judge: float  # judge's mean score of the returned noise
-
-
-def weights_id(model_name: str) -> str:
-    folder = ROOT / "weights" / model_name.replace("_", "-")
-    return hashlib.sha256((folder / "training.json").read_bytes()).hexdigest()[:12]
 
 
 def load(model_name: str, *overrides: str):
@@ -152,6 +146,7 @@ def selection_rows(model_name: str, model, fixed_point, prompts: list[PromptCand
                          statistics.fmean(float(p.judge.mean()) for p in prompts), 0.0, 0.0)]
     for name in PROXIES:
         rho = statistics.fmean(spearman(p.proxies[name], p.exact) for p in prompts)
+        nfes = proxy_nfes(model, fixed_point, name)
         for m in shortlists:
             chosen = []
             for p in prompts:
@@ -160,7 +155,7 @@ def selection_rows(model_name: str, model, fixed_point, prompts: list[PromptCand
             agreement = statistics.fmean(float(c == int(p.exact.argmax())) for c, p in zip(chosen, prompts))
             judge = statistics.fmean(float(p.judge[c]) for c, p in zip(chosen, prompts))
             k = len(prompts[0].exact)
-            nfe_ratio = (k * proxy_nfes(model, fixed_point, name) + m * exact_nfes) / (k * exact_nfes)
+            nfe_ratio = (k * nfes + m * exact_nfes) / (k * exact_nfes)
             seconds_ratio = (seconds[name] + m / k * seconds["exact"]) / seconds["exact"]
             rows.append(SelectionRow(model_name, name, m, agreement, rho, judge, nfe_ratio, seconds_ratio))
     return rows
@@ -183,7 +178,7 @@ def optimization_rows(model_name: str, model, judge, texts: Sequence[str], seeds
     roundtrip = ModelRoundTrip(model, cond)
     noise = model.draw_noise(seeds)
     size = noise[0].numel()
-    paper_lr = 100.0 * size / PAPER_LATENT_SIZE
+    paper_lr = paper_equivalent_lr(size)
 
     def run(optimizer: str, lr: float, steps: int):
         config = OptimizationConfig(steps=steps, lr=lr, momentum=0.5, lr_schedule="cosine", optimizer=optimizer)
@@ -237,8 +232,9 @@ def study_model(model_name: str, args) -> dict[str, Any]:
     model, dataset, judge = load(model_name)
     prompts = dataset.load()[:args.prompts]
     k = args.seeds
-    result: dict[str, Any] = {"model": model_name, "weights": weights_id(model_name), "prompts": len(prompts), "seeds": k,
-                              "exact_nfes": model.unet_calls_per_roundtrip}
+    weights = ROOT / "weights" / model_name.replace("_", "-")
+    result: dict[str, Any] = {"model": model_name, "weights": training_id(weights), "prompts": len(prompts),
+                              "seeds": k, "exact_nfes": model.unet_calls_per_roundtrip}
     if "inversion" in args.parts:
         result["inversion"] = inversion_errors(model_name, prompts[0].text, range(args.inversion_seeds))
     if "selection" in args.parts:

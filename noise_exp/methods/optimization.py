@@ -13,6 +13,12 @@ from noise_exp.stability import SimilarityFn, stability
 
 
 OPTIMIZERS = ("sgd", "adam", "nesterov", "anderson")  # method.optimizer choices
+PAPER_LR, PAPER_STEPS, PAPER_DIM = 100.0, 100, 4 * 128 * 128  # Table 2: lr 100 over 100 steps on SDXL's latents
+
+
+def paper_equivalent_lr(dim: int, steps: int = PAPER_STEPS) -> float:
+    """lr = 100 (d / (4 128 128)) (100 / n): the paper's step relative to |eps| (lr sin/d), and its total over n steps."""
+    return PAPER_LR * (dim / PAPER_DIM) * (PAPER_STEPS / steps)
 
 
 @dataclass(frozen=True)

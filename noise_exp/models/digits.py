@@ -17,6 +17,7 @@ from `seed` for a given thread count.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -344,3 +345,8 @@ def save_trained(pipe, record: dict, out_dir: Path, started: float, threads: int
     size = sum(f.stat().st_size for f in Path(out_dir).rglob("*") if f.is_file())
     print(f"trained in {time.perf_counter() - started:.0f}s on {threads} threads -> {out_dir} ({size / 1e6:.2f} MB)")
     return Path(out_dir)
+
+
+def training_id(folder: Path) -> str:
+    """sha256(training.json)[:12]: names the trained weights a study used (the record changes with every retraining)."""
+    return hashlib.sha256((Path(folder) / "training.json").read_bytes()).hexdigest()[:12]

@@ -32,7 +32,6 @@ from noise_exp.scoring import read_results
 METHOD_ORDER = ("random", "select", "optimize", "best_of_n", "reward_opt")
 SAW_STABILITY = "stability s(ε)"
 TIE_TOLERANCE = 1e-6  # a float32 scorer's result can move by ~1e-7 with its batch: the same image is a tie
-PAPER_D, PAPER_LR, PAPER_STEPS = 4 * 128 * 128, 100.0, 100  # Table 2: SDXL latents, lr 100 over 100 steps
 
 
 def rung_name(budget: int) -> str:
@@ -49,7 +48,8 @@ def rung_budget(name: str) -> int:
 
 def ladder_knobs(ladder: Sequence[int], generation_nfe: int, roundtrip_nfe: int, latent_dim: int) -> dict[str, dict]:
     """Each method's knob per rung x<b> (b generations of G NFEs; a round trip costs R): K = max(1, floor(bG/R)),
-    n_opt = K - 1, N = b, n_reward = floor((b - 1) / 4), and Algorithm 2's lr = 100 (d / 65536) (100 / n_opt)."""
+    n_opt = K - 1, N = b, n_reward = floor((b - 1) / 4), and Algorithm 2's lr = `paper_equivalent_lr(d, n_opt)`."""
+    from noise_exp.methods.optimization import paper_equivalent_lr
     from noise_exp.methods.reward_opt import STEP_COST
 
     if not ladder or min(ladder) < 1:
@@ -58,7 +58,7 @@ def ladder_knobs(ladder: Sequence[int], generation_nfe: int, roundtrip_nfe: int,
     for budget in ladder:
         roundtrips = max(1, int(budget * generation_nfe // roundtrip_nfe))
         values = {"select": roundtrips, "optimize": roundtrips - 1,
-                  "optimize_lr": round(PAPER_LR * latent_dim / PAPER_D * PAPER_STEPS / max(1, roundtrips - 1), 4),
+                  "optimize_lr": round(paper_equivalent_lr(latent_dim, max(1, roundtrips - 1)), 4),
                   "best_of_n": budget, "reward_opt": (budget - 1) // STEP_COST, "random": budget}
         for method, value in values.items():
             knobs.setdefault(method, {})[rung_name(budget)] = value

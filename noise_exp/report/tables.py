@@ -145,6 +145,13 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
+def sign_test_p(wins: int, losses: int) -> float:
+    """p = min(1, 2 sum_{i <= min(w, l)} C(w + l, i) / 2^(w + l)): exact two-sided sign test, ties dropped (n = 0: 1)."""
+    n = wins + losses
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1))
+    return min(1.0, 2 * tail / 2 ** n)
+
+
 def paired_scores(frame: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
     """Columns a, b: the metric of both variants for each (run, dataset, prompt_id) that has both."""
     keys = ["run", "dataset", "prompt_id"]
