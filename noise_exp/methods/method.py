@@ -143,7 +143,7 @@ class NoiseSelection(Method):
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         result, seconds = self.select(model, cond, progress, prompt_index)
-        return MethodOutput(variants=_selection_variants(result, seconds, self.num_seeds * model.unet_calls_per_roundtrip),
+        return MethodOutput(variants=selection_variants(result, seconds, self.num_seeds * model.unet_calls_per_roundtrip),
                             selection_scores=list(zip(result.seeds, result.scores.tolist())))
 
 
@@ -217,7 +217,7 @@ class SelectThenOptimize(Method):
         stable = selected.stable
         optimized, optimize_s = self.optimization.optimize(model, cond, stable.seed, stable.noise[None], progress)
         select_calls = self.selection.num_seeds * model.unet_calls_per_roundtrip
-        variants = _selection_variants(selected, select_s, select_calls)
+        variants = selection_variants(selected, select_s, select_calls)
         variants.append(Variant("optimized", stable.seed, float(optimized.optimized_stability[0]), optimized.optimized_noise[0],
                                 optimized.optimized_latents[0], select_s + optimize_s,
                                 select_calls + (optimized.steps_run + 1) * model.unet_calls_per_roundtrip,
@@ -246,7 +246,8 @@ class Baseline(Method):
                                      model.unet_calls_per_roundtrip)])
 
 
-def _selection_variants(result: SelectionResult, seconds: float, unet_calls: int) -> list[Variant]:
+def selection_variants(result: SelectionResult, seconds: float, unet_calls: int) -> list[Variant]:
+    """The stable and unstable candidates of a selection as variants."""
     return [Variant(kind, c.seed, c.stability, c.noise, c.latents, seconds, unet_calls)
             for kind, c in (("stable", result.stable), ("unstable", result.unstable))]
 

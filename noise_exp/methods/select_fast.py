@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from noise_exp.methods.method import Method, MethodOutput, NoiseSelection, Progress, _selection_variants
+from noise_exp.methods.method import Method, MethodOutput, NoiseSelection, Progress, selection_variants
 from noise_exp.methods.proxies import ProxyScorer, parse_proxy
 from noise_exp.methods.roundtrip import ModelRoundTrip, RoundTripFn
 from noise_exp.methods.selection import SelectionResult, select_noise
@@ -76,9 +76,9 @@ class FastSelection(NoiseSelection):
         self.shortlist = integer_param(f"{config_key}.shortlist", shortlist, 1)
         self.unstable_shortlist = integer_param(f"{config_key}.unstable_shortlist", unstable_shortlist, 1)
 
-    def unet_calls(self, model: NoiseModel, result: FastSelectionResult) -> int:
+    def unet_calls(self, model: NoiseModel, scorer: ProxyScorer, result: FastSelectionResult) -> int:
         """K x proxy NFEs (when the proxy ran) + (checked candidates) x exact NFEs."""
-        proxy_calls = 0 if result.proxy_scores is None else self.num_seeds * self.proxy.view(model).unet_calls_per_roundtrip
+        proxy_calls = 0 if result.proxy_scores is None else self.num_seeds * scorer.unet_calls
         return proxy_calls + len(result.exact.seeds) * model.unet_calls_per_roundtrip
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
@@ -90,9 +90,10 @@ class FastSelection(NoiseSelection):
                 progress(f"proxy {done[0]}/{self.num_seeds}")
 
         start = time.perf_counter()
-        result = select_fast_noise(self.candidate_seeds(prompt_index), model.draw_noise,
-                                   ProxyScorer.build(self.proxy, model, cond, self.similarity), ModelRoundTrip(model, cond),
-                                   self.shortlist, self.unstable_shortlist, self.batch_size, self.similarity, on_batch)
+        scorer = ProxyScorer.build(self.proxy, model, cond, self.similarity)
+        result = select_fast_noise(self.candidate_seeds(prompt_index), model.draw_noise, scorer,
+                                   ModelRoundTrip(model, cond), self.shortlist, self.unstable_shortlist,
+                                   self.batch_size, self.similarity, on_batch)
         seconds = time.perf_counter() - start
-        return MethodOutput(variants=_selection_variants(result.exact, seconds, self.unet_calls(model, result)),
+        return MethodOutput(variants=selection_variants(result.exact, seconds, self.unet_calls(model, scorer, result)),
                             selection_scores=list(zip(result.exact.seeds, result.exact.scores.tolist())))
