@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if not clear_for_training(out, args.force):
         return 0
     start = time.perf_counter()
-    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr, batch_size=args.batch_size, stop_after=args.stop_after,
+    config = preset(args.size, seed=args.seed, unet_steps=args.steps, vae_steps=args.vae_steps, unet_lr=args.lr,
+                    batch_size=args.batch_size, stop_after=args.stop_after,
                     max_seconds=None if args.minutes is None else 60 * args.minutes)
     report = lambda line: print(line, flush=True)  # noqa: E731
     if args.continue_from:
