@@ -3,7 +3,7 @@
     python scripts/reproduce_shapes.py [--prompts 36 [N_L]] [--seeds 100] [--optimize-prompts 24 [N_L]] [--steps 20]
                                        [--lr RULE] [--models small_shapes small_shapes_l] [--out DIR] [--quick]
 
-The defaults (36 and 24 prompts per model) took 24 and 41 minutes for the two models run side by side at load 4-5
+The defaults (36 and 24 prompts per model) took 24 and 37 minutes for the two models run side by side at load 4-5
 (prompt counts take one value, or one per model).
 
 - Table 1 analogue (selection, Algorithm 1): the first --prompts prompts of dataset=shapes_bench (the tags come
