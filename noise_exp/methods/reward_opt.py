@@ -23,7 +23,7 @@ from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler, generation_nfe
 from noise_exp.methods.method import Method, MethodOutput, Progress, Variant
 from noise_exp.methods.optimization import norm_ratio
-from noise_exp.methods.verifier import check_held_out, is_differentiable, load_verifier
+from noise_exp.methods.verifier import check_held_out, load_verifier
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.params import flag_param, integer_param, real_param
 
@@ -161,7 +161,7 @@ class RewardOptimization(Method):
         check_held_out(verifier, list(held_out or ()))
         self.verifier_name = verifier
         self.verifier: Evaluator = load_verifier(verifier, verifier_options)
-        if not is_differentiable(self.verifier):
+        if not self.verifier.differentiable:
             from evaluators.base import differentiable_evaluators
 
             raise NoiseExpError(f"method.verifier={verifier} is not differentiable (no score_pixels): method=reward_opt "

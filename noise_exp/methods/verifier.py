@@ -43,8 +43,3 @@ def load_verifier(name: str, options: Mapping[str, Any] | None = None, key: str 
                             f"{', '.join(k for k in node if k != '_target_')}")
     node = OmegaConf.merge(node, given)
     return build_evaluators({name: OmegaConf.to_container(node, resolve=True)})[name]
-
-
-def is_differentiable(evaluator: "Evaluator") -> bool:
-    """Whether `score_pixels` gives gradients with respect to the pixels (`Evaluator.differentiable`)."""
-    return bool(getattr(evaluator, "differentiable", False))
