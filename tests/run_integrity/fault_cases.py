@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
 BASE = ["model=tiny_sd", "method=select", "method.num_seeds=2", "dataset=drawbench", "dataset.limit=2",
         "save_noise=false", MEAN_PIXEL]
-LONG = ["dataset.limit=200"]  # enough prompts (about 1 s each) to be interrupted mid-run, even on a loaded machine
+LONG = ["dataset.limit=60"]  # enough prompts (about 1 s each) to be interrupted mid-run
 IS_ROOT = os.geteuid() == 0
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     # started in the background by a shell without job control (`cmd &`): SIGINT is ignored and run.py would inherit
