@@ -136,7 +136,7 @@ shapes-accuracy: $(STAMP)
 # small_shapes_l, judged per tag, next to the digits result.
 .PHONY: reproduce-shapes compare speed-study
 reproduce-shapes: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) scripts/reproduce_shapes.py
+	OMP_NUM_THREADS=1 $(PY) scripts/reproduce_shapes.py --jobs 2
 
 # Noise methods at equal compute (docs/compare_methods.md): select, optimize, best_of_n, reward_opt and random on
 # small_shapes at budgets of 1, 4 and 16 generations, the exact judge held out.

@@ -1,10 +1,12 @@
 """The paper's Tables 1 and 2 on the shapes world's two models, next to the digits result (`make reproduce-shapes`).
 
     python scripts/reproduce_shapes.py [--prompts 36 [N_L]] [--seeds 100] [--optimize-prompts 24 [N_L]] [--steps 20]
-                                       [--lr RULE] [--models small_shapes small_shapes_l] [--out DIR] [--quick]
+                                       [--lr RULE] [--models small_shapes small_shapes_l] [--jobs 1] [--out DIR]
+                                       [--quick]
 
 The defaults (36 and 24 prompts per model) took 24 and 37 minutes for the two models run side by side at load 4-5
-(prompt counts take one value, or one per model).
+(prompt counts take one value, or one per model). `--jobs 2` runs the models in two processes at once (one core
+each; `make reproduce-shapes` does), so the wall time is the slower model's.
 
 - Table 1 analogue (selection, Algorithm 1): the first --prompts prompts of dataset=shapes_bench (the tags come
   in turn, so a multiple of 6 is balanced), each keeping the most and the least stable of K seeds of its own
@@ -230,6 +232,7 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--models", nargs="+", choices=SHAPES_MODELS, default=list(SHAPES_MODELS))
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "reproduce_shapes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    parser.add_argument("--jobs", type=int, default=1, help="models run at once, each in its own process")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny slice for tests: 6 prompts, K=4, 1 step, small_shapes only")
     return parser
@@ -270,6 +273,27 @@ def run_model(model: str, select_prompts: int, optimize_prompts: int, args: argp
     return done, weights, rows
 
 
+def _run_model_in_process(model: str, select_prompts: int, optimize_prompts: int, args: argparse.Namespace,
+                          out: Path) -> tuple[ModelRun, Weights, list[Comparison]]:
+    """run_model in a worker process of --jobs, with the parent's torch thread count."""
+    torch.set_num_threads(args.threads)
+    return run_model(model, select_prompts, optimize_prompts, args, out)
+
+
+def run_models(work: list[tuple[str, int, int]], args: argparse.Namespace, out: Path
+               ) -> list[tuple[ModelRun, Weights, list[Comparison]]]:
+    """run_model for every (model, selection prompts, optimization prompts), in --jobs processes at once (spawned:
+    a forked torch can deadlock), results in the order given."""
+    if args.jobs <= 1 or len(work) <= 1:
+        return [run_model(*job, args, out) for job in work]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(args.jobs, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_model_in_process, *job, args, out) for job in work]
+        return [future.result() for future in futures]
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     import os
@@ -281,16 +305,16 @@ def main(argv: list[str] | None = None) -> int:
         vars(args).update(QUICK)
     integer_param("--seeds", args.seeds, 1)
     integer_param("--steps", args.steps, 1)
+    integer_param("--jobs", args.jobs, 1)
     if args.lr is not None:
         real_param("--lr", args.lr, 0.0)
-    counts = zip(args.models, _per_model("--prompts", args.prompts, args.models),
-                 _per_model("--optimize-prompts", args.optimize_prompts, args.models))
+    work = list(zip(args.models, _per_model("--prompts", args.prompts, args.models),
+                    _per_model("--optimize-prompts", args.optimize_prompts, args.models)))
     torch.set_num_threads(args.threads)
     out = args.out.resolve()
     started, load = time.perf_counter(), os.getloadavg()[0]
     runs, weights, rows = [], [], []
-    for model, select_prompts, optimize_prompts in counts:
-        done, used, compared = run_model(model, select_prompts, optimize_prompts, args, out)
+    for done, used, compared in run_models(work, args, out):
         runs.append(done)
         weights.append(used)
         rows += compared

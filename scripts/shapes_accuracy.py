@@ -1,10 +1,12 @@
 """The exact judge's accuracy of a shapes model on dataset=shapes_bench, per tag (issue 12, item 4's quality bar).
 
-    python scripts/shapes_accuracy.py [--model small_shapes] [--limit 300] [--guidance G] [--steps T]
-                                      [--threads 1] [--out accuracy.json] [--grid grid.png] [hydra overrides...]
+    python scripts/shapes_accuracy.py [--model small_shapes] [--dataset shapes_bench] [--seed-offset 0] [--limit 300]
+                                      [--guidance G] [--steps T] [--threads 1] [--out accuracy.json] [--grid grid.png]
+                                      [hydra overrides...]
 
-One sample per prompt, seed = the prompt's id (0..299, all distinct), at the config's T and guidance unless
-overridden; each image is judged by `evaluator=shapes_geneval` against its caption. Prints the per-tag table
+One sample per prompt, seed = the prompt's id (0..299, all distinct) plus --seed-offset, at the config's T and
+guidance unless overridden. Sampler settings are chosen on `--dataset shapes_val --seed-offset 10000` (the same
+grammar drawn with another seed, other noises) and reported on shapes_bench; each image is judged by `evaluator=shapes_geneval` against its caption. Prints the per-tag table
 (n, correct and the sub-checks) and `overall` = GenEval's score, the mean over tags. Equivalent to
 `python run.py model=small_shapes dataset=shapes_bench method=baseline method.num_seeds=300
 "evaluator=[shapes_geneval]"` followed by `evaluators.shapes.run_tag_accuracy(run_dir)`, without the run folder.
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small_shapes", help="a model config (small_shapes, small_shapes_l)")
+    parser.add_argument("--dataset", default="shapes_bench", help="a prompt set in the grammar (shapes_bench, shapes_val)")
+    parser.add_argument("--seed-offset", type=int, default=0, help="seed = prompt id + this")
     parser.add_argument("--limit", type=int, default=None, help="first N benchmark prompts (multiples of 6 balance)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the config's)")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps T (default: the config's)")
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. model.pretrained=DIR")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    overrides = [f"model={args.model}", "dataset=shapes_bench", "model.device=cpu", *args.overrides]
+    overrides = [f"model={args.model}", f"dataset={args.dataset}", "model.device=cpu", *args.overrides]
     overrides += [f"model.guidance_scale={args.guidance}"] * (args.guidance is not None)
     overrides += [f"model.num_steps={args.steps}"] * (args.steps is not None)
     overrides += [f"dataset.limit={args.limit}"] * (args.limit is not None)
@@ -87,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     model = instantiate(cfg.model)
     prompts = instantiate(cfg.dataset).load()
     start = time.perf_counter()
-    images, _, summaries = measure(model, [p.text for p in prompts], [p.id for p in prompts])
+    images, _, summaries = measure(model, [p.text for p in prompts], [p.id + args.seed_offset for p in prompts])
     seconds = time.perf_counter() - start
-    print(f"{args.model}: T = {cfg.model.num_steps}, guidance {cfg.model.guidance_scale}, {len(prompts)} prompts, "
+    print(f"{args.model}: T = {cfg.model.num_steps}, guidance {cfg.model.guidance_scale}, spacing "
+          f"{model.scheduler.config.timestep_spacing}, {args.dataset}, {len(prompts)} prompts, seeds +{args.seed_offset}, "
           f"{seconds:.0f}s on {args.threads} thread(s)")
     print(format_table(summaries))
     if args.grid:
@@ -99,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         stack_rows(rows).save(args.grid)
     if args.out:
         args.out.write_text(json.dumps({"model": args.model, "num_steps": cfg.model.num_steps,
-                                        "guidance_scale": cfg.model.guidance_scale, "seconds": round(seconds, 1),
+                                        "guidance_scale": cfg.model.guidance_scale,
+                                        "timestep_spacing": model.scheduler.config.timestep_spacing,
+                                        "dataset": args.dataset, "seed_offset": args.seed_offset, "seconds": round(seconds, 1),
                                         "threads": args.threads,
                                         "tags": {t: asdict(s) for t, s in summaries.items()}}, indent=1) + "\n")
     return 0

@@ -80,12 +80,13 @@ def test_relaxed_and_neighbouring_captions_stay_in_the_world():
                                                         for s in range(3)}
 
 
-def test_benchmark_is_balanced_interleaved_and_the_committed_file_is_the_generators():
-    targets = benchmark(50, seed=0)
+@pytest.mark.parametrize("name, seed", [("shapes_bench", 0), ("shapes_val", 1)])
+def test_benchmark_is_balanced_interleaved_and_the_committed_file_is_the_generators(name, seed):
+    targets = benchmark(50, seed=seed)
     assert len(targets) == 300 and [t.tag for t in targets[:6]] == list(TAGS)
     assert all(sum(t.tag == tag for t in targets) == 50 for tag in TAGS)
-    assert benchmark(50, seed=0) == targets and benchmark(50, seed=1) != targets
-    rows = [json.loads(line) for line in (ROOT / "datasets" / "shapes_bench.jsonl").read_text().splitlines()]
+    assert benchmark(50, seed=seed) == targets and benchmark(50, seed=seed + 1) != targets
+    rows = [json.loads(line) for line in (ROOT / "datasets" / f"{name}.jsonl").read_text().splitlines()]
     assert [(r["tag"], r["prompt"]) for r in rows] == [(t.tag, t.caption) for t in targets]
     assert all(Target.from_geneval(r["include"]) == parse_caption(r["prompt"]) for r in rows)
 

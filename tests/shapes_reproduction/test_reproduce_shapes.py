@@ -122,3 +122,24 @@ def test_a_weights_snapshot_is_kept_for_a_resumed_run(tmp_path, capsys):
     again = reproduce.snapshot_weights("small_shapes", tmp_path)
     assert again.training_sha == hashlib.sha256(b"{}").hexdigest()[:12]
     assert f"resumes on its snapshot {copied}" in capsys.readouterr().out
+
+
+def test_jobs_run_the_models_in_parallel_processes_with_the_same_numbers(tmp_path):
+    """--jobs 2 (what `make reproduce-shapes` uses) spawns one process per model; its rows equal a sequential run's."""
+    import subprocess
+
+    slice_ = ["--prompts", "6", "--seeds", "2", "--optimize-prompts", "0"]
+    parallel = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce_shapes.py"), *slice_, "--jobs", "2",
+                               "--models", "small_shapes", "small_shapes_l", "--out", str(tmp_path / "parallel")],
+                              capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    summary = json.loads((tmp_path / "parallel" / "summary.json").read_text())
+    assert [(r["model"], r["dim"], list(r["seconds"])) for r in summary["runs"]] == [
+        ("small_shapes", 256, ["selection"]), ("small_shapes_l", 1024, ["selection"])]
+    assert [w["model"] for w in summary["weights"]] == ["small_shapes", "small_shapes_l", "small_digits"]
+    rows = summary["comparisons"]
+    assert {(r["model"], r["table"]) for r in rows if r["dim"] != 64} == {("small_shapes", "selection"),
+                                                                          ("small_shapes_l", "selection")}
+    assert reproduce.main([*slice_, "--models", "small_shapes", "--out", str(tmp_path / "sequential")]) == 0
+    sequential = json.loads((tmp_path / "sequential" / "summary.json").read_text())["comparisons"]
+    assert [r for r in rows if r["model"] == "small_shapes"] == [r for r in sequential if r["model"] == "small_shapes"]
