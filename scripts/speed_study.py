@@ -1,7 +1,8 @@
 """Cheaper selection and faster optimization measured against the exact ones on the trained small models (issue 16).
 
     python scripts/speed_study.py [--out outputs/speed_study] [--models small_digits small_shapes] [--prompts 24]
-                                  [--seeds 32] [--shortlists 1 2 3 4 8] [--opt-prompts 8] [--threads 1]
+                                  [--seeds 32] [--shortlists 1 2 3 4 8] [--proxies ...] [--opt-prompts 8]
+                                  [--threads 1]
 
 Selection, per model: prompt i (the first --prompts of dataset=digits / shapes_bench) draws seeds i*K .. i*K+K-1
 (fresh candidates for repeated captions). Every candidate's exact s(eps) (eq. 2 inversion), each proxy's score and the
@@ -107,7 +108,8 @@ def load(model_name: str, *overrides: str):
     return build(cfg.model, "model"), build(cfg.dataset, "dataset"), build(cfg.evaluator[judge], "evaluator")
 
 
-def score_candidates(model, fixed_point, cond, seeds: Sequence[int], judge, seconds: dict[str, float]) -> PromptCandidates:
+def score_candidates(model, fixed_point, cond, seeds: Sequence[int], judge, seconds: dict[str, float],
+                     proxies: Sequence[str] = PROXIES) -> PromptCandidates:
     from noise_exp.methods.proxies import ProxyScorer, parse_proxy
     from noise_exp.methods.roundtrip import ModelRoundTrip
     from noise_exp.stability import stability
@@ -117,7 +119,7 @@ def score_candidates(model, fixed_point, cond, seeds: Sequence[int], judge, seco
     latents, inverted = ModelRoundTrip(model, cond)(noise, seeds)
     seconds["exact"] += time.perf_counter() - start
     candidates = PromptCandidates(stability(noise, inverted), judge.score(model.decode(latents), [cond.prompt] * len(seeds)))
-    for name in PROXIES:
+    for name in proxies:
         start = time.perf_counter()
         if name.startswith("fixed_point"):
             candidates.proxies[name] = stability(noise, ModelRoundTrip(fixed_point, cond)(noise, seeds)[1])
@@ -136,7 +138,7 @@ def proxy_nfes(model, fixed_point, name: str) -> int:
 
 
 def selection_rows(model_name: str, model, fixed_point, prompts: list[PromptCandidates], shortlists: Sequence[int],
-                   seconds: dict[str, float]) -> list[SelectionRow]:
+                   seconds: dict[str, float], proxies: Sequence[str] = PROXIES) -> list[SelectionRow]:
     from noise_exp.methods.select_fast import shortlist_indices
 
     exact_nfes = model.unet_calls_per_roundtrip
@@ -144,7 +146,7 @@ def selection_rows(model_name: str, model, fixed_point, prompts: list[PromptCand
                          statistics.fmean(float(p.judge[int(p.exact.argmax())]) for p in prompts), 1.0, 1.0),
             SelectionRow(model_name, "random seed", 1, statistics.fmean(1.0 / len(p.exact) for p in prompts), 0.0,
                          statistics.fmean(float(p.judge.mean()) for p in prompts), 0.0, 0.0)]
-    for name in PROXIES:
+    for name in proxies:
         rho = statistics.fmean(spearman(p.proxies[name], p.exact) for p in prompts)
         nfes = proxy_nfes(model, fixed_point, name)
         for m in shortlists:
@@ -251,14 +253,15 @@ def study_model(model_name: str, args) -> dict[str, Any]:
 def study_selection(model_name: str, model, judge, prompts, args) -> dict[str, Any]:
     fixed_point, _, _ = load(model_name, "model.inversion=fixed_point", "model.inversion_iterations=3")
     k = args.seeds
-    seconds = {name: 0.0 for name in ("exact", *PROXIES)}
+    seconds = {name: 0.0 for name in ("exact", *args.proxies)}
     start = time.perf_counter()
     candidates = []
     for index, prompt in enumerate(prompts):
         seeds = range(index * k, index * k + k)
-        candidates.append(score_candidates(model, fixed_point, model.encode_prompt(prompt.text), seeds, judge, seconds))
+        candidates.append(score_candidates(model, fixed_point, model.encode_prompt(prompt.text), seeds, judge, seconds,
+                                           args.proxies))
         print(f"{model_name}: prompt {index + 1}/{len(prompts)} ({time.perf_counter() - start:.0f}s)", flush=True)
-    selection = selection_rows(model_name, model, fixed_point, candidates, args.shortlists, seconds)
+    selection = selection_rows(model_name, model, fixed_point, candidates, args.shortlists, seconds, args.proxies)
     return {"selection_seconds": round(time.perf_counter() - start, 1),
             "proxy_seconds": {name: round(value, 2) for name, value in seconds.items()},
             "mean_exact_stability": statistics.fmean(float(c.exact.mean()) for c in candidates),
@@ -309,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=24, help="prompts per model for selection")
     parser.add_argument("--seeds", type=int, default=32, help="K candidates per prompt")
     parser.add_argument("--shortlists", type=int, nargs="+", default=[1, 2, 3, 4, 8], help="short-list sizes M")
+    parser.add_argument("--proxies", nargs="+", default=list(PROXIES), choices=PROXIES, help="proxies of s(eps) to score")
     parser.add_argument("--opt-prompts", type=int, default=8, help="prompts (one seed each) for optimization")
     parser.add_argument("--inversion-seeds", type=int, default=8, help="seeds of the inversion part")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)

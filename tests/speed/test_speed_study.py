@@ -1,0 +1,43 @@
+"""scripts/speed_study.py on a slice of small_digits: the table it writes and the numbers it must obey."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("speed_study", ROOT / "scripts" / "speed_study.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+study = _script()
+
+
+def test_a_selection_slice_writes_rows_that_obey_their_definitions(tmp_path):
+    """The selection part only: the optimization part's reference is 100 SGD steps (minutes on a loaded CPU)."""
+    argv = ["--models", "small_digits", "--prompts", "2", "--seeds", "4", "--shortlists", "1", "4",
+            "--proxies", "partial:1", "steps:2", "--parts", "selection", "--out", str(tmp_path)]
+    assert study.main(argv) == 0
+    result = json.loads((tmp_path / "results.json").read_text())["results"][0]
+    assert result["model"] == "small_digits" and result["seeds"] == 4 and result["exact_nfes"] == 30
+    rows = {(r["proxy"], r["shortlist"]): r for r in result["selection"]}
+    assert set(rows) == {("exact (select)", 4), ("random seed", 1), ("partial:1", 1), ("partial:1", 4),
+                         ("steps:2", 1), ("steps:2", 4)}
+    # partial:1 is the first of 10 steps and back (3 NFEs), steps:2 a 2-step round trip (6 NFEs); M exact re-checks
+    assert rows[("partial:1", 1)]["nfe_ratio"] == pytest.approx((4 * 3 + 1 * 30) / (4 * 30))
+    assert rows[("steps:2", 4)]["nfe_ratio"] == pytest.approx((4 * 6 + 4 * 30) / (4 * 30))
+    for proxy in ("partial:1", "steps:2"):  # a short list of all K re-checks every candidate: the exact argmax
+        assert rows[(proxy, 4)]["agreement"] == 1.0
+        assert rows[(proxy, 4)]["judge"] == pytest.approx(rows[("exact (select)", 4)]["judge"])
+        assert -1 <= rows[(proxy, 1)]["spearman"] <= 1
+    assert set(result["proxy_seconds"]) == {"exact", "partial:1", "steps:2"}
+    table = (tmp_path / "table.md").read_text()
+    assert "Selection: 2 prompts x K = 4" in table and "| fixed_point:3 |" not in table and "Optimization" not in table
