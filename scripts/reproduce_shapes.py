@@ -4,9 +4,9 @@
                                        [--lr RULE] [--models small_shapes small_shapes_l] [--jobs 1] [--out DIR]
                                        [--quick]
 
-The defaults (36 and 24 prompts per model) took 24 and 37 minutes for the two models run side by side at load 4-5
-(prompt counts take one value, or one per model). `--jobs 2` runs the models in two processes at once (one core
-each; `make reproduce-shapes` does), so the wall time is the slower model's.
+Prompt counts take one value, or one per model. `--jobs 2` runs the models in two processes at once (one core each;
+`make reproduce-shapes` does), so the wall time is the slower model's: with the defaults (36 and 24 prompts per
+model) 20.7 min on an idle 2-core machine (small_shapes 13 min, small_shapes_l 20.3 min; docs/shapes_reproduction.md).
 
 - Table 1 analogue (selection, Algorithm 1): the first --prompts prompts of dataset=shapes_bench (the tags come
   in turn, so a multiple of 6 is balanced), each keeping the most and the least stable of K seeds of its own

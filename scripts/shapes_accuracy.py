@@ -6,7 +6,8 @@
 
 One sample per prompt, seed = the prompt's id (0..299, all distinct) plus --seed-offset, at the config's T and
 guidance unless overridden. Sampler settings are chosen on `--dataset shapes_val --seed-offset 10000` (the same
-grammar drawn with another seed, other noises) and reported on shapes_bench; each image is judged by `evaluator=shapes_geneval` against its caption. Prints the per-tag table
+grammar drawn with another seed, other noises) and reported on shapes_bench. Each image is judged by
+`evaluator=shapes_geneval` against its caption. Prints the per-tag table
 (n, correct and the sub-checks) and `overall` = GenEval's score, the mean over tags. Equivalent to
 `python run.py model=small_shapes dataset=shapes_bench method=baseline method.num_seeds=300
 "evaluator=[shapes_geneval]"` followed by `evaluators.shapes.run_tag_accuracy(run_dir)`, without the run folder.
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.utils import instantiate
 
     from noise_exp.config import compose_config
+    from noise_exp.params import integer_param
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small_shapes", help="a model config (small_shapes, small_shapes_l)")
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=Path, default=None, help="save the first 48 samples as one image here")
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. model.pretrained=DIR")
     args = parser.parse_args(argv)
+    integer_param("--seed-offset", args.seed_offset, 0)
     torch.set_num_threads(args.threads)
     overrides = [f"model={args.model}", f"dataset={args.dataset}", "model.device=cpu", *args.overrides]
     overrides += [f"model.guidance_scale={args.guidance}"] * (args.guidance is not None)
