@@ -18,6 +18,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def load_script(name: str):
+    """scripts/<name>.py as a module, registered in sys.modules (its dataclasses look their module up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def pytest_configure(config):
     """Refuse a distributed run that would drop the `xdist_group` marks (tests/slurm share one cluster per machine,
     the fault matrix must run once)."""

@@ -1,7 +1,6 @@
 """The committed shapes models, loaded through `model=small_shapes[_l]` as run.py does (never trained here)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,20 +8,13 @@ import pytest
 from hydra.utils import instantiate
 
 from noise_exp.data.shapes import parse_caption
-from tests.conftest import ROOT, compose_cfg
+from tests.conftest import compose_cfg, load_script
 
 MODELS = {"small_shapes": ((4, 8, 8), 32), "small_shapes_l": ((4, 16, 16), 64)}
 # Floors for the first 24 benchmark prompts (4 per tag), well below what the judge measured on all 300
 # (docs/shapes_world.md): correct 0.217 and 0.167, named shapes present 0.63 and 0.76.
 CORRECT_FLOOR = 0.04
 PRESENT_FLOOR = 0.3
-
-
-def _accuracy_script():
-    spec = importlib.util.spec_from_file_location("shapes_accuracy", ROOT / "scripts" / "shapes_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -59,7 +51,7 @@ def test_samples_draw_the_named_shapes_and_some_are_judged_correct(committed):
     prompts = instantiate(compose_cfg(["dataset=shapes_bench", "dataset.limit=24"]).dataset).load()
     texts = [p.text for p in prompts]
     assert sorted(parse_caption(t).tag for t in texts)[::4] == sorted({parse_caption(t).tag for t in texts})
-    images, judgements, summaries = _accuracy_script().measure(model, texts, [p.id for p in prompts])
+    images, judgements, summaries = load_script("shapes_accuracy").measure(model, texts, [p.id for p in prompts])
     assert [image.size for image in images] == [(model.width, model.height)] * 24
     overall = summaries["overall"]
     assert overall.n == 24 and overall.correct >= CORRECT_FLOOR and overall.present >= PRESENT_FLOOR, overall

@@ -2,26 +2,19 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
+import os
+import subprocess
 import sys
 
 import pytest
 from scipy.stats import binomtest
 
 from noise_exp.data.shapes import TAGS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("reproduce_shapes", ROOT / "scripts" / "reproduce_shapes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = _script()
+reproduce = load_script("reproduce_shapes")
 
 
 @pytest.mark.parametrize("wins, losses, expected", [
@@ -126,12 +119,10 @@ def test_a_weights_snapshot_is_kept_for_a_resumed_run(tmp_path, capsys):
 
 def test_jobs_run_the_models_in_parallel_processes_with_the_same_numbers(tmp_path):
     """--jobs 2 (what `make reproduce-shapes` uses) spawns one process per model; its rows equal a sequential run's."""
-    import subprocess
-
     slice_ = ["--prompts", "6", "--seeds", "2", "--optimize-prompts", "0"]
     parallel = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce_shapes.py"), *slice_, "--jobs", "2",
                                "--models", "small_shapes", "small_shapes_l", "--out", str(tmp_path / "parallel")],
-                              capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert parallel.returncode == 0, parallel.stderr[-2000:]
     summary = json.loads((tmp_path / "parallel" / "summary.json").read_text())
     assert [(r["model"], r["dim"], list(r["seconds"])) for r in summary["runs"]] == [

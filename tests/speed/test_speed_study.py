@@ -1,24 +1,14 @@
 """scripts/speed_study.py on a slice of small_digits: the table it writes and the numbers it must obey."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import load_script
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("speed_study", ROOT / "scripts" / "speed_study.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-study = _script()
+study = load_script("speed_study")
 
 
 def test_a_selection_slice_writes_rows_that_obey_their_definitions(tmp_path):

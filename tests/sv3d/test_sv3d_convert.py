@@ -18,21 +18,12 @@ from noise_exp.models.sv3d import load_sv3d_components
 from noise_exp.models.sv3d_components import TinySV3DBuilder
 from noise_exp.models.sv3d_convert import CLIP_VISUAL_PREFIX
 from noise_exp.stability import stability
-from tests.conftest import ROOT, compose_cfg
+from tests.conftest import compose_cfg, load_script
 
 KEYS = Path(__file__).parent / "data" / "sgm_tiny_sv3d_keys.json"
 OPEN_CLIP_TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8,
                                                   "head_width": 16, "mlp_ratio": 2.0},
                   "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-
-
-def load_script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
