@@ -44,14 +44,18 @@ def submitted_job_ids(sweep_dir: Path) -> list[str]:
     return sorted({m.group(1) for m in map(re.compile(r"^(\d+)(?:_\d+)?$").match, names) if m})
 
 
-def final_sacct_states(job_id: str, timeout_s: float = 60) -> dict[str, str]:
-    """sacct states of all tasks of a job once none is still pending/running (the DB lags the job's end)."""
+def final_sacct_states(job_id: str, timeout_s: float = 60, tasks: int = 1) -> dict[str, str]:
+    """sacct states of the `tasks` allocations of a job once none is still pending/running.
+
+    The DB lags the job's end, task by task: on a loaded machine it listed one task of a finished three-task array
+    while the other two records were still on their way, so wait until all `tasks` are there.
+    """
     states: dict[str, str] = {}
 
     def final() -> bool:
         nonlocal states
         states = sacct_states(job_id)
-        return bool(states) and all(s.split()[0] not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+        return len(states) >= tasks and all(s.split()[0] not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
                                     for s in states.values())
 
     wait_until(final, timeout_s, f"final sacct states of job {job_id}")

@@ -37,5 +37,5 @@ def test_three_job_multirun_completes(slurm_cluster, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     done = sorted((sweep / str(i) / "done.txt").read_text().split()[0] for i in range(3))
     assert done == ["1", "2", "3"]
-    states = final_sacct_states(array_job_id(sweep))
+    states = final_sacct_states(array_job_id(sweep), tasks=3)
     assert sorted(states.values()) == ["COMPLETED"] * 3, states

@@ -36,8 +36,9 @@ def finish(proc: subprocess.Popen, timeout_s: float) -> str:
     return out
 
 
-def job_states(sweep_dir: Path) -> list[str]:
-    return sorted(state.split()[0] for job in submitted_job_ids(sweep_dir) for state in final_sacct_states(job).values())
+def job_states(sweep_dir: Path, tasks_per_job: int = 1) -> list[str]:
+    return sorted(state.split()[0] for job in submitted_job_ids(sweep_dir)
+                  for state in final_sacct_states(job, tasks=tasks_per_job).values())
 
 
 @pytest.mark.timeout(600)
@@ -47,7 +48,7 @@ def test_three_shard_sweep_completes_and_merges_every_prompt_once(slurm_cluster,
                        "dataset.shard_index=0,1,2")
     out = finish(proc, 540)
     assert proc.returncode == 0, out[-4000:]
-    assert job_states(sweep) == ["COMPLETED"] * 3
+    assert job_states(sweep, tasks_per_job=3) == ["COMPLETED"] * 3
     assert all(len(pd.read_csv(sweep / str(job) / "results.csv")) == 2 for job in range(3))  # 1 prompt each
 
     merge = subprocess.run([sys.executable, "-m", "noise_exp.merge", str(sweep)], cwd=REPO, capture_output=True,
