@@ -1,4 +1,5 @@
 """Every option of every config group composes, and builds the object it names."""
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,37 @@ def test_paper_experiments_run_on_the_flow_models(experiment, model):
     cfg = compose_cfg([f"experiment={experiment}", f"model={model}"])
     assert cfg.model.name == model and cfg.model._target_.startswith("noise_exp.models.flow_matching.")
     assert cfg.name == experiment and sorted(cfg.evaluator) == ["aes", "hpsv2", "imagereward", "pickscore"]
+
+
+# --- model configs state only what differs from their base (conf/model_base/) -----------------------------------
+
+MODEL_SNAPSHOT = Path(__file__).parent / "data" / "model_configs.json"
+
+
+def composed_model(model: str) -> dict:
+    """conf/model/<model>.yaml as run.py composes it (its base included), interpolations kept as written."""
+    return OmegaConf.to_container(compose_cfg([f"model={model}"]).model, resolve=False)
+
+
+def test_every_model_composes_to_its_recorded_config():
+    """The configs were split into a base and what differs; the composed result is what each file said in full before
+    (tests/data/model_configs.json, written from the full files). A deliberate change updates that file:
+    `.venv/bin/python -m tests.test_config`."""
+    recorded = json.loads(MODEL_SNAPSHOT.read_text())
+    assert sorted(recorded) == options("model")
+    for model in options("model"):
+        assert composed_model(model) == recorded[model], model
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_a_model_config_states_only_what_differs_from_its_base(model):
+    own = OmegaConf.load(CONF / "model" / f"{model}.yaml")
+    (base,) = [entry.split("@")[0].lstrip("/") for entry in own.defaults if entry != "_self_"]
+    base_keys = OmegaConf.load(CONF / f"{base}.yaml")
+    repeated = [key for key in own if key != "defaults" and key in base_keys and own[key] == base_keys[key]]
+    assert not repeated, f"{model}.yaml repeats {repeated} from conf/{base}.yaml"
+
+
+if __name__ == "__main__":
+    MODEL_SNAPSHOT.write_text(json.dumps({m: composed_model(m) for m in options("model")}, indent=1, sort_keys=True))
+    print(f"wrote {MODEL_SNAPSHOT}")

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 from diffusers import FluxPipeline
-from omegaconf import OmegaConf
 
 from noise_exp.methods import NoiseOptimization, NoiseSelection
 from noise_exp.models.flow_matching import pack_latents, unpack_latents
 from noise_exp.stability import stability
-from tests.conftest import CONF
+from tests.conftest import CONF, compose_cfg
 from tests.flow.conftest import with_settings
 
 PROMPT = "a small house by a lake"
@@ -31,7 +30,7 @@ def shipped_samplers() -> list:
     """(tiny model of the family, steps, guidance) of every flow-matching config in conf/model/."""
     cases = []
     for path in sorted((CONF / "model").glob("*.yaml")):
-        config = OmegaConf.load(path)
+        config = compose_cfg([f"model={path.stem}"]).model
         if config._target_.startswith("noise_exp.models.flow_matching."):
             family = "tiny_sd3" if "StableDiffusion3" in config._target_ else \
                 "tiny_flux" if config.guidance_scale else "tiny_schnell"
