@@ -13,7 +13,8 @@ The picks come from the project's own runs, one per model (K = 8 seeds per promp
 `build` keeps each distinct image once (a seed picked by several rules is one row; `picked_by` lists the rules,
 `variant` is the first of stable, unstable, best_shapes_reward, random that picked it) and copies the PNGs.
 `shapes_geneval_before` is the judge's score when the images were generated. `rescore` writes the current judge's
-score as `shapes_geneval`. `sheets` draws numbered contact sheets (nearest-neighbour upscaled, prompt printed, no
+score as `shapes_geneval`. `bias` prints stable minus unstable accuracy by the labels and by both judge
+columns. `sheets` draws numbered contact sheets (nearest-neighbour upscaled, prompt printed, no
 variant and no score shown) in an annotator's labelling order, for labelling by eye.
 """
 from __future__ import annotations
@@ -98,6 +99,28 @@ def sheets(out: Path, annotator: str, dest: Path, per_sheet: int = 16, tile: int
     print(f"{len(items)} images on {-(-len(items) // per_sheet)} sheets -> {dest}")
 
 
+def stable_vs_unstable(out: Path, labels_csv: Path) -> None:
+    """Stable minus unstable accuracy per model, by the labels and by each judge column, on the prompts where both
+    picks have a yes/no label: the bias a judge's errors would put into the paper's comparison."""
+    from noise_exp.human_eval.audit import majority_labels
+
+    decided = majority_labels(pd.read_csv(labels_csv))
+    for results in sorted(out.glob("*/results.csv")):
+        frame = pd.read_csv(results)
+        frame["human"] = (results.parent.name + "/" + frame["dataset"] + "/" + frame["prompt_id"].astype(str) + "/"
+                          + frame["variant"]).map(decided)
+        picks = {rule: frame[frame["picked_by"].str.split("+").apply(lambda rules: rule in rules)].set_index("prompt_id")
+                 for rule in ("stable", "unstable")}
+        prompts = [p for p in picks["stable"].index if p in picks["unstable"].index
+                   and pd.notna(picks["stable"].loc[p, "human"]) and pd.notna(picks["unstable"].loc[p, "human"])]
+        parts = []
+        for column in ("human", "shapes_geneval_before", "shapes_geneval"):
+            stable = picks["stable"].loc[prompts, column].astype(float).mean()
+            unstable = picks["unstable"].loc[prompts, column].astype(float).mean()
+            parts.append(f"{column} {stable:.3f} - {unstable:.3f} = {stable - unstable:+.3f}")
+        print(f"{results.parent.name} ({len(prompts)} prompts, stable - unstable): " + "; ".join(parts))
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,11 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     sheets_cmd.add_argument("dest", type=Path)
     sheets_cmd.add_argument("--annotator", default="claude")
     sheets_cmd.add_argument("--out", type=Path, default=AUDIT)
+    bias_cmd = commands.add_parser("bias", help="stable minus unstable accuracy by the labels and by the judge")
+    bias_cmd.add_argument("--out", type=Path, default=AUDIT)
     args = parser.parse_args(argv)
     if args.command == "build":
         build(args.picks, args.out)
     elif args.command == "rescore":
         rescore(args.out)
+    elif args.command == "bias":
+        stable_vs_unstable(args.out, args.out / "labels.csv")
     else:
         sheets(args.out, args.annotator, args.dest)
     return 0

@@ -84,6 +84,7 @@ class Audit:
     table: pd.DataFrame  # one row per labelled image: item_id, run, variant, prompt, tag, image, label, score, ...
     by_tag: tuple[AuditRow, ...]
     by_variant: tuple[AuditRow, ...]
+    by_run: tuple[AuditRow, ...]  # one row per run folder below a sweep (empty for a single run)
     overall: AuditRow
     unlabelled: int  # images without a yes/no majority (unlabelled, unsure or tied)
 
@@ -172,6 +173,8 @@ def audit(folder: Path, evaluator: str, threshold: float = 0.5, labels_csv: Path
         table=table.reset_index(drop=True),
         by_tag=tuple(_row(tag, table[table["tag"] == tag]) for tag in order),
         by_variant=tuple(_row(str(v), group) for v, group in table.groupby("variant", sort=True)),
+        by_run=tuple(_row(str(run), group) for run, group in table.groupby("run", sort=True))
+        if table["run"].nunique() > 1 else (),
         overall=_row("overall", table),
         unlabelled=len(images) - len(table),
     )
@@ -207,6 +210,8 @@ def audit_markdown(result: Audit, disagreements: bool = True) -> str:
              f"{result.overall.n} labelled images ({result.unlabelled} without a yes/no label left out); the "
              f"evaluator says correct when its score >= {result.threshold:g}.",
              "", *_table((*result.by_tag, result.overall), "tag"), "", *_table(result.by_variant, "variant"), ""]
+    if result.by_run:
+        lines += [*_table(result.by_run, "run"), ""]
     link = stability_link(result)
     if link:
         lines += [link, ""]
