@@ -1,20 +1,26 @@
 """The exact judge of the shapes world (`evaluator=shapes_geneval`): rule-based, no learned weights.
 
-An image is read back into objects (`detect_objects`) and checked against its caption with the world's own
-semantics (`noise_exp.data.shapes.check`), like GenEval reads a photo with a detector:
+An image is read back into objects (`detect_objects`) and checked against its caption by GenEval's rules
+(`noise_exp.data.shapes.geneval_check`), like GenEval reads a photo with a detector:
 
 1. colour segmentation: every pixel is explained as a blend of the background (the median of the image border)
-   with one palette colour; it takes the colour whose blend line passes closest, and is foreground when the
-   blend is at least half that colour (so anti-aliased and blurred edges neither spill into another colour nor
-   grow the object);
-2. connected components of each colour (4-connected); specks below 30% of a small triangle's area are ignored;
-3. shape: the ideal circle, square or upright triangle of the component's area, centroid and aspect, turned
-   by up to 10 degrees and blurred by up to 1 px (at 32 px), that overlaps the component's blend fractions best
-   (soft IoU on a 4x4 subpixel grid); a blob that fits no shape to `MIN_FIT` is an unrecognised object;
-4. position: the component's bounding box, compared by GenEval's relative-position rule.
+   with one of the palette colours or orange (`SEGMENT_COLORS`: orange is a GenEval colour that sits between the
+   world's red and yellow, and a red-yellow mix is named so); it takes the colour whose blend line passes closest,
+   and is foreground when the blend is at least half that colour (so anti-aliased and blurred edges neither spill
+   into another colour nor grow the object);
+2. components: 4-connected components of the foreground; within one, each colour's components are its parts.
+   Specks below 30% of a small triangle's area are ignored. A component of several colours (a two-tone fill, a
+   gradient) is one object, of its most common colour, when it fits a shape better than each recognised part (by
+   `MERGE_MARGIN`); else its parts are separate objects (two objects drawn touching);
+3. shape: the ideal circle, square or upright triangle of the object's area, centroid and aspect, turned by up to
+   10 degrees and blurred by up to 1 px (at 32 px), that overlaps its blend fractions best (soft IoU on a 4x4
+   subpixel grid); the best fit is the object's confidence, and a blob that fits no shape to `MIN_FIT` is
+   unrecognised;
+4. position: the object's bounding box, compared by GenEval's relative-position rule.
 
 The score is 1.0 when the image is correct, else 0.0; `judge` also returns the sub-checks (object present, count,
-colour, position), and `tag_accuracy` / `run_tag_accuracy` aggregate per tag like GenEval.
+colour, position), and `tag_accuracy` / `run_tag_accuracy` aggregate per tag like GenEval. Audited on the models'
+own samples: docs/shapes_world.md, "The judge audited on the models' own samples".
 """
 from __future__ import annotations
 
@@ -45,6 +51,12 @@ PAD = 3  # pixels around a component that may hold its blurred edge
 _FILL = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}  # area over the box the shape fills
 _SPREAD = {"circle": 1.0, "square": 1.0, "triangle": 4 / 3}  # var(y) / var(x) of the shape filling a square box
 MAX_ASPECT = 1.5  # template height / width is fitted from the blob's second moments within [1/1.5, 1.5]
+# GenEval's colour classes outside the world's palette: an object of such a colour is no palette colour. Orange
+# sits halfway between the world's red and yellow, so a red-yellow mix is named orange, as a person (or GenEval's
+# CLIP classifier) would, not red or yellow by whichever is a shade closer.
+OTHER_COLORS: dict[str, tuple[int, int, int]] = {"orange": (228, 118, 32)}
+SEGMENT_COLORS = {**PALETTE, **OTHER_COLORS}
+MERGE_MARGIN = 0.05  # how much better touching colours must fit one shape together than apart
 
 
 # --- pixels -> objects --------------------------------------------------------------------------------
@@ -63,11 +75,11 @@ def as_rgb(image) -> Image.Image:
 
 
 def segment(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[H, W, 3] in [0, 1] -> (colour index per pixel into PALETTE, -1 for background; [H, W, C] blend fraction of
-    each palette colour per pixel)."""
+    """[H, W, 3] in [0, 1] -> (colour index per pixel into SEGMENT_COLORS, -1 for background; [H, W, C] blend
+    fraction of each of those colours per pixel)."""
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
-    directions = np.asarray(list(PALETTE.values()), dtype=np.float64) / 255.0 - background  # [C, 3]
+    directions = np.asarray(list(SEGMENT_COLORS.values()), dtype=np.float64) / 255.0 - background  # [C, 3]
     offsets = pixels.astype(np.float64) - background  # [H, W, 3]
     alpha = np.clip(offsets @ directions.T / (directions ** 2).sum(1), 0, 1)  # [H, W, C]
     residual = np.linalg.norm(offsets[..., None, :] - alpha[..., None] * directions, axis=-1)
@@ -124,32 +136,56 @@ def shape_fit(alpha: np.ndarray, blurs: Sequence[float] = (0.0,)) -> dict[str, f
     return fits
 
 
+def _object(color: str, labels: np.ndarray, blend: np.ndarray, mask: np.ndarray, window: tuple[slice, slice],
+            blurs: tuple[float, ...]) -> SceneObject:
+    """The object `mask` (in `window`) of `color`, its shape fitted to the blend fractions `blend` ([H, W]) over the
+    mask and its anti-aliased edge (background pixels within PAD of it)."""
+    crop = tuple(slice(max(w.start - PAD, 0), w.stop + PAD) for w in window)
+    inside = mask[crop]
+    near = ndimage.binary_dilation(inside, iterations=PAD) & ((labels[crop] == -1) | inside)
+    fits = shape_fit(np.where(near & (blend[crop] >= NOISE_ALPHA), blend[crop], 0.0), blurs)
+    shape = max(fits, key=fits.get)
+    box = (float(window[1].start), float(window[0].start), float(window[1].stop), float(window[0].stop))
+    return SceneObject(shape if fits[shape] >= MIN_FIT else UNRECOGNISED, color, box, fits[shape])
+
+
 def detect_objects(image: Image.Image) -> list[SceneObject]:
-    """The objects in a shapes image: colour, shape and bounding box of every large enough component."""
+    """The objects in a shapes image: colour, shape, bounding box and shape fit (the confidence) of every large enough
+    component. A component of touching colours (a two-tone fill, a gradient) is one object, of its most common colour,
+    when it fits a shape better, by `MERGE_MARGIN`, than each of its recognised single-colour parts; else each part is
+    an object (two objects drawn touching)."""
     pixels = np.asarray(as_rgb(image), dtype=np.float64) / 255.0
     labels, alpha = segment(pixels)
     side = math.sqrt(labels.size)
     min_area = MIN_AREA_FRACTION * labels.size
     blurs = tuple(side / 32 * sigma for sigma in BLURS)
+    names = list(SEGMENT_COLORS)
     objects = []
-    for index, color in enumerate(PALETTE):
-        components, _ = ndimage.label(labels == index)
-        for component, window in enumerate(ndimage.find_objects(components), 1):
-            if (components[window] == component).sum() < min_area:
-                continue
-            crop = tuple(slice(max(w.start - PAD, 0), w.stop + PAD) for w in window)
-            mask = components[crop] == component
-            near = ndimage.binary_dilation(mask, iterations=PAD) & ((labels[crop] == -1) | mask)
-            blend = alpha[crop][..., index]
-            fits = shape_fit(np.where(near & (blend >= NOISE_ALPHA), blend, 0.0), blurs)
-            box = (float(window[1].start), float(window[0].start), float(window[1].stop), float(window[0].stop))
-            shape = max(fits, key=fits.get)
-            objects.append(SceneObject(shape if fits[shape] >= MIN_FIT else UNRECOGNISED, color, box))
+    touching, _ = ndimage.label(labels >= 0)
+    for group, group_window in enumerate(ndimage.find_objects(touching), 1):
+        in_group = touching == group
+        if in_group.sum() < min_area:
+            continue
+        parts = []
+        for index in np.unique(labels[in_group]):
+            components, _ = ndimage.label((labels == index) & in_group)
+            for component, window in enumerate(ndimage.find_objects(components), 1):
+                if (components[window] == component).sum() >= min_area:
+                    parts.append(_object(names[index], labels, alpha[..., index], components == component, window,
+                                         blurs))
+        if len(np.unique(labels[in_group])) > 1:
+            counts = np.bincount(labels[in_group], minlength=len(names))
+            whole = _object(names[int(counts.argmax())], labels, alpha.max(-1), in_group, group_window, blurs)
+            recognised = [part.confidence for part in parts if part.shape != UNRECOGNISED]
+            if whole.shape != UNRECOGNISED and whole.confidence >= max(recognised, default=0.0) + MERGE_MARGIN:
+                parts = [whole]
+        objects.extend(parts)
     return objects
 
 
 def judge(image: Image.Image, target: Target) -> Judgement:
-    return check(detect_objects(image), target)
+    """GenEval's verdict (`noise_exp.data.shapes.geneval_check`) on the objects detected in the image."""
+    return check(detect_objects(image), target, rules="geneval")
 
 
 # --- the evaluator ------------------------------------------------------------------------------------

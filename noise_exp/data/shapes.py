@@ -19,12 +19,14 @@ follows GenEval (Ghosh et al. 2023): what a caption tests is read from its struc
 | color_attr | two groups, both coloured | "a red square and a blue circle" |
 | position | two single objects and a relation | "a red circle left of a blue triangle" |
 
-Semantics (`check`), stricter than GenEval's because a shapes image holds nothing but what its caption names:
-every named shape is present, each shape appears exactly as often as the caption says (unnamed shapes and blobs
-that are no shape: never),
-each coloured group has that many objects of its colour, and a relation holds between every pair of matching
-objects by GenEval's rule (`relations`). Images are drawn by `noise_exp.data.shapes_render`; the judge
-(`evaluators/shapes.py`) detects objects in pixels and applies the same `check`.
+Semantics (`check`), two rule sets. `rules="exact"` (the world's own, used to label renders and the reward's training
+pairs), stricter than GenEval's because a shapes image holds nothing but what its caption names: every named shape
+is present, each shape appears exactly as often as the caption says (unnamed shapes and blobs that are no shape:
+never), each coloured group has that many objects of its colour, and a relation holds between every pair of matching
+objects by GenEval's rule (`relations`). `rules="geneval"` (`geneval_check`, what the judge applies): GenEval's
+include/exclude clauses, at least the named objects, exactly N only for counting, colour and position on the most
+confident objects, extra objects allowed. Images are drawn by `noise_exp.data.shapes_render`; the judge
+(`evaluators/shapes.py`) detects objects in pixels and applies `check(..., rules="geneval")`.
 """
 from __future__ import annotations
 
@@ -225,6 +227,7 @@ class SceneObject:
     shape: str
     color: str
     box: tuple[float, float, float, float]
+    confidence: float = 1.0  # a detector's (the judge's shape fit); GenEval checks the most confident first
 
     @property
     def center(self) -> tuple[float, float]:
@@ -271,8 +274,13 @@ class Judgement:
     reasons: tuple[str, ...] = field(default=())
 
 
-def check(objects: Sequence[SceneObject], target: Target) -> Judgement:
-    """Does a scene (rendered or detected objects) satisfy `target`? See the module docstring for the rules."""
+def check(objects: Sequence[SceneObject], target: Target, rules: str = "exact") -> Judgement:
+    """Does a scene (rendered or detected objects) satisfy `target`? `rules="exact"`: the world's own semantics (the
+    module docstring); `rules="geneval"`: GenEval's (`geneval_check`)."""
+    if rules == "geneval":
+        return geneval_check(objects, target)
+    if rules != "exact":
+        raise NoiseExpError(f"unknown rules {rules!r}: exact or geneval")
     reasons: list[str] = []
     found = {shape: sum(obj.shape == shape for obj in objects) for shape in SHAPES}
     present = all(found[group.shape] > 0 for group in target.groups)
@@ -299,6 +307,49 @@ def check(objects: Sequence[SceneObject], target: Target) -> Judgement:
         if not position:
             reasons.append(f"not {target.relation}")
     correct = present and count and color is not False and position is not False
+    return Judgement(correct, present, count, color, position, tuple(reasons))
+
+
+def _group_candidates(objects: Sequence[SceneObject], target: Target, group: ObjectSpec) -> list[SceneObject]:
+    """The objects GenEval's detector would list for a group's class, most confident first. The class is the shape;
+    where both groups name the same shape (e.g. "a red circle left of a blue circle", a caption GenEval never has),
+    the colour is part of the class, or both groups would be the same object."""
+    same_shape = sum(g.shape == group.shape for g in target.groups) > 1
+    found = [obj for obj in objects if obj.shape == group.shape and (not same_shape or obj.color == group.color)]
+    return sorted(found, key=lambda obj: -obj.confidence)
+
+
+def geneval_check(objects: Sequence[SceneObject], target: Target) -> Judgement:
+    """GenEval's rule (djghosh13/geneval, evaluation/evaluate_images.py) on the world's objects. Each group is an
+    `include` clause: at least `count` objects of its shape; its colour is checked on the `count` most confident of
+    them; a relation is checked between the most confident objects of the two groups. Only counting captions have an
+    `exclude` clause: no more than `count` of the shape. Objects the caption does not name, and unrecognised blobs,
+    never fail an image."""
+    reasons: list[str] = []
+    chosen = [_group_candidates(objects, target, group)[:group.count] for group in target.groups]
+    short = [g for g, found in zip(target.groups, chosen) if len(found) < g.count]
+    present = all(found for found in chosen)
+    if short:
+        reasons.append("fewer than " + ", ".join(f"{g.count} {g.shape}" for g in short))
+    count = not short
+    if target.tag == "counting":
+        group = target.groups[0]
+        total = sum(obj.shape == group.shape for obj in objects)
+        if total > group.count:
+            count = False
+            reasons.append(f"{total} {PLURALS[group.shape]}, more than {group.count}")
+    color = None
+    if any(group.color for group in target.groups):
+        wrong = [g for g, found in zip(target.groups, chosen)
+                 if g.color and len(found) == g.count and sum(obj.color == g.color for obj in found) < g.count]
+        color = not wrong and not short
+        reasons.extend(f"the {g.shape} is not {g.color}" for g in wrong)
+    position = None
+    if target.relation:
+        position = not short and target.relation in relations(chosen[0][0], chosen[1][0])
+        if not position:
+            reasons.append(f"not {target.relation}")
+    correct = count and color is not False and position is not False
     return Judgement(correct, present, count, color, position, tuple(reasons))
 
 
@@ -389,5 +440,6 @@ def benchmark(per_tag: int, seed: int) -> list[Target]:
 
 
 __all__ = ["BACKGROUND", "COLORS", "CONVERSE", "EXAMPLE", "Judgement", "MAX_OBJECTS", "ObjectSpec", "PALETTE",
-           "RELATIONS", "SHAPES", "SceneObject", "TAGS", "Target", "UNRECOGNISED", "benchmark", "check", "parse_caption",
+           "RELATIONS", "SHAPES", "SceneObject", "TAGS", "Target", "UNRECOGNISED", "benchmark", "check", "geneval_check",
+           "parse_caption",
            "neighbours", "relation_components", "relation_holds", "relations", "relax", "sample_target", "tag_of", "targets_of_tag"]

@@ -1,4 +1,4 @@
-"""`python -m noise_exp.human_eval {serve,export,analyze} <run or sweep folder>`."""
+"""`python -m noise_exp.human_eval {serve,export,analyze,audit} <run or sweep folder>`."""
 from __future__ import annotations
 
 import argparse
@@ -33,9 +33,19 @@ def _parser() -> ArgumentParser:
         "stable:baseline,optimized:baseline, those present)",
     )
 
-    export = commands.add_parser("export", help="write the votes as CSV")
+    export = commands.add_parser("export", help="write the votes (or, with --labels, the labels) as CSV")
     export.add_argument("folder", type=Path)
-    export.add_argument("--out", type=Path, default=None, help="default <folder>/human_votes.csv")
+    export.add_argument("--out", type=Path, default=None,
+                        help="default <folder>/human_votes.csv (--labels: <folder>/human_labels.csv)")
+    export.add_argument("--labels", action="store_true", help="export the correctness labels instead of the votes")
+
+    audit = commands.add_parser("audit", help="compare an evaluator's scores with the correctness labels")
+    audit.add_argument("folder", type=Path)
+    audit.add_argument("--evaluator", required=True, help="the results.csv column to audit, e.g. shapes_geneval")
+    audit.add_argument("--threshold", type=float, default=0.5, help="score >= threshold means correct (default 0.5)")
+    audit.add_argument("--labels", type=Path, default=None,
+                       help="labels CSV (as export --labels writes) instead of the folder's database")
+    audit.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")
 
     analyze = commands.add_parser("analyze", help="print the human preference section of the report")
     analyze.add_argument("folder", type=Path)
@@ -49,25 +59,32 @@ def _parser() -> ArgumentParser:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from noise_exp.human_eval.app import create_app, db_path, is_loopback
-    from noise_exp.human_eval.pairs import build_pairs, parse_comparisons
-    from noise_exp.human_eval.store import VoteStore
+    from noise_exp.human_eval.app import is_loopback
+    from noise_exp.human_eval.label_app import build_app
+    from noise_exp.human_eval.pairs import parse_comparisons
 
     if not is_loopback(args.host) and not args.token:
         raise NoiseExpError(f"binding to {args.host} exposes the page beyond this machine: pass --token <shared secret>")
     if args.token is not None and len(args.token) < 8:
         raise NoiseExpError("--token must be at least 8 characters")
-    pair_set = build_pairs(args.folder, parse_comparisons(args.comparisons))
-    store = VoteStore(db_path(pair_set.root))
-    app = create_app(pair_set, store, token=args.token)
-    url = f"http://{args.host}:{args.port}/" + (f"?token={quote(args.token)}" if args.token else "")
-    print(f"{len(pair_set.pairs)} pairs from {pair_set.root} ({len(pair_set.skipped)} skipped); votes in {store.path}")
-    print(f"open {url}", flush=True)
+    app, pair_set, items, store = build_app(args.folder, parse_comparisons(args.comparisons), token=args.token)
+    query = f"?token={quote(args.token)}" if args.token else ""
+    print(f"{len(pair_set.pairs)} pairs from {pair_set.root} ({len(pair_set.skipped)} skipped), {len(items)} images "
+          f"to label; votes and labels in {store.path}")
+    print(f"open http://{args.host}:{args.port}/{query} (pairs) or http://{args.host}:{args.port}/label{query} "
+          "(is each image right?)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def _export(args: argparse.Namespace) -> None:
     from noise_exp.human_eval.analysis import load_votes
+
+    if args.labels:
+        from noise_exp.human_eval.audit import export_labels
+
+        out = args.out if args.out is not None else Path(args.folder) / "human_labels.csv"
+        print(f"{export_labels(args.folder, out)} labels -> {out}")
+        return
 
     votes, database = load_votes(args.folder)
     if database is None:
@@ -86,12 +103,23 @@ def _analyze(args: argparse.Namespace) -> None:
         print(f"\nwrote {out}")
 
 
+def _audit(args: argparse.Namespace) -> None:
+    from noise_exp.files import atomic_write_bytes
+    from noise_exp.human_eval.audit import audit, audit_markdown
+
+    report = audit_markdown(audit(args.folder, args.evaluator, args.threshold, args.labels))
+    print(report, end="")
+    if args.out is not None:
+        atomic_write_bytes(args.out, report.encode("utf-8"))
+        print(f"\nwrote {args.out}")
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not Path(args.folder).is_dir():
         raise NoiseExpError(f"{args.folder} is not a folder")
-    {"serve": _serve, "export": _export, "analyze": _analyze}[args.command](args)
+    {"serve": _serve, "export": _export, "analyze": _analyze, "audit": _audit}[args.command](args)
     return 0
 
 

@@ -10,9 +10,7 @@ import pandas as pd
 import uvicorn
 from PIL import Image
 
-from noise_exp.human_eval.app import create_app, db_path
-from noise_exp.human_eval.pairs import build_pairs
-from noise_exp.human_eval.store import VoteStore
+from noise_exp.human_eval.label_app import build_app
 
 VARIANT_COLOURS = {
     "stable": (30, 160, 60),
@@ -44,12 +42,10 @@ def make_run(folder: Path, n_prompts: int = 4, variants=("stable", "unstable", "
 
 
 class LiveServer:
-    """uvicorn serving the real app in a background thread, on a socket bound to a free port."""
+    """uvicorn serving the real app (pairs and labels) in a background thread, on a socket bound to a free port."""
 
     def __init__(self, folder: Path, token: str | None = None):
-        self.pair_set = build_pairs(folder)
-        self.store = VoteStore(db_path(self.pair_set.root))
-        app = create_app(self.pair_set, self.store, token=token)
+        app, self.pair_set, self.items, self.store = build_app(folder, token=token)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"

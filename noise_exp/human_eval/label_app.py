@@ -1,0 +1,280 @@
+"""The labelling mode of the human-eval page: `/label` shows one image, its prompt and the rule, and asks "is this
+image right for its prompt?" (yes / no / unsure). Added to the pairwise app by `add_label_routes`, so the token,
+security headers and error format are the app's.
+
+API: `GET /api/label/next?annotator=` (the next unlabelled item: its opaque key, prompt, rule, progress),
+`GET /api/label/image?key=`, `POST /api/labels {annotator, key, label}` (201; a second label is refused with 409).
+Keys: Y or 1 = yes, N or 3 = no, U or 2 = unsure.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, Query
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from noise_exp.errors import NoiseExpError
+from noise_exp.human_eval.app import ApiError, _check_annotator, create_app, db_path
+from noise_exp.human_eval.labels import (DuplicateLabel, Item, Label, LabelStore, build_items, label_rule,
+                                         labelling_order)
+from noise_exp.human_eval.pairs import DEFAULT_COMPARISONS, PairSet, build_pairs
+from noise_exp.human_eval.store import utc_now
+
+log = logging.getLogger(__name__)
+
+
+class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    annotator: str = Field(min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=64)
+    label: Literal["yes", "no", "unsure"]
+
+
+def build_app(folder: Path, comparisons: tuple[tuple[str, str], ...] = DEFAULT_COMPARISONS,
+              token: str | None = None) -> tuple[FastAPI, PairSet, tuple[Item, ...], LabelStore]:
+    """The human-eval app of a run or sweep folder with both modes: pairs at `/`, labels at `/label`. A folder
+    without pairs (e.g. one variant per prompt) is served for labelling only."""
+    root, items, skipped = build_items(folder)
+    for reason in skipped:
+        log.warning("skipped image %s", reason)
+    try:
+        pair_set = build_pairs(root, comparisons)
+    except NoiseExpError as err:
+        log.warning("no pairs to compare: %s", err)
+        pair_set = PairSet(root=root, pairs=(), skipped=())
+    store = LabelStore(db_path(root))
+    app = create_app(pair_set, store, token=token)
+    add_label_routes(app, items, store)
+    return app, pair_set, items, store
+
+
+def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -> None:
+    by_key = {item.key: item for item in items}
+    total = len(items)
+
+    def item_or_404(key: str) -> Item:
+        item = by_key.get(key)
+        if item is None:
+            raise ApiError(404, f"unknown item key {key[:64]!r}")
+        return item
+
+    def progress(annotator: str) -> dict:
+        done = store.labelled_item_ids(annotator) & {item.item_id for item in items}
+        return {"done": len(done), "total": total}
+
+    @app.get("/label", response_class=HTMLResponse)
+    def label_page() -> HTMLResponse:
+        return HTMLResponse(LABEL_HTML)
+
+    @app.get("/label.js")
+    def label_script() -> Response:
+        return Response(LABEL_JS, media_type="text/javascript")
+
+    @app.get("/label.css")
+    def label_style() -> Response:
+        return Response(LABEL_CSS, media_type="text/css")
+
+    @app.get("/api/label/next")
+    def next_item(annotator: str = Query(min_length=1, max_length=64)) -> dict:
+        annotator = _check_annotator(annotator)
+        labelled = store.labelled_item_ids(annotator)
+        status = progress(annotator)
+        for item in labelling_order(annotator, items):
+            if item.item_id not in labelled:
+                return {"finished": False, "progress": status,
+                        "item": {"key": item.key, "prompt": item.prompt, "rule": label_rule(item.prompt),
+                                 "number": status["done"] + 1}}
+        return {"finished": True, "progress": status, "item": None}
+
+    @app.get("/api/label/image")
+    def item_image(key: str = Query(min_length=1, max_length=64)) -> FileResponse:
+        # The path was resolved and checked to be inside the served folder when the items were built.
+        return FileResponse(item_or_404(key).image, headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.post("/api/labels", status_code=201)
+    def record(body: LabelIn) -> dict:
+        annotator = _check_annotator(body.annotator)
+        item = item_or_404(body.key)
+        try:
+            store.record_label(Label(annotator, item.item_id, item.run, item.dataset, item.prompt_id, item.variant,
+                                     item.prompt, body.label, utc_now()))
+        except DuplicateLabel as err:
+            raise ApiError(409, str(err)) from err
+        return {"status": "recorded", "progress": progress(annotator)}
+
+
+LABEL_HTML = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Image Labelling</title>
+  <link rel="stylesheet" href="/style.css">
+  <link rel="stylesheet" href="/label.css">
+  <script src="/label.js" defer></script>
+</head>
+<body data-state="idle">
+  <header>
+    <h1>Is this image right for its prompt?</h1>
+    <form id="who" autocomplete="on">
+      <label for="annotator">Your name</label>
+      <input id="annotator" name="annotator" required maxlength="64"
+             pattern="[A-Za-z0-9][A-Za-z0-9 _.@\\-]{0,63}" placeholder="e.g. alice">
+      <button type="submit" id="start">Start / resume</button>
+    </form>
+    <div class="progress">
+      <progress id="progress" value="0" max="1"></progress>
+      <span id="progress-text" aria-live="polite"></span>
+    </div>
+  </header>
+  <main>
+    <p id="error" role="alert" hidden></p>
+    <section id="intro">
+      <p>Enter your name to start. You can stop at any time; with the same name you resume where you stopped.</p>
+    </section>
+    <section id="task" hidden>
+      <h2 id="prompt"></h2>
+      <p id="rule"></p>
+      <figure class="single"><img id="item-image" alt="image to label"></figure>
+      <div class="choices">
+        <button type="button" id="label-yes" data-label="yes" disabled>Yes, right <kbd>Y</kbd> <kbd>1</kbd></button>
+        <button type="button" id="label-unsure" data-label="unsure" disabled>Unsure <kbd>U</kbd> <kbd>2</kbd></button>
+        <button type="button" id="label-no" data-label="no" disabled>No, wrong <kbd>N</kbd> <kbd>3</kbd></button>
+      </div>
+    </section>
+    <section id="finished" hidden>
+      <h2>All images labelled. Thank you!</h2>
+    </section>
+  </main>
+</body>
+</html>
+"""
+
+LABEL_JS = r"""
+"use strict";
+(function () {
+  const token = new URLSearchParams(window.location.search).get("token") || "";
+  const state = { annotator: null, item: null, busy: false };
+  const byId = (id) => document.getElementById(id);
+  const buttons = () => document.querySelectorAll(".choices button");
+  const KEYS = { y: "yes", Y: "yes", "1": "yes", u: "unsure", U: "unsure", "2": "unsure", n: "no", N: "no", "3": "no" };
+
+  function showError(message) { const box = byId("error"); box.textContent = message; box.hidden = !message; }
+  function enable(on) { buttons().forEach((button) => { button.disabled = !on; }); }
+
+  async function api(path, options) {
+    const opts = Object.assign({}, options || {});
+    opts.headers = Object.assign({}, opts.headers || {});
+    if (token) opts.headers["X-Token"] = token;
+    const response = await fetch(path, opts);
+    let body = null;
+    try { body = await response.json(); } catch (err) { body = null; }
+    if (!response.ok) {
+      const error = new Error((body && body.error) || ("HTTP " + response.status));
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+
+  function showProgress(progress) {
+    const bar = byId("progress");
+    bar.max = Math.max(progress.total, 1);
+    bar.value = progress.done;
+    byId("progress-text").textContent = progress.done + " / " + progress.total + " images labelled";
+  }
+
+  async function loadNext() {
+    state.busy = true;
+    enable(false);
+    document.body.dataset.state = "loading";
+    try {
+      const data = await api("/api/label/next?" + new URLSearchParams({ annotator: state.annotator }).toString());
+      showProgress(data.progress);
+      byId("intro").hidden = true;
+      if (data.finished) {
+        state.item = null;
+        byId("task").hidden = true;
+        byId("finished").hidden = false;
+        document.body.dataset.itemKey = "";
+        document.body.dataset.state = "finished";
+        return;
+      }
+      state.item = data.item;
+      byId("task").hidden = false;
+      byId("prompt").textContent = "Image " + data.item.number + ": \u201c" + data.item.prompt + "\u201d";
+      byId("rule").textContent = data.item.rule;
+      const query = new URLSearchParams({ key: data.item.key });
+      if (token) query.set("token", token);
+      await new Promise((resolve, reject) => {
+        const img = byId("item-image");
+        img.onload = () => resolve();
+        img.onerror = () => reject(new Error("could not load the image; reload the page"));
+        img.src = "/api/label/image?" + query.toString();
+      });
+      document.body.dataset.itemKey = data.item.key;
+      enable(true);
+      document.body.dataset.state = "ready";
+    } catch (err) {
+      showError(err.message);
+      document.body.dataset.state = "error";
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  async function label(value) {
+    if (!state.item || state.busy) return;
+    state.busy = true;
+    enable(false);
+    document.body.dataset.state = "saving";
+    try {
+      await api("/api/labels", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ annotator: state.annotator, key: state.item.key, label: value }),
+      });
+      showError("");
+    } catch (err) {
+      // A 409 means this image was already labelled (e.g. in another tab): just move on.
+      if (err.status !== 409) { showError(err.message); state.busy = false; enable(true); document.body.dataset.state = "ready"; return; }
+    }
+    state.busy = false;
+    await loadNext();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const input = byId("annotator");
+    byId("who").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const name = input.value.trim();
+      if (!input.checkValidity() || !name) { showError("Enter a name: letters, digits, space, _ . @ -"); return; }
+      input.blur();
+      state.annotator = name;
+      try { window.localStorage.setItem("noise-exp-annotator", name); } catch (err) { /* private mode */ }
+      showError("");
+      loadNext();
+    });
+    buttons().forEach((button) => button.addEventListener("click", () => label(button.dataset.label)));
+    document.addEventListener("keydown", (event) => {
+      if (event.repeat || event.altKey || event.ctrlKey || event.metaKey) return;
+      if (event.target instanceof HTMLInputElement) return;
+      const value = KEYS[event.key];
+      if (value) { event.preventDefault(); label(value); }
+    });
+    let saved = "";
+    try { saved = window.localStorage.getItem("noise-exp-annotator") || ""; } catch (err) { saved = ""; }
+    if (saved) input.value = saved;
+  });
+})();
+"""
+
+LABEL_CSS = """
+#rule { color: #444; max-width: 60rem; }
+figure.single { margin: 0; text-align: center; }
+figure.single img { width: min(60vh, 100%); image-rendering: pixelated; background: #f4f4f4; }
+"""
