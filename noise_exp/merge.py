@@ -56,17 +56,19 @@ def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | N
 
     report = write_report(runs, out_dir / "report", pool=pool)
     if tracker is not None:
-        tracker.start({"sweep": str(folder), "runs": [str(r) for r in runs]}, out_dir)
+        tracker.start({"sweep": str(folder), "runs": [str(r) for r in runs], "settings": settings.keys}, out_dir)
         try:
             tracker.log_summary({"means": report.means}, {"winning_rates": report.winning_rates},
-                                figures={k: v for k, v in report.files.items() if v.suffix == ".png"})
+                                figures={k: v for k, v in report.files.items() if v.suffix == ".png"},
+                                settings=report.settings)
         finally:
             tracker.finish()
     return out_dir
 
 
 def sweep_tracker(folder: Path) -> RunLogger | None:
-    """The sweep's own logger config (from Hydra's multirun.yaml), as a 'summary' run of the same group."""
+    """The sweep's own logger config (from Hydra's multirun.yaml), as a 'summary' run in its jobs' group (the config's
+    `name`, else the one `sweep_group` gives the jobs)."""
     saved = Path(folder) / "multirun.yaml"
     if not saved.is_file():
         return None
@@ -76,7 +78,9 @@ def sweep_tracker(folder: Path) -> RunLogger | None:
     node = OmegaConf.load(saved).get("logger")
     if not node or "NullLogger" in str(node.get("_target_", "")):
         return None
-    return instantiate(node, job_type="summary", name="summary", group=node.get("group") or Path(folder).name)
+    from noise_exp.logging.wandb_logger import sweep_group
+
+    return instantiate(node, job_type="summary", name="summary", group=node.get("group") or sweep_group(folder))
 
 
 @exit_on_user_error

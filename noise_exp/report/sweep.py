@@ -68,6 +68,19 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def typed(value: Any) -> Any:
+    """A canonical setting string back as the number it spells (`"5"` -> 5, `"0.1"` -> 0.1); other values as they are."""
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if not math.isfinite(number):
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         return None
