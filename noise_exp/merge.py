@@ -15,7 +15,7 @@ import pandas as pd
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.logging import RunLogger
-from noise_exp.report.sweep import check_unique_prompts, sweep_settings
+from noise_exp.report.sweep import check_unique_prompts, sweep_settings, tolerance_option
 from noise_exp.report.tables import RESERVED
 from noise_exp.scoring import write_results_atomically
 
@@ -29,7 +29,7 @@ def find_runs(folder: Path) -> list[Path]:
 
 
 def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | None = None,
-               pool: bool = False) -> Path:
+               pool: bool = False, tie_tolerance: dict[str, float] | None = None) -> Path:
     """Concatenate the runs' results (with a `run` column and the sweep's setting columns), check each
     (setting, dataset, prompt, variant) appears once unless `pool`, and write `<out>/results.csv` and the report
     (one row per setting, or pooled). Returns the output folder."""
@@ -54,7 +54,7 @@ def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | N
     write_results_atomically(merged, out_dir)
     from noise_exp.report import write_report
 
-    report = write_report(runs, out_dir / "report", pool=pool)
+    report = write_report(runs, out_dir / "report", pool=pool, tie_tolerance=tie_tolerance)
     if tracker is not None:
         tracker.start({"sweep": str(folder), "runs": [str(r) for r in runs], "settings": settings.keys}, out_dir)
         try:
@@ -91,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tracker", action="store_true", help="don't log the summary to the sweep's W&B group")
     parser.add_argument("--pool", action="store_true",
                         help="pool all runs into one row per dataset and variant, whatever their settings")
+    parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
+                        help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
+                             "of the runs' config)")
     args = parser.parse_args(argv)
-    out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder), pool=args.pool)
+    out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder), pool=args.pool,
+                     tie_tolerance=dict(args.tie_tolerance))
     print(f"merged: {out / 'results.csv'}\nreport: {out / 'report' / 'report.md'}")
     return 0
 

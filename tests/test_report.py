@@ -109,7 +109,7 @@ def test_write_report_files(run, tmp_path):
     on_disk = pd.read_csv(result.files["winning_rates_csv"])
     assert len(on_disk) == len(result.winning_rates) == 2 * 2 * 6  # datasets x comparisons x (5 metrics + stability)
     assert list(on_disk.columns) == ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate",
-                                     "ci_low", "ci_high"]
+                                     "ci_low", "ci_high", "tie_tolerance"]
     assert (on_disk.metric == "stability").sum() == 4
     grid = Image.open(result.files["grid_stable_vs_unstable"])
     assert grid.size == (4 * 192, 20 + 6 * (192 + 16))  # 6 prompts, text column + A + B
@@ -156,3 +156,35 @@ def test_wilson_bounds_contain_the_rate_at_the_extremes():
         low, high = wilson_interval(successes, n)
         assert 0.0 <= low <= successes / n <= high <= 1.0
     assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 3)[0] == 0.0
+
+
+def test_tie_tolerance_turns_a_saturated_comparison_into_ties_and_leaves_a_clear_one(tmp_path):
+    """digit_classifier 0.9991 vs 0.9996 (saturated) is within conf/config.yaml's 1e-3: a tie; 0.2 vs 0.9 is not."""
+    from noise_exp.report.sweep import tie_tolerances
+
+    prompts = {"digits": ["a handwritten digit 1", "a handwritten digit 2", "a handwritten digit 3"]}
+    scores = {("digits", 0, "stable"): 0.9991, ("digits", 0, "unstable"): 0.9996,
+              ("digits", 1, "stable"): 0.9998, ("digits", 1, "unstable"): 0.9990,
+              ("digits", 2, "stable"): 0.9, ("digits", 2, "unstable"): 0.2}
+    run = write_synthetic_run(tmp_path / "run", prompts, ("stable", "unstable"),
+                              metrics={"digit_classifier": scores})
+    assert tie_tolerances([run]) == {"digit_classifier": 1e-3, "shapes_reward": 1e-3}
+    result = write_report([run], tmp_path / "report")
+    rate = result.winning_rates.set_index("metric").loc["digit_classifier"]
+    assert (rate["wins"], rate["ties"], rate["losses"], rate["tie_tolerance"]) == (1, 2, 0, 1e-3)
+    assert rate["win_rate"] == pytest.approx(2 / 3)
+    exact = write_report([run], tmp_path / "exact", tie_tolerance={"digit_classifier": 0.0})
+    rate = exact.winning_rates.set_index("metric").loc["digit_classifier"]
+    assert (rate["wins"], rate["ties"], rate["losses"]) == (2, 0, 1)  # without it, 4th-decimal noise decides
+    assert "Ties: digit_classifier |A - B| <= 0.001; other metrics: exact equality" in result.markdown.read_text()
+
+
+def test_runs_that_disagree_on_a_tie_tolerance_are_refused_unless_one_is_given(tmp_path):
+    from noise_exp.report.sweep import tie_tolerances
+
+    runs = [write_synthetic_run(tmp_path / str(i), {"digits": ["a"]}, ("stable", "unstable"), config={
+        "report": {"tie_tolerance": {"digit_classifier": value}}}) for i, value in enumerate((1e-3, 1e-2))]
+    with pytest.raises(NoiseExpError, match=r"disagree on report.tie_tolerance.digit_classifier \(0.001 in .*0, "
+                                            r"0.01 in .*1\); pass --tie-tolerance digit_classifier=<value>"):
+        tie_tolerances(runs)
+    assert tie_tolerances(runs, {"digit_classifier": 0.005}) == {"digit_classifier": 0.005}

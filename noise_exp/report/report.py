@@ -5,12 +5,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
 from noise_exp.human_eval.analysis import human_report_markdown
 from noise_exp.report import figures, tables
+from noise_exp.report.sweep import tie_tolerances
 from noise_exp.results import atomic_write_bytes
 
 UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")  # characters of a setting value replaced in grid file names
@@ -31,17 +32,19 @@ class ReportResult:
 
 
 def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8, pool: bool = False,
-                 max_grid_settings: int = 4) -> ReportResult:
+                 max_grid_settings: int = 4, tie_tolerance: Mapping[str, float] | None = None) -> ReportResult:
     """Write means.{csv,md}, winning_rates.{csv,md}, winning_rates.png, grid_<a>_vs_<b>[_<setting>].png and
     report.md. Several runs give one table row per distinct setting (`noise_exp.report.sweep`) unless `pool`;
-    image grids are drawn for the first `max_grid_settings` settings."""
+    image grids are drawn for the first `max_grid_settings` settings. Winning rates use the runs' configured tie
+    tolerances (`report.tie_tolerance`), `tie_tolerance` on top."""
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
     out_dir = Path(out_dir)
     sweep = tables.load_sweep(run_dirs, pool=pool)
     frame, settings = sweep.frame, list(sweep.columns)
     means = tables.mean_table(frame, settings)
     comparisons = tables.comparisons_for(frame["variant"])
-    rates = tables.winning_rates(frame, comparisons, settings=settings)
+    tolerances = tie_tolerances(run_dirs, tie_tolerance)
+    rates = tables.winning_rates(frame, comparisons, settings=settings, tie_tolerance=tolerances)
     files: dict[str, Path] = {}
 
     layout = tables.to_markdown(tables.paper_layout(means, settings))
@@ -65,7 +68,7 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
                _settings_line(sweep), "",
                "## Mean scores (layout of the paper's Tables 1 and 2; Stability: mean s(ε) of eq. 3)", "", layout,
                "## Winning rates (share of prompts where A beats B; ties count half; 95% Wilson score interval)", "",
-               readable]
+               _ties_line(tolerances, rates), "", readable]
     summary += [f"![{name}]({path.name})" for name, path in files.items() if path.suffix == ".png"]
     summary += ["", human_report_markdown(_votes_folder(run_dirs))]
     files["report_md"] = _write_text(out_dir / "report.md", "\n".join(summary) + "\n")
@@ -75,6 +78,15 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
 def _write_text(path: Path, text: str) -> Path:
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
+
+
+def _ties_line(tolerances: Mapping[str, float], rates: pd.DataFrame) -> str:
+    """Which score differences count as ties, for the metrics in the table."""
+    shown = [m for m in dict.fromkeys(rates["metric"]) if tolerances.get(m)] if not rates.empty else []
+    tolerant = ", ".join(f"{tables.METRIC_LABELS.get(m, m)} |A - B| <= {tolerances[m]:g}" for m in shown)
+    rest = "other metrics" if shown else "all metrics"
+    return (f"Ties: {tolerant + '; ' if tolerant else ''}{rest}: exact equality "
+            f"(`report.tie_tolerance`, `--tie-tolerance METRIC=VALUE`).")
 
 
 def _settings_line(sweep: tables.Sweep) -> str:
