@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from noise_exp.human_eval.analysis import human_report_markdown
-from noise_exp.report import figures, tables
+from noise_exp.report import curves, figures, tables
 from noise_exp.report.sweep import tie_tolerances
 from noise_exp.results import atomic_write_bytes
 
@@ -63,6 +63,8 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
     if tables.NFE in frame.columns and frame[tables.NFE].notna().any():
         files["quality_vs_nfe_png"] = figures.quality_vs_nfe(frame, tables.measured_columns(frame), settings,
                                                              out_dir / "quality_vs_nfe.png")
+    files.update(_curves(frame, rates, settings, out_dir))
+    files.update(_stability_trace(run_dirs, sweep, out_dir))
 
     summary = ["# noise-exp report", "", "Runs: " + ", ".join(f"`{run_dir}`" for run_dir in run_dirs), "",
                _settings_line(sweep), "",
@@ -117,6 +119,33 @@ def _grids(frame: pd.DataFrame, run_dirs: Sequence[Path], settings: Sequence[str
                 if grid is not None:
                     files[name] = grid
     return files
+
+
+def _curves(frame: pd.DataFrame, rates: pd.DataFrame, settings: Sequence[str], out_dir: Path) -> dict[str, Path]:
+    """curves_<key>.{csv,png} for each numeric swept key (`noise_exp.report.curves`)."""
+    files = {}
+    for key in curves.numeric_settings(frame, settings):
+        data = curves.curve_data(frame, rates, key, settings)
+        files[f"curves_{key}_csv"] = _write_text(out_dir / f"curves_{key}.csv", data.to_csv(index=False))
+        files[f"curves_{key}_png"] = curves.curve_figure(data, key, out_dir / f"curves_{key}.png")
+    return files
+
+
+def _stability_trace(run_dirs: Sequence[Path], sweep: tables.Sweep, out_dir: Path) -> dict[str, Path]:
+    """stability_trace.{csv,png} when the runs optimized (optimization_trace.csv): one line per setting."""
+    traces: dict[str, list[pd.DataFrame]] = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "optimization_trace.csv"
+        trace = pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
+        if {"step", "stability"} <= set(trace.columns) and len(trace):
+            values = sweep.settings.values.get(Path(run_dir), {})
+            label = " ".join(f"{c}={values[c]}" for c in sweep.columns) or "all runs"
+            traces.setdefault(label, []).append(trace)
+    if not traces:
+        return {}
+    data = curves.trace_data({label: pd.concat(parts, ignore_index=True) for label, parts in traces.items()})
+    return {"stability_trace_csv": _write_text(out_dir / "stability_trace.csv", data.to_csv(index=False)),
+            "stability_trace_png": curves.trace_figure(data, out_dir / "stability_trace.png")}
 
 
 def _votes_folder(run_dirs: Sequence[Path]) -> Path:
