@@ -112,7 +112,7 @@ def test_write_report_files(run, tmp_path):
                                      "ci_low", "ci_high", "tie_tolerance"]
     assert (on_disk.metric == "stability").sum() == 4
     grid = Image.open(result.files["grid_stable_vs_unstable"])
-    assert grid.size == (4 * 192, 20 + 6 * (192 + 16))  # 6 prompts, text column + A + B
+    assert grid.width == 2 * 256 + 3 * 6  # A and B side by side, no prompt column
     pixels = np.asarray(grid.convert("L"))
     assert pixels.std() > 10  # images were pasted, not a blank canvas
     chart = Image.open(result.files["winning_rates_png"])
@@ -188,3 +188,30 @@ def test_runs_that_disagree_on_a_tie_tolerance_are_refused_unless_one_is_given(t
                                             r"0.01 in .*1\); pass --tie-tolerance digit_classifier=<value>"):
         tie_tolerances(runs)
     assert tie_tolerances(runs, {"digit_classifier": 0.005}) == {"digit_classifier": 0.005}
+
+
+def test_grid_shows_images_of_at_least_256_px_sharp_with_stability_and_every_score(run, tmp_path):
+    from noise_exp.report.figures import grid_rows, image_grid
+    from noise_exp.report.tables import METRIC_LABELS
+
+    frame = load_runs([run])
+    scorers = ["hpsv2", "aes", "pickscore", "imagereward", "lpips"]
+    rows = grid_rows(frame, {str(run): run}, "stable", "unstable", scorers)
+    assert len(rows) == 6
+    for row, prompt_id in zip(rows, range(6)):
+        part = frame[frame["prompt_id"] == prompt_id].set_index("variant")
+        assert row.prompt == f"[{part['dataset'].iloc[0]} #{prompt_id}] {part['prompt'].iloc[0]}"
+        for side, caption in (("stable", row.caption_a), ("unstable", row.caption_b)):
+            assert caption == tuple(f"{METRIC_LABELS[c]} {part.loc[side, c]:.4f}" for c in ["stability", *scorers])
+    path = image_grid(frame, {str(run): run}, "stable", "unstable", tmp_path / "grid.png", max_rows=2,
+                      metrics=scorers)
+    grid = Image.open(path).convert("RGB")
+    pad, line = 6, 16
+    block = line + pad + 256 + pad + 6 * line + 2 * pad  # prompt line, image, 6 caption lines
+    assert grid.size == (2 * 256 + 3 * pad, line + 2 * pad + 2 * block)
+    top = line + 2 * pad + line + pad  # first row's images
+    with Image.open(rows[0].image_a) as source:  # 32 px upscaled 8x, nearest neighbour: every pixel kept
+        expected = np.asarray(source.convert("RGB").resize((256, 256), Image.NEAREST))
+    assert np.array_equal(np.asarray(grid.crop((pad, top, pad + 256, top + 256))), expected)
+    under = np.asarray(grid.crop((pad, top + 256 + pad, pad + 256, top + 256 + pad + 6 * line)).convert("L"))
+    assert (under < 100).sum() > 200  # six lines of text under the image

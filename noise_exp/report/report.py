@@ -103,10 +103,9 @@ def _settings_line(sweep: tables.Sweep) -> str:
 def _grids(frame: pd.DataFrame, run_dirs: Sequence[Path], settings: Sequence[str], out_dir: Path, max_rows: int,
            max_settings: int, comparisons: Sequence[tuple[str, str]] = tables.COMPARISONS) -> dict[str, Path]:
     """grid_<a>_vs_<b>[_<column>-<value>...].png for each comparison present in each of the first settings,
-    with each side's first metric (stability without evaluators) under its image."""
+    with each side's stability and every evaluator's score under its image."""
     by_run = {str(run_dir): run_dir for run_dir in run_dirs}
     metrics = tables.metric_columns(frame)
-    metric = metrics[0] if metrics else (tables.STABILITY if tables.STABILITY in frame.columns else None)
     files = {}
     for values, subset in tables.groups(frame, settings)[:max_settings]:
         suffix = "".join(f"_{column}-{UNSAFE.sub('-', str(value))}" for column, value in values.items())
@@ -115,7 +114,7 @@ def _grids(frame: pd.DataFrame, run_dirs: Sequence[Path], settings: Sequence[str
             if a in present and b in present:
                 name = f"grid_{a}_vs_{b}{suffix}"
                 grid = figures.image_grid(subset, by_run, a, b, out_dir / f"{name}.png", max_rows=max_rows,
-                                          metric=metric)
+                                          metrics=metrics)
                 if grid is not None:
                     files[name] = grid
     return files
