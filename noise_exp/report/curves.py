@@ -72,44 +72,48 @@ def curve_data(frame: pd.DataFrame, rates: pd.DataFrame, key: str, settings: Seq
 
 
 def curve_figure(data: pd.DataFrame, key: str, path: Path) -> Path:
-    """Rows of panels: each metric's means per variant, then its winning rates per comparison, against `key`
-    (log scale when the values span more than a factor of 20); columns: the panels of `curve_data`."""
+    """One column per metric; per panel of `curve_data` a row of means (a line per variant) and a row of winning
+    rates (a line per comparison) against `key`, the swept values as ticks (log scale when they span more than a
+    factor of 20)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(dict.fromkeys(zip(data["kind"], data["metric"])))
-    rows.sort(key=lambda kind_metric: kind_metric[0] == "winning_rate")
+    metrics = list(dict.fromkeys(data["metric"]))
     panels = sorted(dict.fromkeys(data["panel"]), key=natural_key)
-    figure, axes = plt.subplots(len(rows), len(panels), squeeze=False, sharex=True,
-                                figsize=(3.6 * len(panels) + 0.8, 2.3 * len(rows) + 0.6))
-    xs = data["x"].to_numpy()
-    log = xs.min() > 0 and xs.max() / xs.min() > 20
-    for r, (kind, metric) in enumerate(rows):
-        for c, panel in enumerate(panels):
+    kinds = [kind for kind in ("mean", "winning_rate") if (data["kind"] == kind).any()]
+    rows = [(panel, kind) for panel in panels for kind in kinds]
+    figure, axes = plt.subplots(len(rows), len(metrics), squeeze=False, sharex=True,
+                                figsize=(3.3 * len(metrics) + 1.6, 2.4 * len(rows) + 0.7))
+    ticks = sorted(set(data["x"]))
+    log = ticks[0] > 0 and ticks[-1] / ticks[0] > 20
+    for r, (panel, kind) in enumerate(rows):
+        for c, metric in enumerate(metrics):
             axis = axes[r, c]
             part = data[(data["kind"] == kind) & (data["metric"] == metric) & (data["panel"] == panel)]
             for series, line in part.groupby("series", sort=False):
                 axis.plot(line["x"], line["value"], marker="o", markersize=3, linewidth=1.2, label=series)
                 if line["ci_low"].notna().any():
                     axis.fill_between(line["x"], line["ci_low"], line["ci_high"], alpha=0.15)
-            label = METRIC_LABELS.get(metric, metric)
-            axis.set_ylabel(f"{label}: {'win rate' if kind == 'winning_rate' else 'mean'}", fontsize=7)
             if kind == "winning_rate":
                 axis.axhline(0.5, color="grey", linestyle="--", linewidth=0.7)
                 axis.set_ylim(-0.02, 1.02)
-            if r == 0:
-                axis.set_title(panel or "all runs", fontsize=8)
-            if r == len(rows) - 1:
-                axis.set_xlabel(key, fontsize=8)
+            label = METRIC_LABELS.get(metric, metric)
+            axis.set_title(f"{label}: {'winning rate' if kind == 'winning_rate' else 'mean'}"
+                           + (f" ({panel})" if len(panels) > 1 else ""), fontsize=8)
             if log:
                 axis.set_xscale("log")
+            axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
             axis.tick_params(labelsize=7)
-            if c == len(panels) - 1:
-                axis.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    figure.suptitle(f"Scores and winning rates vs {key} (95% intervals: normal for means, Wilson for rates)",
-                    fontsize=9)
+            if r == len(rows) - 1:
+                axis.set_xlabel(key, fontsize=8)
+        handles, labels = axes[r, 0].get_legend_handles_labels()
+        axes[r, -1].legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
+                           frameon=False)
+    where = f"; {panels[0]}" if len(panels) == 1 and panels[0] else ""
+    figure.suptitle(f"Scores and winning rates vs {key}{where}\n(bands: 95% normal interval of the mean; 95% Wilson "
+                    f"interval of the winning rate)", fontsize=9)
     return save_figure(figure, path)
 
 

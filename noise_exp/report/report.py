@@ -11,7 +11,7 @@ import pandas as pd
 
 from noise_exp.human_eval.analysis import human_report_markdown
 from noise_exp.report import curves, figures, tables
-from noise_exp.report.sweep import tie_tolerances
+from noise_exp.report.sweep import natural_key, tie_tolerances
 from noise_exp.results import atomic_write_bytes
 
 UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")  # characters of a setting value replaced in grid file names
@@ -133,6 +133,7 @@ def _curves(frame: pd.DataFrame, rates: pd.DataFrame, settings: Sequence[str], o
 def _stability_trace(run_dirs: Sequence[Path], sweep: tables.Sweep, out_dir: Path) -> dict[str, Path]:
     """stability_trace.{csv,png} when the runs optimized (optimization_trace.csv): one line per setting."""
     traces: dict[str, list[pd.DataFrame]] = {}
+    order: dict[str, tuple] = {}
     for run_dir in run_dirs:
         path = Path(run_dir) / "optimization_trace.csv"
         trace = pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
@@ -140,9 +141,11 @@ def _stability_trace(run_dirs: Sequence[Path], sweep: tables.Sweep, out_dir: Pat
             values = sweep.settings.values.get(Path(run_dir), {})
             label = " ".join(f"{c}={values[c]}" for c in sweep.columns) or "all runs"
             traces.setdefault(label, []).append(trace)
+            order[label] = tuple(natural_key(values[c]) for c in sweep.columns)
     if not traces:
         return {}
-    data = curves.trace_data({label: pd.concat(parts, ignore_index=True) for label, parts in traces.items()})
+    data = curves.trace_data({label: pd.concat(traces[label], ignore_index=True)
+                              for label in sorted(traces, key=order.__getitem__)})
     return {"stability_trace_csv": _write_text(out_dir / "stability_trace.csv", data.to_csv(index=False)),
             "stability_trace_png": curves.trace_figure(data, out_dir / "stability_trace.png")}
 
