@@ -85,13 +85,15 @@ def quality_vs_nfe(frame: pd.DataFrame, metrics: Sequence[str], settings: Sequen
     width = 3.4 * len(metrics)
     figure, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(width + 2.6, 3.4))
     for axis, metric in zip(axes[0], metrics):
-        for _, row in means.iterrows():
+        shown = means[means[metric].notna() & means[NFE].notna()]  # e.g. stability of methods that never invert
+        for _, row in shown.iterrows():
             axis.scatter(row[NFE], row[metric], color=colour[row["series"]], marker=marker[row["setting"]], s=28,
                          alpha=0.85)
-        axis.set_xscale("log")
+        if len(shown) and (shown[NFE] > 0).all():  # NFEs span orders of magnitude
+            axis.set_xscale("log")
+            axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.margins(x=0.2, y=0.12)
-        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xlabel("NFEs per prompt (network passes, CFG counted)", fontsize=7)
         axis.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
         axis.tick_params(labelsize=7)

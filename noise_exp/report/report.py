@@ -146,6 +146,8 @@ def _stability_trace(run_dirs: Sequence[Path], sweep: tables.Sweep, out_dir: Pat
         return {}
     data = curves.trace_data({label: pd.concat(traces[label], ignore_index=True)
                               for label in sorted(traces, key=order.__getitem__)})
+    if data.empty:  # a method whose trace holds no stability (e.g. reward optimization)
+        return {}
     return {"stability_trace_csv": _write_text(out_dir / "stability_trace.csv", data.to_csv(index=False)),
             "stability_trace_png": curves.trace_figure(data, out_dir / "stability_trace.png")}
 
