@@ -177,3 +177,21 @@ def test_logger_group_composes_and_instantiates(option, expected):
     assert isinstance(logger, expected) and isinstance(logger, RunLogger)
     if option == "wandb":
         assert logger.mode == "offline" and logger.group is None
+
+
+def test_sweep_job_name_is_its_swept_settings(tmp_path):
+    """Keys swept on the command line or under hydra.sweeper.params (as experiment=fig8 does), result keys only."""
+    import yaml
+
+    from noise_exp.logging.wandb_logger import sweep_job_name, swept_keys
+
+    sweep = tmp_path / "multirun"
+    (sweep / "3" / ".hydra").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "overrides": {"task": ["experiment=fig8", "model.num_steps=5,10", "evaluator=[hpsv2],[aes]", "dataset.limit=2"]},
+        "sweeper": {"params": {"method.lr": "0.1,100.0"}}}}))
+    (sweep / "3" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+        ["experiment=fig8", "model.num_steps=10", "evaluator=[aes]", "dataset.limit=2", "method.lr=100.0"]))
+    assert swept_keys(sweep) == ["model.num_steps", "evaluator", "method.lr"]
+    assert sweep_job_name(sweep / "3") == "num_steps=10,lr=100"
+    assert sweep_job_name(tmp_path / "outputs" / "single") is None

@@ -177,11 +177,19 @@ class WandbLogger:
         if mode == "online":  # a requeued job continues its W&B run instead of starting a second one
             digest = hashlib.sha1(f"{self.project}:{self.run_dir.resolve()}".encode()).hexdigest()[:16]
             resume = {"id": digest, "resume": "allow"}
-        name = self.name or (sweep_job_name(self.run_dir) if self.job_type != "summary" else None)
+        name = self.name or (self._job_name() if self.job_type != "summary" else None)
         return wandb.init(project=self.project, entity=self.entity,
                           group=self.group or sweep_group(self.run_dir), name=name,
                           job_type=self.job_type, tags=self.tags, notes=self.notes, config=_jsonable(config),
                           dir=str(wandb_dir), mode=mode, settings=settings, reinit="create_new", **resume)
+
+    def _job_name(self) -> str | None:
+        """The swept settings as the run's name; an unreadable sweep file only costs the name."""
+        try:
+            return sweep_job_name(self.run_dir)
+        except Exception as error:  # noqa: BLE001 - a name is not worth losing the run over
+            log.warning("W&B: no run name from the sweep's files (%s: %s)", type(error).__name__, error)
+            return None
 
     @_never_raise
     def finish(self) -> None:
