@@ -1,5 +1,6 @@
-"""Weights & Biases tracking of a job (config, per-prompt scores, stability traces, image pairs) and of a
-sweep's merge step (Tables 1/2 layout, winning-rate bar charts).
+"""Weights & Biases tracking of a job (config, per-prompt scores, stability traces, image pairs; named by its swept
+settings) and of a sweep's merge step (means and winning rates per setting, one bar per setting, curves against each
+numeric swept key), all in the sweep's group.
 
 W&B is a side channel: a run must never block or fail because of it. Every public method turns a
 W&B error into a logged warning; `init` and `finish` are bounded by timeouts; an online run that cannot
