@@ -212,7 +212,8 @@ def test_curves_have_one_point_per_swept_value_with_intervals(sweep, tmp_path):
         assert data[["value", "ci_low", "ci_high"]].notna().all().all()
         assert ((data["ci_low"] <= data["value"] + 1e-12) & (data["value"] <= data["ci_high"] + 1e-12)).all()
     data = pd.read_csv(result.files["curves_num_steps_csv"])
-    rate = data[(data["kind"] == "winning_rate") & (data["metric"] == "stability") & (data["panel"] == "drawbench, lr=100")]
+    rate = data[(data["kind"] == "winning_rate") & (data["metric"] == "stability")
+                & (data["panel"] == "drawbench, lr=100")]
     assert rate.set_index("x")["value"].to_dict() == {5.0: 0.5, 10.0: 0.75}  # 1/2 and (1 + tie)/2, as in the tables
     mean = data[(data["kind"] == "mean") & (data["series"] == "optimized") & (data["metric"] == "stability")
                 & (data["panel"] == "drawbench, lr=10")]

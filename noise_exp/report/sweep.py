@@ -70,7 +70,7 @@ def canonical(value: Any) -> str:
 
 
 def typed(value: Any) -> Any:
-    """A canonical setting string back as the number it spells (`"5"` -> 5, `"0.1"` -> 0.1); other values as they are."""
+    """A canonical setting string back as the number it spells (`"5"` -> 5, `"0.1"` -> 0.1); others as they are."""
     if not isinstance(value, str):
         return value
     try:
@@ -125,8 +125,9 @@ def _read_job(run_dir: Path) -> _Job:
 
 
 def tie_tolerances(run_dirs: Sequence[Path], overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-    """{metric: tolerance} for winning rates: `report.tie_tolerance` of the runs' `.hydra/config.yaml` (conf/config.yaml's
-    for runs without one), `overrides` on top. Runs that disagree on a metric not in `overrides` are an error."""
+    """{metric: tolerance} for winning rates: `report.tie_tolerance` of the runs' `.hydra/config.yaml`
+    (conf/config.yaml's for runs without one), `overrides` on top. Runs that disagree on a metric not in `overrides`
+    are an error."""
     default = ((_read_yaml(DEFAULT_CONFIG) or {}).get("report") or {}).get("tie_tolerance") or {}
     found: dict[str, dict[float, Path]] = {}
     for run_dir in run_dirs:
