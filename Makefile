@@ -49,10 +49,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 
-# Paper results (GPU or cluster): each ends in the merged report of its sweep.
+# Paper results (GPU or cluster): each ends in the merged report of the sweep folder it ran: SWEEP_DIR=, else a
+# hydra.sweep.dir= in HYDRA_ARGS, else multirun/<target>. fig8's report draws Fig. 8 as curves_num_steps.png.
+SWEEP_DIR ?=
+sweep_dir = $(or $(SWEEP_DIR),$(patsubst hydra.sweep.dir=%,%,$(lastword $(filter hydra.sweep.dir=%,$(HYDRA_ARGS)))),multirun/$@)
 table1 table2 fig8: $(STAMP)
-	$(PY) run.py -m experiment=$@ $(HYDRA_ARGS)
-	$(PY) -m noise_exp.merge multirun/$@
+	$(PY) run.py -m experiment=$@ $(filter-out hydra.sweep.dir=%,$(HYDRA_ARGS)) hydra.sweep.dir=$(sweep_dir)
+	$(PY) -m noise_exp.merge $(sweep_dir)
 
 ORBITS ?= datasets/omniobject3d_orbits
 table3: $(STAMP)

@@ -40,6 +40,11 @@ def run_hydra(entry: Callable[[], Any]) -> None:
         if wants_traceback:
             raise
         _exit(config_error_message(err), 2)
+    except RuntimeError as err:  # submitit's FailedJobError: sbatch refused the sweep (no controller, bad option)
+        refused = submission_failure(err)
+        if refused is None or wants_traceback:
+            raise
+        _exit(refused, 2)
     except (OSError, ValueError) as err:  # Hydra could not make the run folder, its .hydra/ or its log file
         fault = err if isinstance(err, OSError) else err.__cause__
         reason = write_failure(fault, Path.cwd()) if isinstance(fault, OSError) else None
@@ -48,6 +53,22 @@ def run_hydra(entry: Callable[[], Any]) -> None:
         if reason is None or wants_traceback:
             raise
         _exit(f"{reason}; nothing was run", 2)
+
+
+def submission_failure(err: BaseException) -> str | None:
+    """One line for a SLURM submission that sbatch refused (submitit raises FailedJobError from sbatch's failed
+    process), naming sbatch's own message; None for any other error."""
+    import subprocess
+
+    cause = err.__cause__
+    if type(err).__name__ != "FailedJobError" or not isinstance(cause, subprocess.CalledProcessError):
+        return None
+    command = [str(part) for part in (cause.cmd if isinstance(cause.cmd, (list, tuple)) else [cause.cmd])]
+    if not command or Path(command[0]).name != "sbatch":
+        return None
+    said = "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or f"exit code {cause.returncode}"
+    return (f"the SLURM submission failed, nothing was submitted: {said} (is slurmctld reachable? check SLURM_CONF "
+            f"and the hydra.launcher settings)")
 
 
 def unknown_hydra_flags(argv: list[str]) -> list[str]:

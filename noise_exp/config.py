@@ -9,9 +9,35 @@ from omegaconf import DictConfig, OmegaConf
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+# Neutral keys that still pick which prompts a job runs: jobs differing only in them need folders of their own.
+SUBSET_KEYS = ("dataset.limit", "dataset.offset", "dataset.num_shards", "dataset.shard_index")
+
+
+def job_dirname(overrides: Sequence[str]) -> str:
+    """A sweep job's folder name from its overrides: the result-determining ones (and the prompt subset), as
+    `dataset=drawbench,model.num_steps=5`; evaluators, logger, launcher and `experiment` are left out, list values
+    lose their brackets (`[a,b]` -> `a+b`) and `/` becomes `-`. `default` when nothing is left."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from noise_exp.settings import is_result_key
+
+    parts = []
+    for override in OverridesParser.create().parse_overrides([str(o) for o in overrides]):
+        key = override.key_or_group.replace("/", ".")
+        if key == "experiment" or not (is_result_key(key) or key in SUBSET_KEYS):
+            continue
+        value = override.get_value_element_as_str()
+        if value.startswith("[") and value.endswith("]"):
+            value = "+".join(item.strip() for item in value[1:-1].split(","))
+        parts.append(f"{key}={value}".replace("/", "-"))
+    return ",".join(parts) or "default"
+
+
 def register_resolvers() -> None:
-    """`${noise_exp_root:}` is the project folder (holds conf/, datasets/ and the default model cache)."""
+    """`${noise_exp_root:}` is the project folder (holds conf/, datasets/ and the default model cache);
+    `${job_dirname:${hydra.overrides.task}}` names a sweep job's folder (`job_dirname`)."""
     OmegaConf.register_new_resolver("noise_exp_root", lambda: str(PROJECT_ROOT), replace=True)
+    OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
 CONF_DIR = PROJECT_ROOT / "conf"

@@ -15,7 +15,7 @@ import pandas as pd
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.logging import RunLogger
-from noise_exp.report.sweep import check_unique_prompts, sweep_settings
+from noise_exp.report.sweep import check_unique_prompts, sweep_settings, tolerance_option
 from noise_exp.report.tables import RESERVED
 from noise_exp.scoring import write_results_atomically
 
@@ -29,7 +29,7 @@ def find_runs(folder: Path) -> list[Path]:
 
 
 def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | None = None,
-               pool: bool = False) -> Path:
+               pool: bool = False, tie_tolerance: dict[str, float] | None = None) -> Path:
     """Concatenate the runs' results (with a `run` column and the sweep's setting columns), check each
     (setting, dataset, prompt, variant) appears once unless `pool`, and write `<out>/results.csv` and the report
     (one row per setting, or pooled). Returns the output folder."""
@@ -54,19 +54,21 @@ def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | N
     write_results_atomically(merged, out_dir)
     from noise_exp.report import write_report
 
-    report = write_report(runs, out_dir / "report", pool=pool)
+    report = write_report(runs, out_dir / "report", pool=pool, tie_tolerance=tie_tolerance)
     if tracker is not None:
-        tracker.start({"sweep": str(folder), "runs": [str(r) for r in runs]}, out_dir)
+        tracker.start({"sweep": str(folder), "runs": [str(r) for r in runs], "settings": settings.keys}, out_dir)
         try:
             tracker.log_summary({"means": report.means}, {"winning_rates": report.winning_rates},
-                                figures={k: v for k, v in report.files.items() if v.suffix == ".png"})
+                                figures={k: v for k, v in report.files.items() if v.suffix == ".png"},
+                                settings=report.settings)
         finally:
             tracker.finish()
     return out_dir
 
 
 def sweep_tracker(folder: Path) -> RunLogger | None:
-    """The sweep's own logger config (from Hydra's multirun.yaml), as a 'summary' run of the same group."""
+    """The sweep's own logger config (from Hydra's multirun.yaml), as a 'summary' run in its jobs' group (the config's
+    `name`, else the one `sweep_group` gives the jobs)."""
     saved = Path(folder) / "multirun.yaml"
     if not saved.is_file():
         return None
@@ -76,7 +78,9 @@ def sweep_tracker(folder: Path) -> RunLogger | None:
     node = OmegaConf.load(saved).get("logger")
     if not node or "NullLogger" in str(node.get("_target_", "")):
         return None
-    return instantiate(node, job_type="summary", name="summary", group=node.get("group") or Path(folder).name)
+    from noise_exp.logging.wandb_logger import sweep_group
+
+    return instantiate(node, job_type="summary", name="summary", group=node.get("group") or sweep_group(folder))
 
 
 @exit_on_user_error
@@ -87,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tracker", action="store_true", help="don't log the summary to the sweep's W&B group")
     parser.add_argument("--pool", action="store_true",
                         help="pool all runs into one row per dataset and variant, whatever their settings")
+    parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
+                        help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
+                             "of the runs' config)")
     args = parser.parse_args(argv)
-    out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder), pool=args.pool)
+    out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder), pool=args.pool,
+                     tie_tolerance=dict(args.tie_tolerance))
     print(f"merged: {out / 'results.csv'}\nreport: {out / 'report' / 'report.md'}")
     return 0
 

@@ -16,7 +16,7 @@ NEUTRAL_KEYS: tuple[str, ...] = (
     "model.attention_slicing",
     "method.batch_size", "method.selection.batch_size", "method.score_candidates",
     "dataset.limit", "dataset.offset", "dataset.num_shards", "dataset.shard_index", "dataset.report",
-    "bank",
+    "bank", "report",
 )
 
 

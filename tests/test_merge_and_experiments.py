@@ -49,3 +49,34 @@ def test_benchmark_writes_csv_markdown_and_plot(tmp_path):
     assert 0.3 < float(select["overhead"]) < 5.0
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert "ms per candidate" in (tmp_path / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("target,args,folder", [
+    ("fig8", ["SWEEP_DIR=/tmp/sweeps/fig8-small"], "/tmp/sweeps/fig8-small"),
+    ("table1", ["HYDRA_ARGS=dataset.limit=2 hydra.sweep.dir=/tmp/sweeps/t1"], "/tmp/sweeps/t1"),
+    ("table2", [], "multirun/table2"),
+])
+def test_paper_targets_merge_the_sweep_folder_they_ran(target, args, folder):
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    planned = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, *args], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    assert planned[-2].split()[-1] == f"hydra.sweep.dir={folder}"
+    assert planned[-2].count("hydra.sweep.dir=") == 1
+    assert planned[-1].endswith(f"-m noise_exp.merge {folder}")
+
+
+def test_experiment_job_folders_are_named_by_result_determining_overrides():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from noise_exp.config import CONF_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="config", return_hydra_config=True, overrides=[
+            "experiment=fig8", "evaluator=[hpsv2,aes]", "logger=wandb", "model.num_steps=5", "dataset=pickapic",
+            "method.lr=0.1", "dataset.shard_index=1", "save_images=[optimized]", "+model.extra=[a,b]"])
+    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == (
+        "model.num_steps=5,dataset=pickapic,method.lr=0.1,dataset.shard_index=1,model.extra=a+b")

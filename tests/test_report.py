@@ -109,10 +109,10 @@ def test_write_report_files(run, tmp_path):
     on_disk = pd.read_csv(result.files["winning_rates_csv"])
     assert len(on_disk) == len(result.winning_rates) == 2 * 2 * 6  # datasets x comparisons x (5 metrics + stability)
     assert list(on_disk.columns) == ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate",
-                                     "ci_low", "ci_high"]
+                                     "ci_low", "ci_high", "tie_tolerance"]
     assert (on_disk.metric == "stability").sum() == 4
     grid = Image.open(result.files["grid_stable_vs_unstable"])
-    assert grid.size == (4 * 192, 20 + 6 * (192 + 16))  # 6 prompts, text column + A + B
+    assert grid.width == 2 * 256 + 3 * 6  # A and B side by side, no prompt column
     pixels = np.asarray(grid.convert("L"))
     assert pixels.std() > 10  # images were pasted, not a blank canvas
     chart = Image.open(result.files["winning_rates_png"])
@@ -156,3 +156,62 @@ def test_wilson_bounds_contain_the_rate_at_the_extremes():
         low, high = wilson_interval(successes, n)
         assert 0.0 <= low <= successes / n <= high <= 1.0
     assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 3)[0] == 0.0
+
+
+def test_tie_tolerance_turns_a_saturated_comparison_into_ties_and_leaves_a_clear_one(tmp_path):
+    """digit_classifier 0.9991 vs 0.9996 (saturated) is within conf/config.yaml's 1e-3: a tie; 0.2 vs 0.9 is not."""
+    from noise_exp.report.sweep import tie_tolerances
+
+    prompts = {"digits": ["a handwritten digit 1", "a handwritten digit 2", "a handwritten digit 3"]}
+    scores = {("digits", 0, "stable"): 0.9991, ("digits", 0, "unstable"): 0.9996,
+              ("digits", 1, "stable"): 0.9998, ("digits", 1, "unstable"): 0.9990,
+              ("digits", 2, "stable"): 0.9, ("digits", 2, "unstable"): 0.2}
+    run = write_synthetic_run(tmp_path / "run", prompts, ("stable", "unstable"),
+                              metrics={"digit_classifier": scores})
+    assert tie_tolerances([run]) == {"digit_classifier": 1e-3, "shapes_reward": 1e-3}
+    result = write_report([run], tmp_path / "report")
+    rate = result.winning_rates.set_index("metric").loc["digit_classifier"]
+    assert (rate["wins"], rate["ties"], rate["losses"], rate["tie_tolerance"]) == (1, 2, 0, 1e-3)
+    assert rate["win_rate"] == pytest.approx(2 / 3)
+    exact = write_report([run], tmp_path / "exact", tie_tolerance={"digit_classifier": 0.0})
+    rate = exact.winning_rates.set_index("metric").loc["digit_classifier"]
+    assert (rate["wins"], rate["ties"], rate["losses"]) == (2, 0, 1)  # without it, 4th-decimal noise decides
+    assert "Ties: digit_classifier |A - B| <= 0.001; other metrics: exact equality" in result.markdown.read_text()
+
+
+def test_runs_that_disagree_on_a_tie_tolerance_are_refused_unless_one_is_given(tmp_path):
+    from noise_exp.report.sweep import tie_tolerances
+
+    runs = [write_synthetic_run(tmp_path / str(i), {"digits": ["a"]}, ("stable", "unstable"), config={
+        "report": {"tie_tolerance": {"digit_classifier": value}}}) for i, value in enumerate((1e-3, 1e-2))]
+    with pytest.raises(NoiseExpError, match=r"disagree on report.tie_tolerance.digit_classifier \(0.001 in .*0, "
+                                            r"0.01 in .*1\); pass --tie-tolerance digit_classifier=<value>"):
+        tie_tolerances(runs)
+    assert tie_tolerances(runs, {"digit_classifier": 0.005}) == {"digit_classifier": 0.005}
+
+
+def test_grid_shows_images_of_at_least_256_px_sharp_with_stability_and_every_score(run, tmp_path):
+    from noise_exp.report.figures import grid_rows, image_grid
+    from noise_exp.report.tables import METRIC_LABELS
+
+    frame = load_runs([run])
+    scorers = ["hpsv2", "aes", "pickscore", "imagereward", "lpips"]
+    rows = grid_rows(frame, {str(run): run}, "stable", "unstable", scorers)
+    assert len(rows) == 6
+    for row, prompt_id in zip(rows, range(6)):
+        part = frame[frame["prompt_id"] == prompt_id].set_index("variant")
+        assert row.prompt == f"[{part['dataset'].iloc[0]} #{prompt_id}] {part['prompt'].iloc[0]}"
+        for side, caption in (("stable", row.caption_a), ("unstable", row.caption_b)):
+            assert caption == tuple(f"{METRIC_LABELS[c]} {part.loc[side, c]:.4f}" for c in ["stability", *scorers])
+    path = image_grid(frame, {str(run): run}, "stable", "unstable", tmp_path / "grid.png", max_rows=2,
+                      metrics=scorers)
+    grid = Image.open(path).convert("RGB")
+    pad, line = 6, 16
+    block = line + pad + 256 + pad + 6 * line + 2 * pad  # prompt line, image, 6 caption lines
+    assert grid.size == (2 * 256 + 3 * pad, line + 2 * pad + 2 * block)
+    top = line + 2 * pad + line + pad  # first row's images
+    with Image.open(rows[0].image_a) as source:  # 32 px upscaled 8x, nearest neighbour: every pixel kept
+        expected = np.asarray(source.convert("RGB").resize((256, 256), Image.NEAREST))
+    assert np.array_equal(np.asarray(grid.crop((pad, top, pad + 256, top + 256))), expected)
+    under = np.asarray(grid.crop((pad, top + 256 + pad, pad + 256, top + 256 + pad + 6 * line)).convert("L"))
+    assert (under < 100).sum() > 200  # six lines of text under the image

@@ -191,3 +191,35 @@ def test_clis_print_usage_and_take_pool(sweep, tmp_path, capsys):
     assert merge_main([str(sweep), "--pool", "--no-tracker"]) == 0
     with open(sweep / "merged" / "report" / "means.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 2
+
+
+def test_curves_have_one_point_per_swept_value_with_intervals(sweep, tmp_path):
+    """The 2x2 sweep over num_steps and lr: a curve per numeric key, one panel per value of the other key."""
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    for run, (num_steps, lr) in zip(runs, OPTIMIZED):  # Algorithm 2's trace: stability per step for each prompt
+        pd.DataFrame({"prompt_id": [0, 0, 1, 1], "step": [0, 1, 0, 1],
+                      "stability": [0.1, 0.3, 0.2, 0.4 + num_steps / 100]}).to_csv(run / "optimization_trace.csv",
+                                                                                   index=False)
+    result = write_report(runs, tmp_path / "report")
+    for key, values, other in (("num_steps", [5.0, 10.0], "lr"), ("lr", [10.0, 100.0], "num_steps")):
+        assert result.files[f"curves_{key}_png"].stat().st_size > 10_000
+        data = pd.read_csv(result.files[f"curves_{key}_csv"])
+        assert sorted(set(data["panel"])) == sorted(f"drawbench, {other}={v}" for v in
+                                                    ({"lr": [10, 100], "num_steps": [5, 10]}[other]))
+        assert set(data["series"]) == {"original", "optimized", "optimized vs original"}
+        for _, line in data.groupby(["panel", "series", "metric"]):
+            assert sorted(line["x"]) == values  # one point per swept value
+        assert data[["value", "ci_low", "ci_high"]].notna().all().all()
+        assert ((data["ci_low"] <= data["value"] + 1e-12) & (data["value"] <= data["ci_high"] + 1e-12)).all()
+    data = pd.read_csv(result.files["curves_num_steps_csv"])
+    rate = data[(data["kind"] == "winning_rate") & (data["metric"] == "stability")
+                & (data["panel"] == "drawbench, lr=100")]
+    assert rate.set_index("x")["value"].to_dict() == {5.0: 0.5, 10.0: 0.75}  # 1/2 and (1 + tie)/2, as in the tables
+    mean = data[(data["kind"] == "mean") & (data["series"] == "optimized") & (data["metric"] == "stability")
+                & (data["panel"] == "drawbench, lr=10")]
+    assert mean.set_index("x")["value"].to_dict() == pytest.approx({5.0: 0.15, 10.0: 0.45})
+    trace = pd.read_csv(result.files["stability_trace_csv"])
+    assert len(trace) == 4 * 2 and set(trace["n"]) == {2}  # 4 settings x 2 steps, 2 prompts each
+    last = trace[(trace["setting"] == "num_steps=10 lr=10") & (trace["step"] == 1)].iloc[0]
+    assert (last["median"], last["min"], last["max"]) == pytest.approx((0.4, 0.3, 0.5))
+    assert "stability_trace.png" in result.markdown.read_text()

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +12,7 @@ from PIL import Image
 
 from noise_exp.logging import NullLogger, RunLogger, WandbLogger
 from noise_exp.logging.wandb_logger import sweep_group
+from tests.wandb_files import isolate_wandb, logged, read_complete_log
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {"model": {"name": "tiny_sdxl", "num_steps": 4}, "method": {"name": "optimize", "lr": 100.0},
@@ -22,70 +21,13 @@ CONFIG = {"model": {"name": "tiny_sdxl", "num_steps": 4}, "method": {"name": "op
 
 @pytest.fixture(autouse=True)
 def isolated_wandb(monkeypatch, tmp_path):
-    """No user settings, credentials or network of this machine reach the logger under test."""
-    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_DIR",
-                "WANDB_RUN_ID", "WANDB_RESUME"):
-        monkeypatch.delenv(var, raising=False)
-    home = tmp_path / "home"
-    for var, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
-        monkeypatch.setenv(var, str(home / sub))
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("NETRC", str(home / "netrc"))
+    isolate_wandb(monkeypatch, tmp_path)
 
 
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def read_wandb_records(path: Path) -> list:
-    """Records of a .wandb file (LevelDB-style log: 7-byte header, 32 KiB blocks, chunked records)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", "not a W&B transaction log"
-    block, pos, pending, records = 32768, 7, b"", []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer padding
-            pos += block - pos % block
-            continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        pending += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST chunk
-            records.append(pb.Record.FromString(pending))
-            pending = b""
-    return records
-
-
-def read_complete_log(path: Path, timeout_s: float = 30) -> list:
-    """The records once the run's exit record is on disk (W&B's writer process may still be flushing)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        records = read_wandb_records(path)
-        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.2)
-
-
-def logged(records: list) -> tuple[set[str], dict[str, list[str]], set[str]]:
-    """(history keys, config key -> its JSON values in order, summary keys) of a run's records; a media value (image, table)
-    is stored under nested keys (`results` -> `results/path`, ...) and counts under its top-level key."""
-    history, config, summary = set(), defaultdict(list), set()
-    for record in records:
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            history |= {item.key or item.nested_key[0] for item in record.history.item}
-        elif kind == "config":
-            for item in record.config.update:
-                config[item.key or item.nested_key[0]].append(item.value_json)
-        elif kind == "summary":
-            summary |= {item.key or item.nested_key[0] for item in record.summary.update}
-        elif kind == "run":
-            for item in record.run.config.update:
-                config[item.key or item.nested_key[0]].append(item.value_json)
-    return history, config, summary
 
 
 def make_run_folder(run_dir: Path) -> tuple[list[dict], list[dict], list[tuple[str, Path, Path]]]:
@@ -235,3 +177,21 @@ def test_logger_group_composes_and_instantiates(option, expected):
     assert isinstance(logger, expected) and isinstance(logger, RunLogger)
     if option == "wandb":
         assert logger.mode == "offline" and logger.group is None
+
+
+def test_sweep_job_name_is_its_swept_settings(tmp_path):
+    """Keys swept on the command line or under hydra.sweeper.params (as experiment=fig8 does), result keys only."""
+    import yaml
+
+    from noise_exp.logging.wandb_logger import sweep_job_name, swept_keys
+
+    sweep = tmp_path / "multirun"
+    (sweep / "3" / ".hydra").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "overrides": {"task": ["experiment=fig8", "model.num_steps=5,10", "evaluator=[hpsv2],[aes]", "dataset.limit=2"]},
+        "sweeper": {"params": {"method.lr": "0.1,100.0"}}}}))
+    (sweep / "3" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+        ["experiment=fig8", "model.num_steps=10", "evaluator=[aes]", "dataset.limit=2", "method.lr=100.0"]))
+    assert swept_keys(sweep) == ["model.num_steps", "evaluator", "method.lr"]
+    assert sweep_job_name(sweep / "3") == "num_steps=10,lr=100"
+    assert sweep_job_name(tmp_path / "outputs" / "single") is None

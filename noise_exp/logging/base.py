@@ -23,9 +23,10 @@ class RunLogger(Protocol):
         (empty for selection) and the image pairs to compare side by side."""
 
     def log_summary(self, tables: Mapping[str, pd.DataFrame], winning_rate_frames: Mapping[str, pd.DataFrame],
-                    figures: Mapping[str, Path] | None = None) -> None:
+                    figures: Mapping[str, Path] | None = None, settings: Sequence[str] = ()) -> None:
         """The report of a run or a merged sweep: mean tables (Tables 1/2 layout), winning rates
-        (long format: dataset, a, b, metric, win_rate, ci_low, ci_high, ...) and PNG figures."""
+        (long format: dataset, a, b, metric, win_rate, ci_low, ci_high, ...) and PNG figures; `settings` are the
+        frames' setting columns of a sweep (`num_steps`, `lr`), one value per setting in every key and chart."""
 
     def finish(self) -> None:
         """Close the run; safe to call twice."""
@@ -42,7 +43,7 @@ class NullLogger:
         pass
 
     def log_summary(self, tables: Mapping[str, pd.DataFrame], winning_rate_frames: Mapping[str, pd.DataFrame],
-                    figures: Mapping[str, Path] | None = None) -> None:
+                    figures: Mapping[str, Path] | None = None, settings: Sequence[str] = ()) -> None:
         pass
 
     def finish(self) -> None:

@@ -1,5 +1,6 @@
-"""Weights & Biases tracking of a job (config, per-prompt scores, stability traces, image pairs) and of a
-sweep's merge step (Tables 1/2 layout, winning-rate bar charts).
+"""Weights & Biases tracking of a job (config, per-prompt scores, stability traces, image pairs; named by its swept
+settings) and of a sweep's merge step (means and winning rates per setting, one bar per setting, curves against each
+numeric swept key), all in the sweep's group.
 
 W&B is a side channel: a run must never block or fail because of it. Every public method turns a
 W&B error into a logged warning; `init` and `finish` are bounded by timeouts; an online run that cannot
@@ -61,6 +62,49 @@ def _finite(value: Any) -> float | None:
 def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config as plain JSON types (paths and other objects as strings)."""
     return json.loads(json.dumps(dict(config), default=str))
+
+
+def swept_keys(sweep_dir: Path) -> list[str]:
+    """The keys a Hydra sweep varies (`model.num_steps=5,10` on the command line or under `hydra.sweeper.params`),
+    read from the sweep folder's multirun.yaml; [] when there is none."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    saved = Path(sweep_dir) / "multirun.yaml"
+    if not saved.is_file():
+        return []
+    hydra = (yaml.safe_load(saved.read_text()) or {}).get("hydra") or {}
+    task = list((hydra.get("overrides") or {}).get("task") or [])
+    params = ((hydra.get("sweeper") or {}).get("params") or {}).items()
+    lines = [*map(str, task), *(f"{key}={value}" for key, value in params)]
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return list(dict.fromkeys(o.key_or_group.replace("/", ".") for o in parsed if o.is_sweep_override()))
+
+
+def sweep_job_name(run_dir: Path) -> str | None:
+    """A sweep job's readable name, its values of the swept result keys: `num_steps=5,lr=0.1` (the key's last
+    segment, as in the merged report's columns); None outside a sweep or when the job has no saved overrides."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from noise_exp.report.sweep import canonical, column_names
+    from noise_exp.report.tables import RESERVED
+    from noise_exp.settings import is_result_key
+
+    run_dir = Path(run_dir)
+    keys = swept_keys(run_dir.parent)
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not keys or not saved.is_file():
+        return None
+    keys = [key for key in keys if is_result_key(key)] or keys
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in yaml.safe_load(saved.read_text()) or []])
+    values = {o.key_or_group.replace("/", "."): canonical(o.get_value_element_as_str()) for o in parsed}
+    return ",".join(f"{column}={values.get(key, '-')}" for column, key in column_names(keys, RESERVED).items())
+
+
+def setting_label(row: Mapping[str, Any], settings: Sequence[str]) -> str:
+    """`num_steps=5,lr=0.1`: a row's values of the setting columns, as summary keys and chart labels name them."""
+    return ",".join(f"{column}={row[column]}" for column in settings)
 
 
 def sweep_group(run_dir: Path) -> str | None:
@@ -134,10 +178,19 @@ class WandbLogger:
         if mode == "online":  # a requeued job continues its W&B run instead of starting a second one
             digest = hashlib.sha1(f"{self.project}:{self.run_dir.resolve()}".encode()).hexdigest()[:16]
             resume = {"id": digest, "resume": "allow"}
+        name = self.name or (self._job_name() if self.job_type != "summary" else None)
         return wandb.init(project=self.project, entity=self.entity,
-                          group=self.group or sweep_group(self.run_dir), name=self.name,
+                          group=self.group or sweep_group(self.run_dir), name=name,
                           job_type=self.job_type, tags=self.tags, notes=self.notes, config=_jsonable(config),
                           dir=str(wandb_dir), mode=mode, settings=settings, reinit="create_new", **resume)
+
+    def _job_name(self) -> str | None:
+        """The swept settings as the run's name; an unreadable sweep file only costs the name."""
+        try:
+            return sweep_job_name(self.run_dir)
+        except Exception as error:  # noqa: BLE001 - a name is not worth losing the run over
+            log.warning("W&B: no run name from the sweep's files (%s: %s)", type(error).__name__, error)
+            return None
 
     @_never_raise
     def finish(self) -> None:
@@ -233,6 +286,25 @@ class WandbLogger:
         if data:
             run.log(data)
         run.summary["prompts_logged"] = self._num_prompts
+        for key, value in self._means().items():  # a job's summary holds its means, not its last prompt's values
+            run.summary[key] = value
+
+    def _means(self) -> dict[str, float]:
+        """`<variant>/<column>`: the mean over this job's prompts of each measured results column, and the mean of
+        each `trace/...` value."""
+        sums: dict[str, list[float]] = {}
+        for row in self._rows:
+            for key, value in row.items():
+                number = None if key in ID_COLUMNS else _finite(value)
+                if number is not None:
+                    sums.setdefault(f"{row.get('variant', 'all')}/{key}", []).append(number)
+        for prompt in dict.fromkeys(t.get("prompt_id") for t in self._trace):
+            values = [s for s in (_finite(t.get("stability")) for t in self._trace if t.get("prompt_id") == prompt)
+                      if s is not None]
+            if values:
+                for key, value in (("initial", values[0]), ("final", values[-1]), ("best", max(values))):
+                    sums.setdefault(f"trace/{key}_stability", []).append(value)
+        return {key: sum(values) / len(values) for key, values in sums.items()}
 
     def _results_table(self) -> Any:
         """results.csv rows of this job as a W&B Table, with the first images inline."""
@@ -254,22 +326,24 @@ class WandbLogger:
     # ------------------------------------------------------------------ the merge step of a sweep
     @_never_raise
     def log_summary(self, tables: Mapping[str, pd.DataFrame], winning_rate_frames: Mapping[str, pd.DataFrame],
-                    figures: Mapping[str, Path] | None = None) -> None:
+                    figures: Mapping[str, Path] | None = None, settings: Sequence[str] = ()) -> None:
         if self._run is None:
             return
-        wandb, data = self._wandb, {}
+        wandb, data, settings = self._wandb, {}, list(settings)
+        tables = {name: _typed(_plain(frame), settings) for name, frame in tables.items()}
+        rate_frames = {name: _typed(_plain(frame), settings) for name, frame in winning_rate_frames.items()}
         for name, frame in tables.items():
-            frame = _plain(frame)
             data[f"tables/{name}"] = wandb.Table(dataframe=frame)
-            labels = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+            labels = [c for c in frame.columns if c not in settings and not pd.api.types.is_numeric_dtype(frame[c])]
             for _, row in frame.iterrows():
-                label = "/".join(str(row[c]) for c in labels)
+                label = "/".join([setting_label(row, settings)] * bool(settings) + [str(row[c]) for c in labels])
                 for column in frame.columns:
-                    number = None if column in labels else _finite(row[column])
+                    number = None if column in labels or column in settings else _finite(row[column])
                     if number is not None:
                         self._run.summary[f"{name}/{label}/{column}"] = number
-        for name, frame in winning_rate_frames.items():
-            data.update(self._winning_rate_charts(name, _plain(frame)))
+        for name, frame in rate_frames.items():
+            data.update(self._winning_rate_charts(name, frame, settings))
+        data.update(self._curves(tables, rate_frames, settings))
         for name, path in (figures or {}).items():
             path = self._resolve(path)
             if path.is_file():
@@ -279,8 +353,9 @@ class WandbLogger:
         if data:
             self._run.log(data)
 
-    def _winning_rate_charts(self, name: str, frame: pd.DataFrame) -> dict[str, Any]:
-        """One bar chart per (dataset, A vs B): the winning rate of each metric."""
+    def _winning_rate_charts(self, name: str, frame: pd.DataFrame, settings: Sequence[str] = ()) -> dict[str, Any]:
+        """One bar chart per (dataset, A vs B): the winning rate of each metric; in a sweep, one chart per
+        (dataset, A vs B, metric) with one bar per setting (its interval and n in the chart's table)."""
         wandb = self._wandb
         value = next((c for c in WIN_RATE_COLUMNS if c in frame.columns), None)
         if value is None:
@@ -288,8 +363,9 @@ class WandbLogger:
                         name, "/".join(WIN_RATE_COLUMNS))
             return {f"winning_rates/{name}/table": wandb.Table(dataframe=frame)}
         label = "metric" if "metric" in frame.columns else next(
-            (c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) and c not in COMPARISON_COLUMNS),
-            None)
+            (c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) and c not in COMPARISON_COLUMNS
+             and c not in settings), None)
+        settings = [c for c in settings if c in frame.columns]
         by = [c for c in COMPARISON_COLUMNS if c in frame.columns]
         charts: dict[str, Any] = {f"winning_rates/{name}/table": wandb.Table(dataframe=frame)}
         groups = frame.groupby(by, sort=False) if by else [((), frame)]
@@ -300,6 +376,13 @@ class WandbLogger:
                                            str(keys.get("comparison", ""))])) or name
             slug = "_".join(str(v) for v in keys.values()) or name
             labels = part[label].astype(str).tolist() if label else [str(i) for i in range(len(part))]
+            if settings:
+                charts.update(self._per_setting_bars(f"winning_rates/{name}/{slug}", title, part, labels, value,
+                                                     settings))
+                for setting, lab, v in zip(part[settings].to_dict("records"), labels, part[value]):
+                    if _finite(v) is not None:
+                        self._run.summary[f"winning_rate/{setting_label(setting, settings)}/{slug}/{lab}"] = _finite(v)
+                continue
             bars = wandb.Table(columns=["metric", "winning_rate"],
                                data=[[lab, _finite(v)] for lab, v in zip(labels, part[value])])
             charts[f"winning_rates/{name}/{slug}"] = wandb.plot.bar(bars, "metric", "winning_rate",
@@ -308,6 +391,71 @@ class WandbLogger:
                 if _finite(v) is not None:
                     self._run.summary[f"winning_rate/{slug}/{lab}"] = _finite(v)
         return charts
+
+    def _per_setting_bars(self, key: str, title: str, part: pd.DataFrame, labels: list[str], value: str,
+                          settings: Sequence[str]) -> dict[str, Any]:
+        """`<key>/<metric>`: one bar per setting, its table holding the setting columns (typed), n and the interval."""
+        extra = [c for c in ("n", "ci_low", "ci_high") if c in part.columns]
+        charts = {}
+        for metric in dict.fromkeys(labels):
+            rows = part[[lab == metric for lab in labels]]
+            data = [[setting_label(row, settings), *(row[c] for c in settings), _finite(row[value]),
+                     *(int(row[c]) if c == "n" else _finite(row[c]) for c in extra)] for row in rows.to_dict("records")]
+            table = self._wandb.Table(columns=["setting", *settings, "winning_rate", *extra], data=data)
+            charts[f"{key}/{metric}"] = self._wandb.plot.bar(
+                table, "setting", "winning_rate", title=f"Winning rate per setting, {title}, {metric}")
+        return charts
+
+    def _curves(self, tables: Mapping[str, pd.DataFrame], rates: Mapping[str, pd.DataFrame],
+                settings: Sequence[str]) -> dict[str, Any]:
+        """`curves/<key>/<metric>` per numeric setting column: each variant's mean and each comparison's winning
+        rate against that key, one line per (dataset, values of the other setting columns)."""
+        charts = {}
+        frames = [f for f in tables.values() if "variant" in f.columns]
+        for key in (c for c in settings if all(pd.api.types.is_numeric_dtype(f[c]) for f in frames if c in f)):
+            others = [c for c in settings if c != key]
+            series: dict[str, dict[str, dict[float, float]]] = {}
+            for frame in frames:
+                if key not in frame.columns:
+                    continue
+                for metric in (c for c in frame.columns if c not in (*settings, "dataset", "variant", "n")
+                               and pd.api.types.is_numeric_dtype(frame[c])):
+                    for _, row in frame.iterrows():
+                        line = _line_name(row, f"{row['variant']} mean", others, frame)
+                        series.setdefault(metric, {}).setdefault(line, {})[row[key]] = _finite(row[metric])
+            for frame in rates.values():
+                if key not in frame.columns or not {"a", "b", "metric", "win_rate"} <= set(frame.columns):
+                    continue
+                for _, row in frame.iterrows():
+                    line = _line_name(row, f"{row['a']} beats {row['b']}", others, frame)
+                    series.setdefault(row["metric"], {}).setdefault(line, {})[row[key]] = _finite(row["win_rate"])
+            for metric, lines in series.items():
+                lines = {n: points for n, points in lines.items() if len(points) > 1}
+                if lines:
+                    charts[f"curves/{key}/{metric}"] = self._wandb.plot.line_series(
+                        xs=[sorted(points) for points in lines.values()],
+                        ys=[[points[x] for x in sorted(points)] for points in lines.values()],
+                        keys=list(lines), title=f"{metric} and winning rate vs {key}", xname=key)
+        return charts
+
+
+def _line_name(row: pd.Series, what: str, others: Sequence[str], frame: pd.DataFrame) -> str:
+    """A curve's name: what it plots, with the dataset when the frame has several and the other settings' values."""
+    parts = [str(row["dataset"])] if "dataset" in frame.columns and frame["dataset"].nunique() > 1 else []
+    parts += [what] + ([f"({setting_label(row, others)})"] if others else [])
+    return " ".join(parts)
+
+
+def _typed(frame: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
+    """Setting columns as numbers where every value is one (W&B then sorts `5` before `10`)."""
+    from noise_exp.report.sweep import typed
+
+    frame = frame.copy()
+    for column in (c for c in settings if c in frame.columns):
+        values = [typed(v) for v in frame[column]]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            frame[column] = values
+    return frame
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,6 @@
-"""The report of a run folder or a merged sweep: the paper's Tables 1-2 (means), Figures 3/5 (winning rates)
-and 4/6 (image pairs), one row per setting of a sweep. Entry points: `write_report(run_dirs, out_dir)` and
-`python -m noise_exp.report`."""
+"""The report of a run folder or a merged sweep: the paper's Tables 1-2 (means), Figures 3/5 (winning rates),
+4/6 (image pairs) and 8 (curves against a swept key, `noise_exp.report.curves`), one row per setting of a sweep.
+Entry points: `write_report(run_dirs, out_dir)` and `python -m noise_exp.report`."""
 from noise_exp.report.report import ReportResult, write_report
 from noise_exp.report.sweep import SweepSettings, sweep_settings
 from noise_exp.report.tables import (COMPARISONS, Sweep, load_runs, load_sweep, mean_table, wilson_interval,

@@ -8,6 +8,7 @@ from pathlib import Path
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import exit_on_user_error
 from noise_exp.report.report import write_report
+from noise_exp.report.sweep import tolerance_option
 
 
 @exit_on_user_error
@@ -19,9 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-settings", type=int, default=4, help="settings with image grids (the first N)")
     parser.add_argument("--pool", action="store_true",
                         help="pool all runs into one row per dataset and variant, whatever their settings")
+    parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
+                        help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
+                             "of the runs' config)")
     args = parser.parse_args(argv)
     result = write_report(args.run_dirs, args.out or args.run_dirs[0] / "report", max_grid_rows=args.grid_rows,
-                          pool=args.pool, max_grid_settings=args.grid_settings)
+                          pool=args.pool, max_grid_settings=args.grid_settings,
+                          tie_tolerance=dict(args.tie_tolerance))
     print((result.out_dir / "means.md").read_text())
     print(f"report written to {result.out_dir}")
     return 0

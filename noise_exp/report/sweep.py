@@ -22,6 +22,7 @@ import yaml
 from noise_exp.errors import NoiseExpError
 from noise_exp.settings import flatten, is_result_key, override_key
 
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "config.yaml"  # defaults for runs without `.hydra/`
 UNSET = "-"  # the value of a key a job neither overrides nor has in its config (or a run without `.hydra/`)
 
 
@@ -68,6 +69,19 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def typed(value: Any) -> Any:
+    """A canonical setting string back as the number it spells (`"5"` -> 5, `"0.1"` -> 0.1); others as they are."""
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if not math.isfinite(number):
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         return None
@@ -108,6 +122,35 @@ def _read_job(run_dir: Path) -> _Job:
     choices = ((hydra_node.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
     return _Job(overrides, flatten(config) if isinstance(config, Mapping) else {},
                 {str(k).replace("/", "."): v for k, v in choices.items()})
+
+
+def tie_tolerances(run_dirs: Sequence[Path], overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """{metric: tolerance} for winning rates: `report.tie_tolerance` of the runs' `.hydra/config.yaml`
+    (conf/config.yaml's for runs without one), `overrides` on top. Runs that disagree on a metric not in `overrides`
+    are an error."""
+    default = ((_read_yaml(DEFAULT_CONFIG) or {}).get("report") or {}).get("tie_tolerance") or {}
+    found: dict[str, dict[float, Path]] = {}
+    for run_dir in run_dirs:
+        config = _read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
+        node = (config.get("report") or {}).get("tie_tolerance") if isinstance(config, Mapping) else None
+        for metric, value in (default if node is None else node).items():
+            found.setdefault(str(metric), {}).setdefault(float(value), Path(run_dir))
+    overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
+    for metric, values in found.items():
+        if len(values) > 1 and metric not in overrides:
+            (a, run_a), (b, run_b) = list(values.items())[:2]
+            raise NoiseExpError(f"the runs disagree on report.tie_tolerance.{metric} ({a:g} in {run_a}, {b:g} in "
+                                f"{run_b}); pass --tie-tolerance {metric}=<value> to choose one")
+    return {**{metric: next(iter(values)) for metric, values in found.items()}, **overrides}
+
+
+def tolerance_option(text: str) -> tuple[str, float]:
+    """`--tie-tolerance digit_classifier=0.001` as (metric, tolerance); argparse turns a ValueError into usage."""
+    metric, _, value = text.partition("=")
+    tolerance = float(value)
+    if not metric or not math.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(text)
+    return metric.strip(), tolerance
 
 
 def column_names(keys: Sequence[str], reserved: Collection[str] = ()) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,8 @@ NFE = "unet_calls"  # the NFEs that produced a row: network passes per sample, C
 LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
 BOOKKEEPING = frozenset({"dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise",
                          "time_s", "unet_calls", "reference", "run", "norm_ratio", "nfe", "peak_memory_mb"})
-RATE_COLUMNS = ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high"]
+RATE_COLUMNS = ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
+                "tie_tolerance"]
 # Names a setting column may not take (results and table columns): such keys keep their dotted name.
 RESERVED = BOOKKEEPING | set(RATE_COLUMNS) | set(METRIC_LABELS) | {"average", "comparison"}
 Z_95 = 1.959963984540054
@@ -163,11 +164,18 @@ def paired_scores(frame: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFr
     return left.merge(right, on=keys, suffixes=("_a", "_b")).rename(columns={f"{metric}_a": "a", f"{metric}_b": "b"})
 
 
+def is_tie(difference: np.ndarray, tolerance: float) -> np.ndarray:
+    """|A - B| <= tolerance: a difference the metric cannot tell from none (tolerance 0: exact equality)."""
+    return np.abs(difference) <= tolerance
+
+
 def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
-                  settings: Sequence[str] = ()) -> pd.DataFrame:
+                  settings: Sequence[str] = (), tie_tolerance: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Per (setting columns..., dataset), comparison and metric (the evaluators', then `stability`): the share of
-    prompts on which A beats B (ties half; for LPIPS lower wins), with a 95% Wilson interval."""
+    prompts on which A beats B (ties half; for LPIPS lower wins), with a 95% Wilson interval. A pair whose scores
+    differ by at most the metric's `tie_tolerance` (0 for metrics not listed) is a tie."""
     rows = []
+    tolerances = dict(tie_tolerance or {})
     metrics = measured_columns(frame)
     for values, subset in groups(frame, [*settings, "dataset"]):
         present = set(subset["variant"].astype(str))
@@ -179,12 +187,15 @@ def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = 
                 difference = (pairs["a"] - pairs["b"]).to_numpy()
                 if metric in LOWER_IS_BETTER:
                     difference = -difference
-                wins, ties = int((difference > 0).sum()), int((difference == 0).sum())
+                tolerance = float(tolerances.get(metric, 0.0))
+                tied = is_tie(difference, tolerance)
+                wins, ties = int(((difference > 0) & ~tied).sum()), int(tied.sum())
                 n = int(len(difference))
                 rate = (wins + 0.5 * ties) / n if n else math.nan
                 low, high = wilson_interval(wins + 0.5 * ties, n)
                 rows.append({**values, "a": a, "b": b, "metric": metric, "n": n, "wins": wins, "ties": ties,
-                             "losses": n - wins - ties, "win_rate": rate, "ci_low": low, "ci_high": high})
+                             "losses": n - wins - ties, "win_rate": rate, "ci_low": low, "ci_high": high,
+                             "tie_tolerance": tolerance})
     return pd.DataFrame(rows, columns=[*settings, *RATE_COLUMNS])
 
 

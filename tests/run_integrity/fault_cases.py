@@ -64,6 +64,8 @@ class Fault:
     needs_root: bool = False
     kept: int = 2  # finished prompts whose records and scores must be unchanged afterwards
     check: Callable[[Path, Outcome], str | None] | None = None  # a case-specific check; returns what is wrong
+    env: Callable[[Path], dict[str, str]] | None = None  # environment variables for the command, given the case
+    requires: str | None = None  # a program the case drives (e.g. sbatch): not run where it is not installed
 
 
 # --- preparing files --------------------------------------------------------------------------------------
@@ -185,6 +187,24 @@ def sweep_dir(case: Path) -> list[str]:
     return [f"hydra.sweep.dir={case / 'sweep'}"]
 
 
+def dead_controller(case: Path) -> dict[str, str]:
+    """SLURM_CONF of a cluster whose controller is a closed port on this machine: sbatch cannot reach it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conf = _write(case / "slurm.conf", f"ClusterName=unreachable\nSlurmctldHost=localhost(127.0.0.1)\n"
+                                       f"SlurmctldPort={port}\nMessageTimeout=2\nNodeName=localhost CPUs=1\n"
+                                       f"PartitionName=local Nodes=localhost Default=YES\n")
+    return {"SLURM_CONF": str(conf)}
+
+
+def nothing_submitted(case: Path, outcome: Outcome) -> str | None:
+    made = sorted(str(p.relative_to(case)) for p in (case / "sweep").rglob("results.csv"))
+    return f"jobs ran although the submission failed: {made}" if made else None
+
+
 FAULTS: list[Fault] = [
     # prompt data
     Fault("prompt file missing", ["dataset=prompts", "dataset.path=/nonexistent/prompts.txt"],
@@ -242,18 +262,23 @@ FAULTS: list[Fault] = [
     Fault("merge: folder without runs", module="noise_exp.merge", message="no run folders", prepare=empty_folder),
     Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", message="unrecognized arguments: --bogus",
           prepare=empty_folder),
+    Fault("SLURM submission fails (controller unreachable)", ["-m", "hydra/launcher=slurm",
+          "hydra.launcher.gpus_per_node=0", "model.num_steps=2,3"], fresh=True, kept=0, prepare=sweep_dir,
+          env=dead_controller, requires="sbatch", check=nothing_submitted,
+          message=r"SLURM submission failed, nothing was submitted: sbatch: error: Batch job submission failed: "
+                  r"Unable to contact slurm controller"),
 ]
 
 
 # --- running ----------------------------------------------------------------------------------------------
 
 def run_command(args: list[str], module: str | None = None, act=None, case: Path | None = None,
-                timeout: float = 600) -> Outcome:
+                timeout: float = 600, env: dict[str, str] | None = None) -> Outcome:
     command = [sys.executable, "-m", module] if module else [sys.executable, "run.py"]
     args = [a for a in args if a.startswith("-")] + [a for a in args if not a.startswith("-")]  # flags first
     start = time.perf_counter()
-    process = subprocess.Popen(command + args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(command + args, cwd=ROOT, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     if act is not None:
         import threading
         threading.Thread(target=act, args=(process, case), daemon=True).start()
@@ -279,7 +304,8 @@ def execute(fault: Fault, base: Path, case: Path) -> Outcome:
         if fault.module:
             return run_command(fault.args + extra, module=fault.module, case=case)
         where = [] if any(a.startswith("hydra.") for a in extra) else [f"hydra.run.dir={case / 'run'}"]
-        outcome = run_command(BASE + fault.args + extra + where, act=fault.act, case=case)
+        outcome = run_command(BASE + fault.args + extra + where, act=fault.act, case=case,
+                              env=fault.env(case) if fault.env else None)
         if fault.after:
             outcome = fault.after(case)
         outcome.lost = kept_records(base, outcome.run_dir, fault.kept)  # judged before a mount goes away
@@ -303,10 +329,15 @@ def _cleanup(case: Path) -> None:
 def run_matrix(workdir: Path, faults: list[Fault] = FAULTS, workers: int = 2) -> dict[str, Outcome]:
     """Every applicable fault against copies of one finished run, `workers` commands at a time."""
     base = make_finished_run(workdir / "base")
-    todo = [f for f in faults if IS_ROOT or not f.needs_root]
+    todo = [f for f in faults if (IS_ROOT or not f.needs_root) and installed(f)]
     with ThreadPoolExecutor(workers) as pool:
         futures = {f.name: pool.submit(execute, f, base, workdir / f"case{i:02d}") for i, f in enumerate(todo)}
         return {name: future.result() for name, future in futures.items()}
+
+
+def installed(fault: Fault) -> bool:
+    """Whether the program the case drives is on PATH (always, for cases that drive none)."""
+    return fault.requires is None or shutil.which(fault.requires) is not None
 
 
 # --- judging ----------------------------------------------------------------------------------------------
@@ -348,7 +379,8 @@ def markdown_table(outcomes: dict[str, Outcome]) -> str:
     rows = ["| fault | exit code | answer (one line) | seconds |", "|---|---:|---|---:|"]
     for fault in FAULTS:
         if fault.name not in outcomes:
-            rows.append(f"| {fault.name} | {fault.code} | (needs root; not run) | |")
+            why = f"needs {fault.requires}" if not installed(fault) else "needs root"
+            rows.append(f"| {fault.name} | {fault.code} | ({why}; not run) | |")
             continue
         outcome = outcomes[fault.name]
         lines = answer_lines(outcome, outcome.returncode) or [outcome.stdout.strip().splitlines()[-2]
