@@ -57,8 +57,12 @@ def test_winning_rates_against_hand_counts(run):
     assert rate(rates, "drawbench", "stable", "unstable", "aes").win_rate == 0.5
     # no optimized/original variants -> no such comparison
     assert not ((rates.a == "optimized") | (rates.b == "original")).any()
-    low, high = wilson_interval(2.5, 4)
-    assert (row.ci_low, row.ci_high) == pytest.approx((low, high))
+    # Wilson 95 % interval of 2.5 / 4 by hand: z = 1.95996, centre = (0.625 + z^2/8) / (1 + z^2/4) = 0.563763,
+    # half width = z sqrt(0.625 * 0.375 / 4 + z^2/64) / (1 + z^2/4) = 0.344337
+    assert (row.ci_low, row.ci_high) == pytest.approx((0.219427, 0.908101), abs=1e-6)
+    # pickapic: 1 win, 1 loss: scipy's Wilson interval of 1 / 2
+    pickapic = rate(rates, "pickapic", "stable", "unstable", "hpsv2")
+    assert (pickapic.ci_low, pickapic.ci_high) == pytest.approx((0.094531, 0.905469), abs=1e-6)
 
 
 def test_wilson_interval_matches_scipy_and_closed_form():

@@ -1,9 +1,9 @@
 """Sampling and decoding with gradients with respect to the initial noise, for reward-based noise optimization.
 
-The DDIM latent models' own `denoise` / `decode` run without gradients. Here the same sampler (the adapter's
-`denoise_step` and `vae_input`) runs with autograd, each sampler step and the VAE decoder wrapped
-in an activation checkpoint: the forward keeps only the T + 1 step inputs, and the backward recomputes one step at a
-time, so memory is that of one step's activations plus T latents, at the price of one more forward pass per step.
+The latent models' own `denoise` / `decode` run without gradients. Here the same sampler (the adapter's
+`denoise_step`, a DDIM or a flow-matching Euler step, and `vae_input`) runs with autograd, each sampler step and
+the VAE decoder wrapped in an activation checkpoint: the forward keeps only the T + 1 step inputs, and the backward
+recomputes one step at a time, so memory is that of one step's activations plus T latents, at the price of one more forward pass per step.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
-from noise_exp.models.base import Conditioning, NoiseModel
+from noise_exp.models.base import Conditioning, NoiseModel, SteppedLatentModel
 
 _GENERATION_NFE: "WeakKeyDictionary[NoiseModel, int]" = WeakKeyDictionary()
 
@@ -31,14 +31,14 @@ def generation_nfe(model: NoiseModel, cond: Conditioning) -> int:
 
 
 class DifferentiableSampler:
-    """eps -> x0 = M(eps, c) -> pixels in [0, 1], differentiable with respect to eps (DDIM latent models only)."""
+    """eps -> x0 = M(eps, c) -> pixels in [0, 1], differentiable with respect to eps (latent models whose sampler is
+    explicit steps: DDIM and flow-matching Euler)."""
 
     def __init__(self, model: NoiseModel, cond: Conditioning, method: str = "reward_opt") -> None:
-        from noise_exp.models.stable_diffusion import DDIMLatentModel
-
-        if not isinstance(model, DDIMLatentModel):
-            raise NoiseExpError(f"method={method} back-propagates through DDIM sampling, which model {model.name} "
-                                f"({type(model).__name__}) does not use here; use an SD 1.x / SDXL-family model")
+        if not isinstance(model, SteppedLatentModel):
+            raise NoiseExpError(f"method={method} back-propagates through the sampler's steps and a VAE decoder, which "
+                                f"model {model.name} ({type(model).__name__}) does not expose; use a DDIM (SD 1.x / "
+                                f"SDXL family, small_*) or flow-matching (SD3, FLUX) model")
         self.model = model
         self.cond = cond
 

@@ -93,3 +93,31 @@ class NoiseModel(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model for logs and results."""
         return {"name": self.name, "num_steps": self.num_steps, "device": str(self.device)}
+
+
+class SteppedLatentModel(NoiseModel):
+    """A model whose sampler is T explicit steps on latents that a diffusers VAE decodes (DDIM and flow-matching
+    latent models): `denoise_step` and `vae_input` are what reward optimization back-propagates through."""
+
+    pipe: Any
+
+    @abstractmethod
+    def denoise_step(self, latents: torch.Tensor, i: int, cond: Conditioning) -> torch.Tensor:
+        """Step i of the sampler, the network call included; differentiable when autograd is on."""
+
+    @abstractmethod
+    def vae_input(self, latents: torch.Tensor) -> torch.Tensor:
+        """The latents as the VAE decoder takes them, on its device and dtype; differentiable."""
+
+    @torch.no_grad()
+    def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        latents = noise.to(self.device, torch.float32)
+        for i in range(self.num_steps):
+            latents = self.denoise_step(latents, i, cond)
+        return latents
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, cond: Conditioning | None = None) -> list[Image.Image]:
+        vae = self.pipe.vae
+        images = torch.cat([vae.decode(latent[None], return_dict=False)[0] for latent in self.vae_input(latents)])
+        return self.pipe.image_processor.postprocess(images.float(), output_type="pil")

@@ -19,11 +19,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from diffusers import FluxPipeline, StableDiffusion3Pipeline
-from PIL import Image
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.flow import FlowSchedule, dynamic_shift_mu, flow_euler_inversion_step, flow_euler_step, flow_schedule
-from noise_exp.models.base import Conditioning, NoiseModel, seeded_noise
+from noise_exp.models.base import Conditioning, SteppedLatentModel, seeded_noise
 from noise_exp.models.loading import load_pipeline, resolve_device, resolve_dtype
 
 
@@ -67,7 +66,7 @@ def guidance_batch(positive: torch.Tensor, negative: torch.Tensor | None, batch:
     return torch.cat([part.expand(batch, *part.shape[1:]) for part in parts])
 
 
-class FlowMatchingModel(NoiseModel):
+class FlowMatchingModel(SteppedLatentModel):
     """Shared Euler denoise / invert / decode over a flow-matching pipeline; subclasses encode prompts, place the
     schedule and call the transformer (`_velocity`)."""
 
@@ -128,14 +127,12 @@ class FlowMatchingModel(NoiseModel):
     def draw_noise(self, seeds: Sequence[int]) -> torch.Tensor:
         return seeded_noise(self.latent_shape, seeds, self.device, self.dtype)
 
-    @torch.no_grad()
-    def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        latents = noise.to(self.device, torch.float32)
-        for i in range(self.num_steps):
-            sigma, sigma_next = self.schedule.pair(i)
-            velocity = self._velocity(latents, i, cond, self.guidance_scale)
-            latents = flow_euler_step(latents, velocity, sigma, sigma_next)
-        return latents
+    def denoise_step(self, latents: torch.Tensor, i: int, cond: Conditioning) -> torch.Tensor:
+        """Euler step i of the sampler (`flow_euler_step`), the transformer call (FLUX: packed) included;
+        differentiable when autograd is on."""
+        sigma, sigma_next = self.schedule.pair(i)
+        velocity = self._velocity(latents, i, cond, self.guidance_scale)
+        return flow_euler_step(latents, velocity, sigma, sigma_next)
 
     @torch.no_grad()
     def invert(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -146,12 +143,10 @@ class FlowMatchingModel(NoiseModel):
             sample = flow_euler_inversion_step(sample, velocity, sigma_next, sigma)
         return sample
 
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor, cond: Conditioning | None = None) -> list[Image.Image]:
+    def vae_input(self, latents: torch.Tensor) -> torch.Tensor:
+        """What the VAE decoder takes: z / scaling factor + shift factor (SD3 and FLUX VAEs), on its device and dtype."""
         vae = self.pipe.vae
-        scaled = latents.to(vae.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
-        images = torch.cat([vae.decode(latent[None], return_dict=False)[0] for latent in scaled])
-        return self.pipe.image_processor.postprocess(images.float(), output_type="pil")
+        return latents.to(vae.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
 
     @property
     def network(self) -> torch.nn.Module:

@@ -13,13 +13,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
-from PIL import Image
 
 from noise_exp.ddim import (INVERSIONS, DDIMSchedule, ddim_denoise_step, ddim_schedule, fixed_point_inversion_step,
                              predicted_noise)
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, integer_param, real_param
-from noise_exp.models.base import Conditioning, NoiseModel, seeded_noise
+from noise_exp.models.base import Conditioning, SteppedLatentModel, seeded_noise
 from noise_exp.models.loading import load_component, load_pipeline, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def apply_speed_options(pipe: Any, compile_unet: bool, channels_last: bool, atte
         pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=False)
 
 
-class DDIMLatentModel(NoiseModel):
+class DDIMLatentModel(SteppedLatentModel):
     """Shared DDIM denoise / invert / decode over a latent-diffusion pipeline; subclasses encode prompts."""
 
     pipeline_cls: type = StableDiffusionPipeline
@@ -140,13 +139,6 @@ class DDIMLatentModel(NoiseModel):
         """Per seed, the same call the pipeline's `prepare_latents` makes with Generator('cpu').manual_seed(seed)."""
         return seeded_noise(self.latent_shape, seeds, self.device, self.dtype) * self.scheduler.init_noise_sigma
 
-    @torch.no_grad()
-    def denoise(self, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        latents = noise.to(self.device, torch.float32)
-        for i in range(self.num_steps):
-            latents = self.denoise_step(latents, i, cond)
-        return latents
-
     def denoise_step(self, latents: torch.Tensor, i: int, cond: Conditioning) -> torch.Tensor:
         """Step i of the sampler (eq. 1), the network call included; differentiable when autograd is on."""
         alpha_t, alpha_prev = self.schedule.alpha_pair(i)
@@ -166,12 +158,6 @@ class DDIMLatentModel(NoiseModel):
 
             sample = fixed_point_inversion_step(sample, noise_at, alpha_prev, alpha_t, self.calls_per_inversion_step)
         return sample
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor, cond: Conditioning | None = None) -> list[Image.Image]:
-        vae = self.pipe.vae
-        images = torch.cat([vae.decode(latent[None], return_dict=False)[0] for latent in self.vae_input(latents)])
-        return self.pipe.image_processor.postprocess(images.float(), output_type="pil")
 
     def vae_input(self, latents: torch.Tensor) -> torch.Tensor:
         """What the VAE decoder takes: z / scaling factor, or z * std / scaling factor + mean for VAEs that record

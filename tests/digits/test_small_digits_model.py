@@ -11,6 +11,7 @@ from evaluators.digits import DigitClassifier
 from noise_exp.data.digits import digit_prompt
 from noise_exp.runner import run_experiment
 from tests.conftest import compose_cfg
+from tests.test_ddim import drive_inverse_scheduler
 
 SCORERS = "evaluator=[digit_classifier,digit_realism]"
 
@@ -50,3 +51,13 @@ def test_run_py_path_scores_and_reports(small_digits, one_thread, tmp_path, meth
     assert len(results) == 4 and set(results["prompt"]) == {digit_prompt(0), digit_prompt(1)}
     assert results[["digit_classifier", "digit_realism", "stability"]].notna().all().all()
     assert (tmp_path / "report" / "report.md").is_file()
+    if method == "select":  # eq. 3 of each kept noise, its inversion done by diffusers' DDIMInverseScheduler
+        for row in results.itertuples():
+            noise = torch.load(tmp_path / row.noise)[None]
+            assert torch.equal(noise, small_digits.draw_noise([row.seed]))
+            cond = small_digits.encode_prompt(row.prompt)
+            inverted = drive_inverse_scheduler(small_digits, cond, small_digits.denoise(noise, cond))
+            expected = float(torch.nn.functional.cosine_similarity(noise.flatten(1), inverted.flatten(1)))
+            assert row.stability == pytest.approx(expected, abs=1e-4), row.variant
+        stability = results.pivot(index="prompt_id", columns="variant", values="stability")
+        assert (stability["stable"] > stability["unstable"]).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from evaluators import build_evaluators, testing
 from evaluators.weights import clear_cache
@@ -108,12 +109,20 @@ def test_weights_missing_offline_fail_at_build_naming_the_config_key(name, key, 
 
 def test_built_scorer_holds_its_weights(tiny, tmp_path, images, prompts):
     """Loaded at build: the checkpoint file is not needed any more when the images are scored."""
+    def hps(checkpoint):
+        return build_evaluators({"hpsv2": {"_target_": "evaluators.hpsv2.HPSv2", "checkpoint": str(checkpoint),
+                                           "arch": str(tiny["clip_config"]), "device": "cpu"}})["hpsv2"]
+
     checkpoint = tmp_path / "HPS_v2_compressed.pt"
     shutil.copy(tiny["hps"], checkpoint)
-    built = build_evaluators({"hpsv2": {"_target_": "evaluators.hpsv2.HPSv2", "checkpoint": str(checkpoint),
-                                        "arch": str(tiny["clip_config"]), "device": "cpu"}})
-    checkpoint.unlink()
-    testing.assert_valid_scores(built["hpsv2"].score(images, prompts), len(images))
+    built = hps(checkpoint)
+    checkpoint.unlink()  # before the first score
+    scores = built.score(images, prompts)
+    testing.assert_valid_scores(scores, len(images))
+    # the scores of the same weights loaded from the file that still exists, and not those of other weights (the
+    # AES CLIP tower, another seed): the built scorer holds the checkpoint's weights
+    assert torch.allclose(scores, hps(tiny["hps"]).score(images, prompts), atol=1e-5)
+    assert float((hps(tiny["clip"]).score(images, prompts) - scores).abs().max()) > 1e-2
 
 
 def test_score_cli_with_a_corrupt_checkpoint_exits_2_with_one_line(tiny, tmp_path, capsys):

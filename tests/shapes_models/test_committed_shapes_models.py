@@ -11,10 +11,13 @@ from noise_exp.data.shapes import parse_caption
 from tests.conftest import compose_cfg, load_script
 
 MODELS = {"small_shapes": ((4, 8, 8), 32), "small_shapes_l": ((4, 16, 16), 64)}
-# Floors for the first 24 benchmark prompts (4 per tag), well below what the judge measured on all 300
-# (docs/shapes_world.md): correct 0.217 and 0.167, named shapes present 0.63 and 0.76.
-CORRECT_FLOOR = 0.04
-PRESENT_FLOOR = 0.3
+# Judged on the first 24 benchmark prompts (4 per tag, seed = prompt id), measured: correct 12/24 and 6/24, named
+# shapes present 18/24 and 19/24 (on all 300, docs/shapes_world.md: correct 0.217 and 0.167). Sampling is
+# deterministic, so the floors leave room for two images in 24 to flip (float differences across machines can move a
+# borderline judgement) and no more: sampling without guidance (9/24, 2/24 correct) or with every other step (3/24,
+# 1/24) falls below them.
+FLIPS = 2
+MEASURED = {"small_shapes": (12, 18), "small_shapes_l": (6, 19)}  # (correct, present) of 24
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -47,12 +50,14 @@ def test_word_order_changes_the_text_states(committed):
 
 
 def test_samples_draw_the_named_shapes_and_some_are_judged_correct(committed):
-    _, _, model = committed
+    name, _, model = committed
     prompts = instantiate(compose_cfg(["dataset=shapes_bench", "dataset.limit=24"]).dataset).load()
     texts = [p.text for p in prompts]
     assert sorted(parse_caption(t).tag for t in texts)[::4] == sorted({parse_caption(t).tag for t in texts})
     images, judgements, summaries = load_script("shapes_accuracy").measure(model, texts, [p.id for p in prompts])
     assert [image.size for image in images] == [(model.width, model.height)] * 24
     overall = summaries["overall"]
-    assert overall.n == 24 and overall.correct >= CORRECT_FLOOR and overall.present >= PRESENT_FLOOR, overall
+    correct, present = MEASURED[name]
+    assert overall.n == 24, overall
+    assert overall.correct * 24 >= correct - FLIPS - 1e-9 and overall.present * 24 >= present - FLIPS - 1e-9, overall
     assert len(judgements) == 24
