@@ -204,8 +204,11 @@ def study_guidance(name: str, spec: Spec, model, guidance: float, config_guidanc
                                             ("test", test, spec.test, judge)):
         select_run(name, spec, dataset, out / f"{split}.jsonl", out / f"{split}_{tag}", bank, guidance, scored, args)
         print(f"{name} {tag}: {split} candidates ({time.perf_counter() - start:.0f}s)", flush=True)
-    seconds = time.perf_counter() - start
     cal = load_candidates(out / f"calibration_{tag}")
+    test_candidates = load_candidates(out / f"test_{tag}")
+    # what computing the candidates cost when they were computed (a rerun reads them from the bank)
+    seconds = sum(float((p.frame["seconds"] + p.frame["seconds_scoring"].fillna(0)).sum())
+                  for p in (*cal.prompts, *test_candidates.prompts))
     if bank_main(["decompose", str(bank), "--scope", cal.scope.digest, "--out", str(out / f"decompose_{tag}"),
                   "--bootstrap", str(args.bootstrap)]) != 0:
         raise NoiseExpError("decompose failed")
@@ -214,7 +217,7 @@ def study_guidance(name: str, spec: Spec, model, guidance: float, config_guidanc
     if bank_main(["prior", str(out / f"calibration_{tag}"), "--out", str(prior_file)]) != 0:
         raise NoiseExpError("prior failed")
     prior = json.loads(prior_file.read_text())
-    test_table, judged = table_of(load_candidates(out / f"test_{tag}"), judge)
+    test_table, judged = table_of(test_candidates, judge)
     everything = seed_table(load_candidates(bank, cal.scope.digest))
     if prior["seeds"] != test_table.seeds or everything.seeds != test_table.seeds:
         raise NoiseExpError("calibration and test candidates differ in seeds")
@@ -376,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 2 or min(args.shortlists) < 1 or (args.calibration or 1) < 1 or (args.test or 1) < 1:
         raise NoiseExpError("--seeds must be >= 2, --shortlists, --calibration and --test >= 1")
     torch.set_num_threads(args.threads)
+    args.out = args.out.resolve()  # the prior's path is part of the select_fast run's settings: one spelling
     start = time.perf_counter()
     results = []
     for name in args.models:  # written after each model, so a long study keeps what it finished
