@@ -151,7 +151,7 @@ speed-study: $(STAMP)
 
 # How much of s(eps) is the seed's alone (docs/seed_share.md): the prompt x seed decomposition, a seed prior and the
 # noise's norm as zero-NFE proxies, on small_digits, small_shapes, tiny_sdxl (control) and small_shapes_l at K = 100.
-# ~30 min on 2 idle CPU cores; a real model on a GPU: make seed-share MODEL=sdxl_turbo
+# 35 min measured on 2 CPU cores shared with other sessions (load ~6.6); a real model on a GPU: make seed-share MODEL=sdxl_turbo
 MODEL ?=
 SEED_SHARE_ARGS ?=
 .PHONY: seed-share

@@ -2,7 +2,7 @@
 
     python scripts/seed_share.py [--models small_digits small_shapes small_shapes_l tiny_sdxl] [--seeds 100]
                                  [--calibration N] [--test N] [--out outputs/seed_share] [--threads 1]
-    make seed-share                        # the four models below, ~30 min on 2 idle CPU cores
+    make seed-share                        # the four models below: 35 min on 2 shared CPU cores (load ~6.6)
     make seed-share MODEL=sdxl_turbo       # a real model (GPU): drawbench calibrates, pickapic tests, no judge
                                            # (16 + 32 prompts x 100 seeds, batches of 8)
 
