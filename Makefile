@@ -151,3 +151,12 @@ compare: $(STAMP)
 # optimizers vs the paper's 100-step SGD gain, fixed-point inversion, on small_digits and small_shapes.
 speed-study: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/speed_study.py --out outputs/speed_study --threads 1
+
+# How much of s(eps) is the seed's alone (docs/seed_share.md): the prompt x seed decomposition, a seed prior and the
+# noise's norm as zero-NFE proxies, on small_digits, small_shapes, tiny_sdxl (control) and small_shapes_l at K = 100.
+# 35 min measured on 2 CPU cores shared with other sessions (load ~6.6); a real model on a GPU: make seed-share MODEL=sdxl_turbo
+MODEL ?=
+SEED_SHARE_ARGS ?=
+.PHONY: seed-share
+seed-share: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/seed_share.py --threads 1 $(if $(MODEL),--models $(MODEL) --out outputs/seed_share_$(MODEL)) $(SEED_SHARE_ARGS)

@@ -120,6 +120,7 @@ def _generate(cfg: DictConfig, method: Method, todo: list[Prompt], total: int, s
     model = build(cfg.model, "model")
     log.info("model %s", model.describe())
     fingerprint = _record_weights(cfg, store, fingerprint)
+    method.check_settings(fingerprint.settings)
     session = None
     if bank is not None:  # the scope reuses the weights hash just computed for run.json
         session = BankSession(bank, BankScope.from_settings(fingerprint.settings),

@@ -11,7 +11,7 @@ argmax among the proxy's best M. Reported per (proxy, M): agreement of the chose
 Spearman rho of proxy vs exact (mean over prompts), the judge's mean score of the chosen seed, and the cost
 (K x proxy NFEs + M x exact NFEs) / (K x exact NFEs) and the measured seconds ratio. `fixed_point:3` is the exact
 score under the fixed-point inversion (model.inversion=fixed_point, 3 calls per step): not cheaper, it measures how
-much the ranking depends on the inversion.
+much the ranking depends on the inversion. `norm` and `lowfreq:2` (issue 24) score the noise itself: no NFEs.
 
 Optimization, per model: the first --opt-prompts prompts, seed = the prompt's first candidate, all in one batch.
 The paper's SGD (momentum 0.5, cosine, 100 steps) runs at the paper's step relative to the noise
@@ -51,7 +51,7 @@ from noise_exp.methods.optimization import OPTIMIZERS, paper_equivalent_lr  # no
 from noise_exp.models.digits import training_id  # noqa: E402
 
 JUDGES = {"small_digits": ("digits", "digit_classifier"), "small_shapes": ("shapes_bench", "shapes_geneval")}
-PROXIES = ("partial:1", "partial:2", "steps:2", "steps:3", "resolution:2", "fixed_point:3")
+PROXIES = ("partial:1", "partial:2", "steps:2", "steps:3", "resolution:2", "fixed_point:3", "norm", "lowfreq:2")
 FAST_STEPS = 20
 INVERSION_ITERATIONS = (2, 3, 6, 10)
 PARTS = ("selection", "optimization", "inversion")
@@ -110,8 +110,8 @@ def load(model_name: str, *overrides: str):
 
 def score_candidates(model, fixed_point, cond, seeds: Sequence[int], judge, seconds: dict[str, float],
                      proxies: Sequence[str] = PROXIES) -> PromptCandidates:
-    from noise_exp.methods.proxies import ProxyScorer, parse_proxy
     from noise_exp.methods.roundtrip import ModelRoundTrip
+    from noise_exp.methods.seed_proxies import build_scorer, parse_any_proxy
     from noise_exp.stability import stability
 
     noise = model.draw_noise(seeds)
@@ -124,17 +124,18 @@ def score_candidates(model, fixed_point, cond, seeds: Sequence[int], judge, seco
         if name.startswith("fixed_point"):
             candidates.proxies[name] = stability(noise, ModelRoundTrip(fixed_point, cond)(noise, seeds)[1])
         else:
-            candidates.proxies[name] = ProxyScorer.build(parse_proxy(name), model, cond)(noise, seeds)
+            candidates.proxies[name] = build_scorer(parse_any_proxy(name), model, cond)(noise, seeds)
         seconds[name] += time.perf_counter() - start
     return candidates
 
 
 def proxy_nfes(model, fixed_point, name: str) -> int:
-    from noise_exp.methods.proxies import parse_proxy
+    from noise_exp.methods.seed_proxies import NoiseProxy, parse_any_proxy
 
     if name.startswith("fixed_point"):
         return fixed_point.unet_calls_per_roundtrip
-    return parse_proxy(name).view(model).unet_calls_per_roundtrip
+    proxy = parse_any_proxy(name)
+    return 0 if isinstance(proxy, NoiseProxy) else proxy.view(model).unet_calls_per_roundtrip
 
 
 def selection_rows(model_name: str, model, fixed_point, prompts: list[PromptCandidates], shortlists: Sequence[int],

@@ -1,4 +1,4 @@
-"""`python -m noise_exp.bank {select,correlate,info} <bank or run> ...`: selection rules and the stability-quality
+"""`python -m noise_exp.bank {select,correlate,info,decompose,prior} <bank or run> ...`: selection rules and the stability-quality
 correlation answered from stored candidates, with no candidate recomputed (docs/candidate_bank.md).
 
   select    <bank|run> --by RULE [--by RULE ...] [--k K] [--out DIR]: a run folder of the rules' picks for
@@ -6,6 +6,8 @@ correlation answered from stored candidates, with no candidate recomputed (docs/
   correlate <bank|run> --scores EVAL[,EVAL] [--similarities cosine,pearson,neg_rmse] [--out DIR]: per-prompt and
             pooled Spearman/Kendall with bootstrap intervals, gain of argmax s over random, scatter plot
   info      <bank>: its files, scopes and candidates
+  decompose <bank|run> [--similarity S] [--bootstrap N] [--out DIR]: shares of var(s) from seed, prompt and the rest
+  prior     <bank|run> --out FILE: each seed's mean s over the prompts, for method.proxy=prior:FILE
 
 A run folder (made with bank.path=...) stands for exactly its prompts and the seeds it selected among; a bank folder
 for all its candidates of one scope (--scope when it holds several), one prompt per prompt text.
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from noise_exp.bank.seed_commands import SEED_COMMANDS, add_seed_commands, run_seed_command
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import exit_on_user_error
 
@@ -44,6 +47,7 @@ def _parser() -> ArgumentParser:
     correlate.add_argument("--bootstrap", type=int, default=2000, help="bootstrap draws over prompts (default 2000)")
     info = commands.add_parser("info", help="files, scopes and candidates of a bank", description="bank contents")
     info.add_argument("source", type=Path, help="a bank folder")
+    add_seed_commands(commands)
     return parser
 
 
@@ -64,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "info":
         return _info(args.source)
+    if args.command in SEED_COMMANDS:
+        return run_seed_command(args)
     from noise_exp.bank.queries import load_candidates
 
     if args.k is not None and args.k < 1:

@@ -87,6 +87,10 @@ class Method(ABC):
         """Whether every candidate is decoded and scored (`method.score_candidates`), which needs a bank."""
         return False
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Refuse (NoiseExpError) a run whose flat result settings, with the weights' identity, this method cannot
+        serve (e.g. a seed prior measured on another model); called once the model is loaded, before any prompt."""
+
     def attach_bank(self, session: BankSession, evaluators: Mapping[str, Any]) -> None:
         """Read and fill a candidate bank (`bank.path`); `evaluators` score the candidates when asked to."""
         raise NoiseExpError(f"bank.path is for the methods that draw candidates (select, select_optimize), "

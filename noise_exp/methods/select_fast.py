@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from noise_exp.methods.method import Method, MethodOutput, NoiseSelection, Progress, selection_variants
-from noise_exp.methods.proxies import ProxyScorer, parse_proxy
+from noise_exp.methods.proxies import ProxyScorer
 from noise_exp.methods.roundtrip import ModelRoundTrip, RoundTripFn
+from noise_exp.methods.seed_proxies import build_scorer, check_prior_scope, parse_any_proxy
 from noise_exp.methods.selection import SelectionResult, select_noise
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.params import integer_param
@@ -72,9 +73,12 @@ class FastSelection(NoiseSelection):
                  seeds_per_prompt: bool = False, proxy: str = "partial:2", shortlist: int = 10,
                  unstable_shortlist: int = 1, config_key: str = "method") -> None:
         super().__init__(num_seeds, seed_start, batch_size, similarity, seeds_per_prompt, False, config_key)
-        self.proxy = parse_proxy(proxy, f"{config_key}.proxy")
+        self.proxy = parse_any_proxy(proxy, f"{config_key}.proxy")
         self.shortlist = integer_param(f"{config_key}.shortlist", shortlist, 1)
         self.unstable_shortlist = integer_param(f"{config_key}.unstable_shortlist", unstable_shortlist, 1)
+
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        check_prior_scope(self.proxy, settings, self.similarity_name)
 
     def unet_calls(self, model: NoiseModel, scorer: ProxyScorer, result: FastSelectionResult) -> int:
         """K x proxy NFEs (when the proxy ran) + (checked candidates) x exact NFEs."""
@@ -90,7 +94,7 @@ class FastSelection(NoiseSelection):
                 progress(f"proxy {done[0]}/{self.num_seeds}")
 
         start = time.perf_counter()
-        scorer = ProxyScorer.build(self.proxy, model, cond, self.similarity)
+        scorer = build_scorer(self.proxy, model, cond, self.similarity)
         result = select_fast_noise(self.candidate_seeds(prompt_index), model.draw_noise, scorer,
                                    ModelRoundTrip(model, cond), self.shortlist, self.unstable_shortlist,
                                    self.batch_size, self.similarity, on_batch)
