@@ -13,7 +13,10 @@ docs/evaluators.md). The whole batch goes through the model in one pass (no `bat
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -31,7 +34,9 @@ class Evaluator(ABC):
     needs_prompts: bool = False
     needs_references: bool = False
     differentiable: bool = False
+    revision: int = 1  # bump when the scoring rules change: the candidate bank then rescores instead of reusing
     _loaded: Any = None
+    _identity: str | None = None
 
     def __init__(self, device: str | None = None, dtype: str = "float32", batch_size: int = 16):
         self.device = resolve_device(device)
@@ -67,6 +72,26 @@ class Evaluator(ABC):
     def _load(self) -> Any:
         """Resolve and load the weights; scorers without weights load nothing."""
         return None
+
+    def identity(self) -> str:
+        """Which scorer made a score (`name@revision:digest`): class, `revision`, dtype and options, local weights by
+        content. The candidate bank reuses a stored score only under the same identity."""
+        if self._identity is None:
+            from noise_exp.fingerprint import file_identity, weights_identity
+
+            def option(value: Any) -> Any:  # a local file or folder an option names counts by its content
+                path = Path(value) if isinstance(value, (str, Path)) and str(value) else None
+                if path is not None and path.is_dir():
+                    return weights_identity(str(path))
+                if path is not None and path.is_file():
+                    return file_identity(path)
+                return value
+
+            options = {key: option(value) for key, value in sorted(vars(self).items())
+                       if not key.startswith("_") and key not in ("device", "batch_size")}
+            payload = json.dumps([type(self).__module__, type(self).__qualname__, self.revision, options], default=str)
+            self._identity = f"{self.name}@{self.revision}:{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+        return self._identity
 
     def _check_inputs(self, images, prompts, references) -> None:
         if self.needs_prompts and (prompts is None or len(prompts) != len(images)):

@@ -202,6 +202,7 @@ class ShapesGenEval(Evaluator):
 
     name = "shapes_geneval"
     needs_prompts = True
+    revision = 2  # 2: GenEval's include/exclude rules, two-tone objects, orange (issue 26's audit)
 
     def __init__(self, device: str | None = None, dtype: str = "float32", batch_size: int = 64):
         super().__init__("cpu", "float32", batch_size)

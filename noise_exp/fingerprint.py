@@ -72,19 +72,30 @@ def weights_identity(pretrained: str) -> str:
     if path.is_dir():
         digest = hashlib.sha256()
         for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            size = file.stat().st_size
-            digest.update(f"{file.relative_to(path)}:{size}:".encode())
-            with open(file, "rb") as handle:
-                digest.update(handle.read(_HEAD_BYTES))
-                if size > 2 * _HEAD_BYTES:
-                    handle.seek(-_HEAD_BYTES, os.SEEK_END)
-                    digest.update(handle.read())
-                elif size > _HEAD_BYTES:
-                    digest.update(handle.read())
+            _hash_file(digest, file, str(file.relative_to(path)))
         return "sha256:" + digest.hexdigest()[:16]
     if path.is_file():
         raise NoiseExpError(f"model.pretrained={pretrained} is a file; give a diffusers folder or a hub id")
     return f"hub:{pretrained}@{_hub_commit(pretrained) or 'unresolved'}"
+
+
+def file_identity(path: Path) -> str:
+    """A content hash of one weights file (its size and first and last MiB, like `weights_identity`'s files)."""
+    digest = hashlib.sha256()
+    _hash_file(digest, Path(path), "")
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _hash_file(digest: Any, file: Path, name: str) -> None:
+    size = file.stat().st_size
+    digest.update(f"{name}:{size}:".encode())
+    with open(file, "rb") as handle:
+        digest.update(handle.read(_HEAD_BYTES))
+        if size > 2 * _HEAD_BYTES:
+            handle.seek(-_HEAD_BYTES, os.SEEK_END)
+            digest.update(handle.read())
+        elif size > _HEAD_BYTES:
+            digest.update(handle.read())
 
 
 def _hub_commit(repo_id: str) -> str | None:

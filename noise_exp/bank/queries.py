@@ -103,7 +103,7 @@ def load_candidates(source: Path, scope: str | None = None, bank_path: Path | No
     prompts = [PromptCandidates(index, text, "bank", rows.sort_values("seed", kind="stable").reset_index(drop=True))
                for index, (text, rows) in enumerate(sorted(frame.groupby("prompt", sort=False), key=lambda x: x[0]))]
     return CandidateSet(source, bank, contents.scopes[digest], prompts, contents.model_configs.get(digest),
-                        contents.score_names(frame))
+                        contents.one_scorer_each(frame))
 
 
 def _one_scope(bank: CandidateBank, contents: BankContents, wanted: str | None) -> str:
@@ -150,7 +150,7 @@ def _run_candidates(run_dir: Path, bank_path: Path | None) -> CandidateSet:
         raise NoiseExpError(f"{run_dir} has no finished prompts")
     frame = pd.concat([p.frame for p in prompts])
     return CandidateSet(run_dir, bank, scope, prompts, contents.model_configs.get(scope.digest),
-                        contents.score_names(frame))
+                        contents.one_scorer_each(frame))
 
 
 @dataclass

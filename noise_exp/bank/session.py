@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Mapping, Sequence
 
 from noise_exp.bank.keys import BankScope, candidate_key
 from noise_exp.bank.storage import CandidateBank, StoredCandidate
@@ -39,14 +39,15 @@ class BankSession:
             self._index = {row["key"]: StoredCandidate.from_row(row) for row in frame.to_dict("records")}
         return self._index
 
-    def known(self, prompt: str, seeds: Sequence[int], scores: Iterable[str] = ()) -> dict[int, StoredCandidate]:
-        """The seeds' candidates already in the bank (with every score in `scores`), counted as reused."""
-        wanted = list(scores)
+    def known(self, prompt: str, seeds: Sequence[int], scorers: Mapping[str, str] | None = None
+              ) -> dict[int, StoredCandidate]:
+        """The seeds' candidates already in the bank, counted as reused; with `scorers` (evaluator -> identity),
+        only those scored by exactly those scorers (a score by another version of an evaluator is recomputed)."""
         index = self._candidates()
         found = {}
         for seed in seeds:
             candidate = index.get(self.key(prompt, seed))
-            if candidate is not None and all(name in candidate.scores for name in wanted):
+            if candidate is not None and candidate.scored_by(scorers or {}):
                 found[int(seed)] = candidate
         self.reused += len(found)
         return found

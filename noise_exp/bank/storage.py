@@ -36,8 +36,10 @@ PARTS = "parts"
 IMAGES = "images"
 METADATA = b"noise_exp.bank"
 SCORE_PREFIX = "score."
+SCORER_PREFIX = "scorer."  # `scorer.<evaluator>`: the identity (`Evaluator.identity`) of the scorer of `score.<evaluator>`
 STABILITY_PREFIX = "stability_"
 ROWS_PER_FILE = 50_000
+UNKNOWN = "unknown"  # the scorer of a score stored before scorers were recorded: never reused
 # every row has these; `score.<evaluator>` columns are added per evaluator
 COLUMNS = ["key", "scope", "prompt", "seed", "stability_cosine", "stability_pearson", "stability_neg_rmse", "nfe",
            "nfe_denoise", "seconds", "seconds_denoise", "seconds_scoring", "image", "device", "run", "written_at"]
@@ -62,6 +64,7 @@ class StoredCandidate:
     scores: dict[str, float] = field(default_factory=dict)
     image: str = ""
     device: str = ""
+    scorers: dict[str, str] = field(default_factory=dict)  # evaluator -> identity of the scorer of its score
 
     def row(self, scope: BankScope, run: str, written_at: str) -> dict[str, Any]:
         return {"key": candidate_key(scope.digest, self.prompt, self.seed), "scope": scope.digest,
@@ -70,7 +73,8 @@ class StoredCandidate:
                 "nfe": float(self.nfe), "nfe_denoise": float(self.nfe_denoise), "seconds": float(self.seconds),
                 "seconds_denoise": float(self.seconds_denoise), "seconds_scoring": float(self.seconds_scoring),
                 "image": self.image or None, "device": self.device, "run": run, "written_at": written_at,
-                **{f"{SCORE_PREFIX}{name}": float(value) for name, value in self.scores.items()}}
+                **{f"{SCORE_PREFIX}{name}": float(value) for name, value in self.scores.items()},
+                **{f"{SCORER_PREFIX}{name}": self.scorers.get(name) for name in self.scores}}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "StoredCandidate":
@@ -85,7 +89,13 @@ class StoredCandidate:
                    seconds_denoise=float(row["seconds_denoise"]), seconds_scoring=float(row["seconds_scoring"]),
                    scores={name[len(SCORE_PREFIX):]: float(row[name]) for name in row
                            if name.startswith(SCORE_PREFIX) and present(name)},
-                   image=str(row["image"]) if present("image") else "", device=str(row.get("device") or ""))
+                   image=str(row["image"]) if present("image") else "", device=str(row.get("device") or ""),
+                   scorers={name[len(SCORER_PREFIX):]: str(row[name]) for name in row
+                            if name.startswith(SCORER_PREFIX) and present(name)})
+
+    def scored_by(self, scorers: Mapping[str, str]) -> bool:
+        """Whether it has a score of each evaluator in `scorers` (name -> identity) by that very scorer."""
+        return all(name in self.scores and self.scorers.get(name) == identity for name, identity in scorers.items())
 
 
 @dataclass
@@ -106,6 +116,20 @@ class BankContents:
         """Evaluators with at least one score (in `frame`, or in the whole bank)."""
         frame = self.frame if frame is None else frame
         return [c[len(SCORE_PREFIX):] for c in frame.columns if c.startswith(SCORE_PREFIX) and frame[c].notna().any()]
+
+    def one_scorer_each(self, frame: pd.DataFrame) -> list[str]:
+        """`score_names(frame)`, refusing a score whose candidates were scored by different versions of its
+        evaluator (a bank filled before and after an evaluator changed): they would be compared as one score."""
+        names = self.score_names(frame)
+        for name in names:
+            scored = frame[frame[f"{SCORE_PREFIX}{name}"].notna()]
+            scorer = f"{SCORER_PREFIX}{name}"
+            identities = sorted(set(scored[scorer].fillna(UNKNOWN))) if scorer in scored.columns else [UNKNOWN]
+            if len(identities) > 1:
+                raise NoiseExpError(f"these candidates' {name} scores come from {len(identities)} versions of that "
+                                    f"evaluator ({', '.join(identities)}); rescore them with a run "
+                                    f"(method.score_candidates=true) or query a run folder")
+        return names
 
 
 class CandidateBank:
@@ -149,6 +173,7 @@ class CandidateBank:
             return BankContents(pd.DataFrame(columns=COLUMNS), scopes, configs, skipped)
         rows = pd.concat(frames, ignore_index=True).sort_values(["written_at", "_file"], kind="stable")
         merged = rows.drop(columns="_file").groupby("key", sort=False, as_index=False).first()
+        _pair_scores_with_scorers(rows, merged)
         return BankContents(merged.reset_index(drop=True), scopes, configs, skipped, len(rows) - len(merged))
 
     def _warn(self, path: Path, error: Exception) -> None:
@@ -166,6 +191,19 @@ class CandidateBank:
         relative = f"{IMAGES}/{key[:2]}/{key}.png"
         atomic_write_bytes(self.path / relative, png)
         return relative
+
+
+def _pair_scores_with_scorers(rows: pd.DataFrame, merged: pd.DataFrame) -> None:
+    """Each key's score and its scorer's identity taken from one row: the latest-written scorer (a rescore by a
+    changed evaluator supersedes), its earliest score. A score stored without an identity has scorer UNKNOWN."""
+    for column in [c for c in rows.columns if c.startswith(SCORE_PREFIX)]:
+        scorer = SCORER_PREFIX + column[len(SCORE_PREFIX):]
+        scored = rows.loc[rows[column].notna(), ["key", column]].copy()
+        scored[scorer] = rows[scorer].fillna(UNKNOWN) if scorer in rows.columns else UNKNOWN
+        latest = scored.groupby("key", sort=False)[scorer].last()
+        first = scored[scored[scorer].to_numpy() == scored["key"].map(latest).to_numpy()].groupby("key").first()
+        merged[column] = merged["key"].map(first[column])
+        merged[scorer] = merged["key"].map(first[scorer])
 
 
 class BankWriter:

@@ -55,7 +55,7 @@ class RecordingRoundTrip:
                 nfe=total_passes / n, nfe_denoise=denoise_passes / n, seconds=seconds / n,
                 seconds_denoise=denoise_s / n, seconds_scoring=scoring_s / n if self.evaluators else float("nan"),
                 scores={name: float(values[index]) for name, values in scores.items()}, image=images[index],
-                device=str(model.device)))
+                device=str(model.device), scorers={name: self.evaluators[name].identity() for name in scores}))
         return latents, inverted
 
     def _score(self, latents: torch.Tensor, seeds: Sequence[int]) -> tuple[dict[str, torch.Tensor], list[str], float]:
@@ -90,7 +90,7 @@ def select_with_bank(seeds: Sequence[int], model: NoiseModel, cond: Conditioning
                      on_batch: Callable[[int], None] | None = None) -> BankedSelection:
     """Algorithm 1 over `seeds`, computing only the candidates the bank lacks (or lacks the evaluators' scores of)."""
     seeds, evaluators = [int(s) for s in seeds], dict(evaluators or {})
-    known = session.known(cond.prompt, seeds, scores=evaluators)
+    known = session.known(cond.prompt, seeds, {name: e.identity() for name, e in evaluators.items()})
     if known and on_batch is not None:
         on_batch(len(known))
     todo = [s for s in seeds if s not in known]

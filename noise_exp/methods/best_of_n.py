@@ -170,7 +170,7 @@ class BestOfN(SeededCandidates):
             if progress:
                 progress(f"candidate {done[0]}/{len(seeds)}")
 
-        known = self.bank.known(cond.prompt, seeds, scores=[self.verifier_name]) if self.bank else {}
+        known = self.bank.known(cond.prompt, seeds, {self.verifier_name: self.verifier.identity()}) if self.bank else {}
         for stored in known.values():  # what the reused candidates cost when they were computed
             spent["passes"] += stored.nfe_denoise
             spent["seconds"] += stored.seconds_denoise + stored.seconds_scoring

@@ -168,3 +168,33 @@ def test_bad_bank_inputs_are_one_line(tmp_path, capsys):
         assert bank_main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_changed_evaluator_rescores_instead_of_reusing_its_old_scores(tmp_path, monkeypatch, capsys):
+    from evaluators.digits import DigitClassifier
+
+    bank, scored = tmp_path / "bank", [SCORERS, "method.score_candidates=true"]
+    assert run_digits(tmp_path / "a", bank, *scored, prompts=2, seeds=4)["bank_computed"] == 8  # version A
+    monkeypatch.setattr(DigitClassifier, "revision", DigitClassifier.revision + 1)  # its rules changed: version B
+    b = run_digits(tmp_path / "b", bank, *scored, prompts=1, seeds=4)
+    assert (b["bank_reused"], b["bank_computed"]) == (0, 4)
+    again = run_digits(tmp_path / "again", bank, *scored, prompts=1, seeds=4)
+    assert (again["bank_reused"], again["bank_computed"]) == (4, 0)
+    # an option of the evaluator is part of its identity too: C=1 scores otherwise, and the bank serves those scores
+    c = run_digits(tmp_path / "c", bank, *scored, "evaluator.digit_classifier.C=1", prompts=1, seeds=4)
+    assert (c["bank_reused"], c["bank_computed"]) == (0, 4)
+    frame = CandidateBank(bank).read().frame.set_index(["prompt", "seed"]).sort_index()
+    first, second = (pd.read_csv(tmp_path / run / "results.csv").set_index("variant") for run in ("a", "c"))
+    prompt = second.loc["stable", "prompt"]
+    for variant in ("stable", "unstable"):
+        assert frame.loc[(prompt, second.loc[variant, "seed"]), "score.digit_classifier"] == \
+            pytest.approx(second.loc[variant, "digit_classifier"], abs=1e-6)
+    old = first[first["prompt_id"] == 0].loc["stable"]
+    assert abs(old["digit_classifier"] - frame.loc[(prompt, old["seed"]), "score.digit_classifier"]) > 1e-3
+    assert frame.loc[prompt, "scorer.digit_classifier"].nunique() == 1
+    # the whole bank mixes two versions (the second prompt was scored by A only): a query refuses in one line
+    capsys.readouterr()
+    assert bank_main(["select", str(bank), "--by", "digit_classifier", "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "digit_classifier scores come from 2 versions" in err, err
+    assert bank_main(["select", str(tmp_path / "c"), "--by", "digit_classifier", "--out", str(tmp_path / "r")]) == 0

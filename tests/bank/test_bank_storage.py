@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from noise_exp.bank import BankScope, CandidateBank, candidate_key
+from noise_exp.bank import BankScope, CandidateBank, StoredCandidate, candidate_key
 from noise_exp.errors import NoiseExpError
 from tests.bank.helpers import SCOPE, synthetic
 from tests.conftest import ROOT
@@ -119,3 +119,18 @@ def test_scopes_separate_models_and_samplers_but_not_number_spellings():
         BankScope({"num_steps": 10})
     assert BankScope.from_settings({"model.weights": "sha256:1", "model.pretrained": "/x/y", "method.num_seeds": 3,
                                     "model.num_steps": 10}).settings == {"num_steps": 10, "weights": "sha256:1"}
+
+
+def test_a_score_is_read_with_its_own_scorer_and_a_rescore_supersedes_it(tmp_path):
+    bank = CandidateBank(tmp_path / "bank", create=True)
+    bank.writer("legacy").add(SCOPE, synthetic("a cat", range(3), scores={"aes": 1.0}))  # stored without a scorer
+    rescored = synthetic("a cat", range(2), scores={"aes": 2.0})
+    for candidate in rescored:
+        candidate.scorers = {"aes": "aes@2:b"}
+    bank.writer("new").add(SCOPE, rescored)
+    frame = bank.read().frame.sort_values("seed")
+    assert frame["score.aes"].tolist() == [2.0, 2.0, 1.0]
+    assert frame["scorer.aes"].tolist() == ["aes@2:b", "aes@2:b", "unknown"]
+    stored = [StoredCandidate.from_row(row) for row in frame.to_dict("records")]
+    assert [c.scored_by({"aes": "aes@2:b"}) for c in stored] == [True, True, False]
+    assert not stored[0].scored_by({"aes": "aes@3:c"}) and stored[2].scored_by({})
