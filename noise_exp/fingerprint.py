@@ -56,7 +56,19 @@ def run_fingerprint(cfg: DictConfig | Mapping[str, Any]) -> RunFingerprint:
             flat[key] = Path(str(flat[key])).name if is_local_path(str(flat[key])) else str(flat[key])
     if "model.dtype" in flat:
         flat["model.dtype"] = _resolved_dtype(container.get("model") or {})
+    if str(flat.get("method.proxy") or "").startswith(PRIOR_PREFIX):
+        flat["method.proxy"] = prior_identity(str(flat["method.proxy"]))
     return RunFingerprint(settings=flat)
+
+
+PRIOR_PREFIX = "prior:"
+
+
+def prior_identity(proxy: str) -> str:
+    """`prior:<file>` as `prior:<file name>@sha256:...`: a seed prior rewritten in place changes a run's settings,
+    a prior moved to another folder does not (like the model's weights)."""
+    path = Path(os.path.expanduser(proxy[len(PRIOR_PREFIX):]))
+    return f"{PRIOR_PREFIX}{path.name}@{file_identity(path)}" if path.is_file() else proxy
 
 
 def with_weights(fingerprint: RunFingerprint, pretrained: str | None) -> RunFingerprint:

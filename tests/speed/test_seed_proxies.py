@@ -90,3 +90,22 @@ def test_prior_of_another_scope_and_a_missing_prior_are_one_line_errors(digits_p
     summary = run_digits(tmp_path / "same", None, *overrides, f"method.proxy=prior:{prior_file}", prompts=1,
                          method="select_fast")
     assert np.isfinite(summary["stability/stable"])
+
+
+def test_a_run_records_its_prior_by_content_not_by_path(digits_prior, tmp_path):
+    """A prior rewritten in place changes the run's settings (a resume is refused); a prior moved does not."""
+    from noise_exp.fingerprint import run_fingerprint
+
+    def recorded(path):
+        cfg = compose_config(["model=small_digits", "method=select_fast", f"method.proxy=prior:{path}"])
+        return run_fingerprint(cfg).settings["method.proxy"]
+
+    original = recorded(digits_prior / "prior.json")
+    (tmp_path / "moved").mkdir()
+    moved = tmp_path / "moved" / "prior.json"
+    moved.write_bytes((digits_prior / "prior.json").read_bytes())
+    assert original.startswith("prior:prior.json@sha256:") and recorded(moved) == original
+    data = json.loads(moved.read_text())
+    data["prior"][0] += 0.01
+    moved.write_text(json.dumps(data))
+    assert recorded(moved) != original
