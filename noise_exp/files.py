@@ -74,11 +74,13 @@ def writable_folder(path: Path, flag: str) -> Path:
 
 
 def writable_file(path: Path, flag: str) -> Path:
-    """`path` checked before any work to be a file that can be written (its folder existing or makeable)."""
+    """`path` checked before any work to be a file that can be written in an existing folder."""
     from noise_exp.errors import NoiseExpError
 
     path = Path(path)
     if path.is_dir():
         raise NoiseExpError(f"{flag} {path} is a folder, not a file")
+    if not path.absolute().parent.is_dir():
+        raise NoiseExpError(f"{flag} {path}: the folder {path.absolute().parent} does not exist")
     writable_folder(path.parent, flag)
     return path

@@ -77,6 +77,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise NoiseExpError("evaluators score the saved images, but save_images=[] saves none; name the variants "
                             "to score, e.g. save_images=[stable,unstable]")
     _check_candidate_scoring(cfg, method, evaluators)
+    _check_prompts(prompts, method, evaluators)
     store = RunStore(run_dir, save_noise=bool(cfg.get("save_noise", True)))
     with _writable(run_dir, store), RunLock(run_dir):
         bank = _candidate_bank(cfg)
@@ -156,6 +157,14 @@ def _check_candidate_scoring(cfg: DictConfig, method: Method, evaluators: dict[s
     if with_references:
         raise NoiseExpError(f"method.score_candidates cannot use {', '.join(with_references)}: candidates have no "
                             f"reference images")
+
+
+def _check_prompts(prompts: list[Prompt], method: Method, evaluators: dict[str, Any]) -> None:
+    """Every scorer (the evaluators, a method's verifier) can judge every prompt, checked before generating."""
+    texts = [prompt.text for prompt in prompts]
+    for scorer in [*evaluators.values(), getattr(method, "verifier", None)]:
+        if hasattr(scorer, "check_prompts"):
+            scorer.check_prompts(texts)
 
 
 def _candidate_bank(cfg: DictConfig) -> CandidateBank | None:
