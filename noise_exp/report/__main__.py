@@ -7,6 +7,8 @@ from pathlib import Path
 
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import exit_on_user_error
+from noise_exp.files import writable_folder
+from noise_exp.params import integer_param
 from noise_exp.report.report import write_report
 
 
@@ -20,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", action="store_true",
                         help="pool all runs into one row per dataset and variant, whatever their settings")
     args = parser.parse_args(argv)
+    integer_param("--grid-rows", args.grid_rows, 1)
+    integer_param("--grid-settings", args.grid_settings, 0)
+    if args.out is not None:
+        writable_folder(args.out, "--out")
     result = write_report(args.run_dirs, args.out or args.run_dirs[0] / "report", max_grid_rows=args.grid_rows,
                           pool=args.pool, max_grid_settings=args.grid_settings)
     print((result.out_dir / "means.md").read_text())
