@@ -77,7 +77,7 @@ def unfinished_jobs(folder: Path) -> list[str]:
     for saved in sorted(folder.rglob(".hydra/overrides.yaml")):
         job = saved.parent.parent
         if "merged" not in job.relative_to(folder).parts:
-            started[tuple(yaml.safe_load(saved.read_text()) or ())] = job
+            started[_normalized(yaml.safe_load(saved.read_text()) or ())] = job
     expected = _sweep_jobs(folder / "multirun.yaml") or list(started)
     jobs = list(dict.fromkeys([*expected, *started]))
     shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
@@ -108,9 +108,24 @@ def _sweep_jobs(saved: Path) -> list[tuple[str, ...]] | None:
     params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
     try:
         parsed = OverridesParser.create().parse_overrides(params + list(hydra.overrides.task))
-        return [tuple(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
+        return [_normalized(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
     except Exception:  # an override this Hydra cannot parse again: judge by the started jobs only
         return None
+
+
+def _normalized(overrides) -> tuple[str, ...]:
+    """Overrides as Hydra's sweeper writes them (`save_noise=false` -> `save_noise=False`), to compare jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    written = []
+    for text in overrides:
+        try:
+            override = parser.parse_override(str(text))
+            written.append(f"{override.get_key_element()}={override.get_value_element_as_str()}")
+        except Exception:  # not an override Hydra can parse again: compare it as written
+            written.append(str(text))
+    return tuple(written)
 
 
 def sweep_tracker(folder: Path) -> RunLogger | None:

@@ -58,10 +58,11 @@ class Fault:
     message: str = ""  # regex the single `error: ` line (or `warning: ` line for code 0) must match
     fresh: bool = False  # run in a new folder instead of a copy of the finished run
     prepare: Callable[[Path], list[str]] | None = None  # writes files under the case folder; returns more args
-    module: str | None = None  # run `python -m <module>` with `args` instead of run.py
+    module: str | None = None  # run `python -m <module>` (or a `scripts/*.py` path) with `args` instead of run.py
     act: Callable[[subprocess.Popen, Path], None] | None = None  # acts on the running command (signals)
     after: Callable[[Path], Outcome] | None = None  # a follow-up command whose outcome is judged instead
     needs_root: bool = False
+    closed_stdout: bool = False  # the reader of stdout has gone (`| head -2`) before the command writes
     kept: int = 2  # finished prompts whose records and scores must be unchanged afterwards
     check: Callable[[Path, Outcome], str | None] | None = None  # a case-specific check; returns what is wrong
 
@@ -153,6 +154,74 @@ def empty_folder(case: Path) -> list[str]:
     return [str(case / "empty")]
 
 
+def a_file(case: Path) -> Path:
+    return _write(case / "a-file", "not a folder")
+
+
+def synthetic_bank(case: Path) -> Path:
+    """A bank of 2 prompts x 3 candidates written by the bank's own writer (stability only, no scores)."""
+    from noise_exp.bank import CandidateBank
+    from tests.bank.helpers import SCOPE, synthetic
+
+    bank = CandidateBank(case / "bank", create=True)
+    writer = bank.writer("fault-matrix")
+    for prompt in ("a cat", "a dog"):
+        writer.add(SCOPE, synthetic(prompt, range(3)))
+    return bank.path
+
+
+def bank_command(command: str, *flags: str, out: Callable[[Path], Path] | None = None):
+    """`python -m noise_exp.bank <command> <a bank> <flags>`, with --out at `out(case)` when given."""
+    def prepare(case: Path) -> list[str]:
+        bank = synthetic_bank(case)
+        return [command, str(bank), *flags, *(["--out", str(out(case))] if out else [])]
+    return prepare
+
+
+def no_out_folder(case: Path, outcome: Outcome) -> str | None:
+    return f"the failed query left {case / 'out'} behind" if (case / "out").exists() else None
+
+
+def sweep_with_a_failed_job(case: Path) -> list[str]:
+    """A local sweep as Hydra leaves it: job 0 finished (a copy of the finished run), job 1 failed (its .hydra/
+    and run.log only), and multirun.yaml naming both."""
+    import yaml
+
+    sweep = case / "sweep"
+    shutil.copytree(case / "run", sweep / "0")
+    shutil.rmtree(case / "run")
+    task = yaml.safe_load((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
+    task = [o for o in task if not o.startswith("hydra.")]
+    (sweep / "1" / ".hydra").mkdir(parents=True)
+    (sweep / "1" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(task + ["model.num_steps=0"]))
+    (sweep / "1" / "run.log").write_text("job #1 failed: model.num_steps must be >= 1, got 0\n")
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(task + ["model.num_steps=4"]))
+    multirun = {"hydra": {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                                      "max_batch_size": None, "params": None},
+                          "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": task + ["model.num_steps=4,0"]}}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    return [str(sweep), "--no-tracker"]
+
+
+def merged_the_finished_job(case: Path, outcome: Outcome) -> str | None:
+    merged = case / "sweep" / "merged" / "results.csv"
+    return None if merged.is_file() else "--allow-missing did not merge the finished job"
+
+
+def small_bank_disk(case: Path) -> list[str]:
+    """The candidate bank on a 16 KiB tmpfs: its file (~10 KB a prompt, rewritten whole) fits once, not twice."""
+    bank = case / "bank"
+    bank.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(bank)], check=True)
+    (case / "bank.mounted").touch()
+    return [f"bank.path={bank}", "dataset.limit=3"]
+
+
+def nothing_generated(case: Path, outcome: Outcome) -> str | None:
+    made = [p.name for p in (case / "run").rglob("*.png")] if (case / "run").exists() else []
+    return f"images were generated before the refusal: {made}" if made or "results:" in outcome.stdout else None
+
+
 # --- acting on a running command --------------------------------------------------------------------------
 
 def when_prompt_done(prompt_id: int, sig: int) -> Callable[[subprocess.Popen, Path], None]:
@@ -242,22 +311,70 @@ FAULTS: list[Fault] = [
     Fault("merge: folder without runs", module="noise_exp.merge", message="no run folders", prepare=empty_folder),
     Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", message="unrecognized arguments: --bogus",
           prepare=empty_folder),
+    # the features added after the matrix was written (issue 25)
+    Fault("select_fast: proxy costs more than exact selection (steps:999)",
+          ["method=select_fast", "method.num_seeds=4", "method.shortlist=1", "method.proxy=steps:999"], fresh=True,
+          kept=0, message=r"method\.proxy=steps:999 costs 12012 NFEs .* not below exact selection's 48"),
+    Fault("tiny_sd3: negative guidance", ["model=tiny_sd3", "model.guidance_scale=-2"], fresh=True, kept=0,
+          message=r"model\.guidance_scale must be >= 0\.0, got -2"),
+    Fault("prompt outside the evaluator's grammar", ["evaluator=[shapes_geneval]", "prompt=a purple hexagon"],
+          fresh=True, kept=0, message="'a purple hexagon' is not a shapes-world caption", check=nothing_generated),
+    Fault("best_of_n with bank.path (reads it, adds nothing)",
+          ["method=best_of_n", "method.num_seeds=2", "method.verifier=shapes_geneval", "prompt=a red circle"],
+          code=0, fresh=True, kept=0, message=r"best_of_n only reads the bank .* adds none",
+          prepare=lambda case: [f"bank.path={case / 'bank'}"]),
+    Fault("bank on a full disk", fresh=True, kept=0, needs_root=True, prepare=small_bank_disk,
+          message=r"no space left on the device while writing \S*/bank/.*finished prompts are kept"),
+    Fault("merge: a sweep job failed", module="noise_exp.merge", prepare=sweep_with_a_failed_job,
+          message=r"1 job\(s\) of .* did not finish: job 1 \(model\.num_steps=0\) has no results\.csv"),
+    Fault("merge --allow-missing: a sweep job failed (merged without it)", ["--allow-missing"], code=0,
+          module="noise_exp.merge", prepare=sweep_with_a_failed_job, check=merged_the_finished_job,
+          message=r"merging without 1 job\(s\): job 1 \(model\.num_steps=0\)"),
+    Fault("bank select: --out is a file", module="noise_exp.bank", message="--out .*a-file is a file, not a folder",
+          prepare=bank_command("select", "--by", "stability", out=a_file)),
+    Fault("bank correlate: --out is a file", module="noise_exp.bank", message="--out .*a-file is a file, not a folder",
+          prepare=bank_command("correlate", "--scores", "aes", out=a_file)),
+    Fault("bank select: failed query (no folder left)", module="noise_exp.bank", message="have no score.aes",
+          prepare=bank_command("select", "--by", "aes", out=lambda case: case / "out"), check=no_out_folder),
+    Fault("bank select: negative --seed", module="noise_exp.bank", message="--seed must be >= 0, got -1",
+          prepare=bank_command("select", "--by", "random", "--seed", "-1", out=lambda case: case / "out")),
+    Fault("bank info: reader gone (| head)", module="noise_exp.bank", code=0, closed_stdout=True,
+          prepare=bank_command("info")),
+    Fault("shapes_accuracy: --threads 0", ["--threads", "0"], module="scripts/shapes_accuracy.py",
+          message="--threads must be >= 1, got 0"),
+    Fault("shapes_accuracy: unknown --model", ["--model", "bogus"], module="scripts/shapes_accuracy.py",
+          message="Could not find 'model/bogus'; the options are"),
+    Fault("shapes_accuracy: --out in a missing folder", ["--out", "/missing/dir/a.json"],
+          module="scripts/shapes_accuracy.py", message="folder /missing/dir does not exist"),
+    Fault("report: --out is a file", module="noise_exp.report", message="--out .*a-file is a file, not a folder",
+          prepare=lambda case: [str(empty_folder(case)[0]), "--out", str(a_file(case))]),
+    Fault("human_eval serve: port out of range", module="noise_exp.human_eval", message=r"--port must be in 1\.\.65535",
+          prepare=lambda case: ["serve", *empty_folder(case), "--port", "99999"]),
 ]
 
 
 # --- running ----------------------------------------------------------------------------------------------
 
 def run_command(args: list[str], module: str | None = None, act=None, case: Path | None = None,
-                timeout: float = 600) -> Outcome:
-    command = [sys.executable, "-m", module] if module else [sys.executable, "run.py"]
-    args = [a for a in args if a.startswith("-")] + [a for a in args if not a.startswith("-")]  # flags first
+                timeout: float = 600, closed_stdout: bool = False) -> Outcome:
+    if module is None:
+        command = [sys.executable, "run.py"]
+        args = [a for a in args if a.startswith("-")] + [a for a in args if not a.startswith("-")]  # flags first
+    else:
+        command = [sys.executable, module] if module.endswith(".py") else [sys.executable, "-m", module]
+    stdout = subprocess.PIPE
+    if closed_stdout:
+        reader, stdout = os.pipe()
+        os.close(reader)
     start = time.perf_counter()
-    process = subprocess.Popen(command + args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(command + args, cwd=ROOT, env=ENV, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    if closed_stdout:
+        os.close(stdout)
     if act is not None:
         import threading
         threading.Thread(target=act, args=(process, case), daemon=True).start()
     stdout, stderr = process.communicate(timeout=timeout)
+    stdout = stdout or ""
     run_dir = next((Path(a.split("=", 1)[1]) for a in args if a.startswith("hydra.run.dir=")), case or ROOT)
     return Outcome(process.returncode, stdout, stderr, time.perf_counter() - start, run_dir)
 
@@ -272,12 +389,15 @@ def make_finished_run(folder: Path) -> Path:
 
 def execute(fault: Fault, base: Path, case: Path) -> Outcome:
     case.mkdir(parents=True)
-    if not fault.fresh and not fault.module:
+    if not fault.fresh:  # a module's case may read the finished run too (merge: a sweep made of it)
         shutil.copytree(base, case / "run")
     try:
         extra = fault.prepare(case) if fault.prepare else []
         if fault.module:
-            return run_command(fault.args + extra, module=fault.module, case=case)
+            outcome = run_command(fault.args + extra, module=fault.module, case=case,
+                                  closed_stdout=fault.closed_stdout)
+            outcome.unmet = fault.check(case, outcome) if fault.check else None
+            return outcome
         where = [] if any(a.startswith("hydra.") for a in extra) else [f"hydra.run.dir={case / 'run'}"]
         outcome = run_command(BASE + fault.args + extra + where, act=fault.act, case=case)
         if fault.after:
@@ -298,6 +418,8 @@ def _cleanup(case: Path) -> None:
             pass
     if (case / "run.copy").exists():
         subprocess.run(["umount", "-l", str(case / "run")], check=False)
+    if (case / "bank.mounted").exists():
+        subprocess.run(["umount", "-l", str(case / "bank")], check=False)
 
 
 def run_matrix(workdir: Path, faults: list[Fault] = FAULTS, workers: int = 2) -> dict[str, Outcome]:
