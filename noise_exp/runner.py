@@ -22,6 +22,7 @@ from noise_exp.files import write_failure
 from noise_exp.fingerprint import (RUN_FILE, WEIGHTS_KEY, RunFingerprint, check_fingerprint, read_fingerprint,
                                    run_fingerprint, with_weights, write_fingerprint)
 from noise_exp.methods.compute import PeakMemory
+from noise_exp.params import flag_param
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
 from noise_exp.logging import NullLogger, RunLogger
 from noise_exp.report.tables import COMPARISONS
@@ -170,6 +171,8 @@ def _check_prompts(prompts: list[Prompt], method: Method, evaluators: dict[str, 
 def _candidate_bank(cfg: DictConfig) -> CandidateBank | None:
     """The bank folder of `bank.path` (made if missing), or None."""
     path = (cfg.get("bank") or {}).get("path")
+    if path:
+        flag_param("bank.images", (cfg.get("bank") or {}).get("images", True))
     return CandidateBank(Path(str(path)).expanduser(), create=True) if path else None
 
 
