@@ -492,7 +492,10 @@ def document(table: str, count: int, seconds: float) -> str:
         "for the two faults that the run repairs itself) matching the message; no traceback; and that every finished",
         "prompt's record and evaluator scores are unchanged afterwards. Exit codes: 0 success, 2 any user error or",
         "fault (including a sweep with failed jobs), 130 Ctrl-C; 1 with a traceback only for a bug",
-        "([CONVENTIONS.md](CONVENTIONS.md)). `<case>` stands for the case's temporary folder.", "",
+        "([CONVENTIONS.md](CONVENTIONS.md)). `<case>` stands for the case's temporary folder. Rows name a module",
+        "(`bank`, `merge`, ...) or a script when they run it instead of `run.py`. The human-eval server answers over",
+        "HTTP, not with exit codes: an image swapped for a symlink pointing outside after start (404) and a 50 MB",
+        "vote body (413, unread) are tested in `tests/human_eval/test_human_eval_server.py`.", "",
         f"Regenerate: `.venv/bin/python -m tests.run_integrity.fault_cases --out docs/fault_matrix.md` (as root: the",
         "read-only folder and full-disk rows mount a small tmpfs). Measured: "
         f"{count} faults in {seconds:.0f} s, two commands at a time, on {os.cpu_count()} cores "
