@@ -26,15 +26,15 @@ IMAGE_MODES = ("auto", "bank", "regenerate", "none")
 def write_select_run(candidates: CandidateSet, rules: Sequence[Rule], out: Path, similarity: str = "cosine",
                      seed: int = 0, images: str = "auto") -> tuple[Path, str]:
     """Write the run folder; returns it and how its images were made (`bank`, `regenerated` or `none`)."""
+    out = Path(out)
+    check_out(out)
+    choices = apply_rules(candidates, rules, seed)  # a rule the candidates cannot answer stops here, in a second
+    pictures, made = _images(candidates, choices, images)
     from noise_exp.data.prompts import Prompt
     from noise_exp.methods.method import MethodOutput, Variant
     from noise_exp.report import write_report
     from noise_exp.results import RunStore
 
-    out = Path(out)
-    check_out(out)
-    choices = apply_rules(candidates, rules, seed)
-    pictures, made = _images(candidates, choices, images)
     _prepare(out)  # only now: a query that fails leaves no folder behind
     store = RunStore(out, save_noise=False)
     column = f"{STABILITY_PREFIX}{similarity}"

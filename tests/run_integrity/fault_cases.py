@@ -338,7 +338,7 @@ FAULTS: list[Fault] = [
           prepare=bank_command("select", "--by", "aes", out=lambda case: case / "out"), check=no_out_folder),
     Fault("bank select: negative --seed", module="noise_exp.bank", message="--seed must be >= 0, got -1",
           prepare=bank_command("select", "--by", "random", "--seed", "-1", out=lambda case: case / "out")),
-    Fault("bank info: reader gone (| head)", module="noise_exp.bank", code=0, closed_stdout=True,
+    Fault("bank info: reader gone (piped into head)", module="noise_exp.bank", code=0, closed_stdout=True,
           prepare=bank_command("info")),
     Fault("shapes_accuracy: --threads 0", ["--threads", "0"], module="scripts/shapes_accuracy.py",
           message="--threads must be >= 1, got 0"),
@@ -475,7 +475,7 @@ def markdown_table(outcomes: dict[str, Outcome]) -> str:
         outcome = outcomes[fault.name]
         lines = answer_lines(outcome, outcome.returncode) or [outcome.stdout.strip().splitlines()[-2]
                                                                if outcome.stdout.strip() else ""]
-        text = re.sub(r"/tmp/\S*?/case\d+", "<case>", lines[0]).replace("|", "\\|")
+        text = re.sub(r"/tmp/\S*?/case\d+", "<case>", lines[0]).replace("|", "\\|") or "(nothing printed)"
         rows.append(f"| {fault.name} | {outcome.returncode} | `{text}` | {outcome.seconds:.1f} |")
     return "\n".join(rows) + "\n"
 
