@@ -63,6 +63,7 @@ class Fault:
     after: Callable[[Path], Outcome] | None = None  # a follow-up command whose outcome is judged instead
     needs_root: bool = False
     closed_stdout: bool = False  # the reader of stdout has gone (`| head -2`) before the command writes
+    batched: bool = False  # a module row run in the one shared process of tests/run_integrity/batch.py
     kept: int = 2  # finished prompts whose records and scores must be unchanged afterwards
     check: Callable[[Path, Outcome], str | None] | None = None  # a case-specific check; returns what is wrong
 
@@ -306,11 +307,12 @@ FAULTS: list[Fault] = [
     Fault("one job of a local sweep fails", ["-m", "model.num_steps=4,0"], fresh=True, kept=0,
           message=r"1 of 2 jobs failed.*model\.num_steps=0", prepare=sweep_dir, check=other_job_finished),
     # the other commands
-    Fault("score: folder without results.csv", ["evaluator=[ssim]"], module="noise_exp.score", message="results.csv",
+    Fault("score: folder without results.csv", ["evaluator=[ssim]"], module="noise_exp.score", batched=True,
+          message="results.csv", prepare=empty_folder),
+    Fault("merge: folder without runs", module="noise_exp.merge", batched=True, message="no run folders",
           prepare=empty_folder),
-    Fault("merge: folder without runs", module="noise_exp.merge", message="no run folders", prepare=empty_folder),
-    Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", message="unrecognized arguments: --bogus",
-          prepare=empty_folder),
+    Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", batched=True,
+          message="unrecognized arguments: --bogus", prepare=empty_folder),
     # the features added after the matrix was written (issue 25)
     Fault("select_fast: proxy costs more than exact selection (steps:999)",
           ["method=select_fast", "method.num_seeds=4", "method.shortlist=1", "method.proxy=steps:999"], fresh=True,
@@ -325,30 +327,35 @@ FAULTS: list[Fault] = [
           prepare=lambda case: [f"bank.path={case / 'bank'}"]),
     Fault("bank on a full disk", fresh=True, kept=0, needs_root=True, prepare=small_bank_disk,
           message=r"no space left on the device while writing \S*/bank/.*finished prompts are kept"),
-    Fault("merge: a sweep job failed", module="noise_exp.merge", prepare=sweep_with_a_failed_job,
+    Fault("merge: a sweep job failed", module="noise_exp.merge", batched=True, prepare=sweep_with_a_failed_job,
           message=r"1 job\(s\) of .* did not finish: job 1 \(model\.num_steps=0\) has no results\.csv"),
     Fault("merge --allow-missing: a sweep job failed (merged without it)", ["--allow-missing"], code=0,
-          module="noise_exp.merge", prepare=sweep_with_a_failed_job, check=merged_the_finished_job,
+          module="noise_exp.merge", batched=True, prepare=sweep_with_a_failed_job, check=merged_the_finished_job,
           message=r"merging without 1 job\(s\): job 1 \(model\.num_steps=0\)"),
-    Fault("bank select: --out is a file", module="noise_exp.bank", message="--out .*a-file is a file, not a folder",
+    Fault("bank select: --out is a file", module="noise_exp.bank", batched=True,
+          message="--out .*a-file is a file, not a folder",
           prepare=bank_command("select", "--by", "stability", out=a_file)),
-    Fault("bank correlate: --out is a file", module="noise_exp.bank", message="--out .*a-file is a file, not a folder",
+    Fault("bank correlate: --out is a file", module="noise_exp.bank", batched=True,
+          message="--out .*a-file is a file, not a folder",
           prepare=bank_command("correlate", "--scores", "aes", out=a_file)),
-    Fault("bank select: failed query (no folder left)", module="noise_exp.bank", message="have no score.aes",
-          prepare=bank_command("select", "--by", "aes", out=lambda case: case / "out"), check=no_out_folder),
-    Fault("bank select: negative --seed", module="noise_exp.bank", message="--seed must be >= 0, got -1",
+    Fault("bank select: failed query (no folder left)", module="noise_exp.bank", batched=True,
+          message="have no score.aes", check=no_out_folder,
+          prepare=bank_command("select", "--by", "aes", out=lambda case: case / "out")),
+    Fault("bank select: negative --seed", module="noise_exp.bank", batched=True, message="--seed must be >= 0, got -1",
           prepare=bank_command("select", "--by", "random", "--seed", "-1", out=lambda case: case / "out")),
     Fault("bank info: reader gone (piped into head)", module="noise_exp.bank", code=0, closed_stdout=True,
           prepare=bank_command("info")),
-    Fault("shapes_accuracy: --threads 0", ["--threads", "0"], module="scripts/shapes_accuracy.py",
+    Fault("shapes_accuracy: --threads 0", ["--threads", "0"], module="scripts/shapes_accuracy.py", batched=True,
           message="--threads must be >= 1, got 0"),
-    Fault("shapes_accuracy: unknown --model", ["--model", "bogus"], module="scripts/shapes_accuracy.py",
+    Fault("shapes_accuracy: unknown --model", ["--model", "bogus"], module="scripts/shapes_accuracy.py", batched=True,
           message="Could not find 'model/bogus'; the options are"),
     Fault("shapes_accuracy: --out in a missing folder", ["--out", "/missing/dir/a.json"],
-          module="scripts/shapes_accuracy.py", message="folder /missing/dir does not exist"),
-    Fault("report: --out is a file", module="noise_exp.report", message="--out .*a-file is a file, not a folder",
+          module="scripts/shapes_accuracy.py", batched=True, message="folder /missing/dir does not exist"),
+    Fault("report: --out is a file", module="noise_exp.report", batched=True,
+          message="--out .*a-file is a file, not a folder",
           prepare=lambda case: [str(empty_folder(case)[0]), "--out", str(a_file(case))]),
-    Fault("human_eval serve: port out of range", module="noise_exp.human_eval", message=r"--port must be in 1\.\.65535",
+    Fault("human_eval serve: port out of range", module="noise_exp.human_eval", batched=True,
+          message=r"--port must be in 1\.\.65535",
           prepare=lambda case: ["serve", *empty_folder(case), "--port", "99999"]),
 ]
 
@@ -387,12 +394,17 @@ def make_finished_run(folder: Path) -> Path:
     return folder
 
 
-def execute(fault: Fault, base: Path, case: Path) -> Outcome:
+def prepared(fault: Fault, base: Path, case: Path) -> list[str]:
+    """The case folder (with a copy of the finished run unless `fresh`) and the arguments `prepare` adds."""
     case.mkdir(parents=True)
     if not fault.fresh:  # a module's case may read the finished run too (merge: a sweep made of it)
         shutil.copytree(base, case / "run")
+    return fault.prepare(case) if fault.prepare else []
+
+
+def execute(fault: Fault, base: Path, case: Path) -> Outcome:
     try:
-        extra = fault.prepare(case) if fault.prepare else []
+        extra = prepared(fault, base, case)
         if fault.module:
             outcome = run_command(fault.args + extra, module=fault.module, case=case,
                                   closed_stdout=fault.closed_stdout)
@@ -422,13 +434,36 @@ def _cleanup(case: Path) -> None:
         subprocess.run(["umount", "-l", str(case / "bank")], check=False)
 
 
+def execute_batch(faults: list[Fault], base: Path, cases: dict[str, Path]) -> dict[str, Outcome]:
+    """The batched module rows, in one process (tests/run_integrity/batch.py): one start-up for all of them."""
+    commands = [[fault.module, fault.args + prepared(fault, base, cases[fault.name])] for fault in faults]
+    results_file = cases[faults[0].name].parent / "batch.json"
+    done = subprocess.run([sys.executable, "-m", "tests.run_integrity.batch", str(results_file)], cwd=ROOT, env=ENV,
+                          input=json.dumps(commands), capture_output=True, text=True, timeout=600)
+    if done.returncode or not results_file.is_file():
+        raise RuntimeError(f"the batch process failed: {done.stderr[-2000:]}")
+    outcomes = {}
+    for fault, result in zip(faults, json.loads(results_file.read_text())):
+        case = cases[fault.name]
+        outcome = Outcome(result["returncode"], result["stdout"], result["stderr"], result["seconds"], case)
+        outcome.unmet = fault.check(case, outcome) if fault.check else None
+        outcomes[fault.name] = outcome
+    return outcomes
+
+
 def run_matrix(workdir: Path, faults: list[Fault] = FAULTS, workers: int = 2) -> dict[str, Outcome]:
-    """Every applicable fault against copies of one finished run, `workers` commands at a time."""
+    """Every applicable fault against copies of one finished run, `workers` commands at a time (the batched
+    rows are one of those commands)."""
     base = make_finished_run(workdir / "base")
     todo = [f for f in faults if IS_ROOT or not f.needs_root]
+    cases = {f.name: workdir / f"case{i:02d}" for i, f in enumerate(todo)}
+    batched = [f for f in todo if f.batched]
     with ThreadPoolExecutor(workers) as pool:
-        futures = {f.name: pool.submit(execute, f, base, workdir / f"case{i:02d}") for i, f in enumerate(todo)}
-        return {name: future.result() for name, future in futures.items()}
+        batch = pool.submit(execute_batch, batched, base, cases) if batched else None
+        futures = {f.name: pool.submit(execute, f, base, cases[f.name]) for f in todo if not f.batched}
+        outcomes = {name: future.result() for name, future in futures.items()}
+        outcomes.update(batch.result() if batch else {})
+    return {f.name: outcomes[f.name] for f in todo}
 
 
 # --- judging ----------------------------------------------------------------------------------------------
@@ -476,7 +511,8 @@ def markdown_table(outcomes: dict[str, Outcome]) -> str:
         lines = answer_lines(outcome, outcome.returncode) or [outcome.stdout.strip().splitlines()[-2]
                                                                if outcome.stdout.strip() else ""]
         text = re.sub(r"/tmp/\S*?/case\d+", "<case>", lines[0]).replace("|", "\\|") or "(nothing printed)"
-        rows.append(f"| {fault.name} | {outcome.returncode} | `{text}` | {outcome.seconds:.1f} |")
+        seconds = f"{outcome.seconds:.1f}" + (" (batched)" if fault.batched else "")
+        rows.append(f"| {fault.name} | {outcome.returncode} | `{text}` | {seconds} |")
     return "\n".join(rows) + "\n"
 
 
@@ -500,7 +536,9 @@ def document(table: str, count: int, seconds: float) -> str:
         "read-only folder and full-disk rows mount a small tmpfs). Measured: "
         f"{count} faults in {seconds:.0f} s, two commands at a time, on {os.cpu_count()} cores "
         f"({platform.machine()}, Python {platform.python_version()}); seconds per row include Python, torch and",
-        "diffusers start-up and, where the run gets that far, loading the tiny model.", "", table])
+        "diffusers start-up and, where the run gets that far, loading the tiny model. Rows marked *batched* run",
+        "one after another in one shared process (`tests/run_integrity/batch.py`), each as its own `__main__` with",
+        "its own arguments; their seconds exclude that process's start-up.", "", table])
 
 
 def main(argv: list[str] | None = None) -> int:
