@@ -52,6 +52,9 @@ class Evaluator(ABC):
     ) -> torch.Tensor:
         """Score each image; returns a 1-D float32 tensor of len(images)."""
 
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        """One line naming a prompt this scorer cannot judge; a run calls it before any image is generated."""
+
     def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
         """[B] float32 scores on `pixels.device` of pixels [B, 3, H, W] in [0, 1]; differentiable w.r.t. `pixels`."""
         raise NoiseExpError(f"{self.name} has no differentiable path (score_pixels); differentiable evaluators: "

@@ -60,6 +60,9 @@ class DigitClassifier(Evaluator):
             raise NoiseExpError(f"evaluator.digit_classifier.C must be > 0, got {C}")
         self.C = float(C)
 
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        _requested_digits(prompts, len(prompts))
+
     def _load(self):
         return self.model
 

@@ -207,6 +207,9 @@ class ShapesGenEval(Evaluator):
     def __init__(self, device: str | None = None, dtype: str = "float32", batch_size: int = 64):
         super().__init__("cpu", "float32", batch_size)
 
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        parse_prompts(prompts, len(prompts), self.name)
+
     def judge(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[Judgement]:
         targets = parse_prompts(prompts, len(images), self.name)
         return [judge(image, target) for image, target in zip(images, targets)]

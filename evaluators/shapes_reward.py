@@ -276,6 +276,9 @@ class ShapesReward(Evaluator):
     def net(self) -> ShapesRewardNet:
         return cached(("shapes_reward", str(self.weights.resolve())), lambda: load_reward(self.weights))
 
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        parse_prompts(prompts, len(prompts), self.name)
+
     def logits(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """[B] match logits (on `pixels.device`) for pixels [B, 3, H, W] in [0, 1]; differentiable w.r.t. `pixels`."""
         batch = checked_pixels(pixels, self.name, self.device)

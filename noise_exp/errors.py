@@ -33,8 +33,41 @@ def exit_on_user_error(main: Callable[..., int]) -> Callable[..., int]:
         except NoiseExpError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             return err.exit_code
+        except BrokenPipeError:  # the reader went away (`... | head -2`): what it read is all it wanted
+            _silence_stdout()
+            return 0
+        except OSError as err:
+            message = file_fault_message(err)
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            return NoiseExpError.exit_code
 
     return wrapper
+
+
+def file_fault_message(error: OSError) -> str | None:
+    """A file-system fault (full disk, read-only, missing or forbidden path, a file where a folder should be) as
+    one line naming the file, or None for any other OSError."""
+    import errno
+
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device while writing {error.filename or 'a file'}"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT,
+                       errno.ENAMETOOLONG) and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not raise BrokenPipeError again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def config_error_message(error: BaseException) -> str:

@@ -34,6 +34,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is None:  # a failed write names no file: name the one being written (a bank's, a run's)
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -48,3 +53,34 @@ def write_failure(error: OSError, where: Path) -> str | None:
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG):
         return f"cannot write {target}: {error.strerror}"
     return None
+
+
+def writable_folder(path: Path, flag: str) -> Path:
+    """`path` checked before any work to be a folder that exists or can be made and written (one line naming
+    `flag`, e.g. --out, otherwise)."""
+    from noise_exp.errors import NoiseExpError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NoiseExpError(f"{flag} {path} is a file, not a folder")
+    ancestor = path.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NoiseExpError(f"{flag} {path} cannot be made: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise NoiseExpError(f"{flag} {path} cannot be written: {ancestor} is read-only or not yours")
+    return path
+
+
+def writable_file(path: Path, flag: str) -> Path:
+    """`path` checked before any work to be a file that can be written in an existing folder."""
+    from noise_exp.errors import NoiseExpError
+
+    path = Path(path)
+    if path.is_dir():
+        raise NoiseExpError(f"{flag} {path} is a folder, not a file")
+    if not path.absolute().parent.is_dir():
+        raise NoiseExpError(f"{flag} {path}: the folder {path.absolute().parent} does not exist")
+    writable_folder(path.parent, flag)
+    return path

@@ -14,6 +14,7 @@ import pandas as pd
 
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
+from noise_exp.files import writable_folder
 from noise_exp.logging import RunLogger
 from noise_exp.report.sweep import check_unique_prompts, sweep_settings, tolerance_option
 from noise_exp.report.tables import RESERVED
@@ -66,6 +67,68 @@ def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | N
     return out_dir
 
 
+def unfinished_jobs(folder: Path) -> list[str]:
+    """Each job under `folder` that has no results.csv, with the overrides that set it apart: a job Hydra started
+    (a folder with .hydra/overrides.yaml) that failed or is still running, and a job of the sweep's multirun.yaml
+    that has no folder at all (never started, e.g. a SLURM array task that was not submitted)."""
+    import yaml
+
+    folder = Path(folder)
+    started = {}
+    for saved in sorted(folder.rglob(".hydra/overrides.yaml")):
+        job = saved.parent.parent
+        if "merged" not in job.relative_to(folder).parts:
+            started[_normalized(yaml.safe_load(saved.read_text()) or ())] = job
+    expected = _sweep_jobs(folder / "multirun.yaml") or list(started)
+    jobs = list(dict.fromkeys([*expected, *started]))
+    shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
+    unfinished = []
+    for number, overrides in enumerate(jobs):
+        own = " ".join(o for o in overrides if o not in shared)
+        job = started.get(overrides)
+        if job is None:
+            unfinished.append(f"job #{number} ({own}) never started")
+        elif not (job / "results.csv").is_file():
+            unfinished.append(f"job {job.relative_to(folder) if job != folder else '.'} ({own}) has no results.csv "
+                              f"(failed or still running: see its run.log)")
+    return unfinished
+
+
+def _sweep_jobs(saved: Path) -> list[tuple[str, ...]] | None:
+    """The jobs (override lists) Hydra's basic sweeper makes from a sweep's multirun.yaml; None if unknown."""
+    if not saved.is_file():
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    hydra = OmegaConf.load(saved).get("hydra") or {}
+    sweeper = hydra.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    try:
+        parsed = OverridesParser.create().parse_overrides(params + list(hydra.overrides.task))
+        return [_normalized(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
+    except Exception:  # an override this Hydra cannot parse again: judge by the started jobs only
+        return None
+
+
+def _normalized(overrides) -> tuple[str, ...]:
+    """Overrides as Hydra's sweeper writes them (`save_noise=false` -> `save_noise=False`), to compare jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    written = []
+    for text in overrides:
+        try:
+            override = parser.parse_override(str(text))
+            written.append(f"{override.get_key_element()}={override.get_value_element_as_str()}")
+        except Exception:  # not an override Hydra can parse again: compare it as written
+            written.append(str(text))
+    return tuple(written)
+
+
 def sweep_tracker(folder: Path) -> RunLogger | None:
     """The sweep's own logger config (from Hydra's multirun.yaml), as a 'summary' run in its jobs' group (the config's
     `name`, else the one `sweep_group` gives the jobs)."""
@@ -94,7 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
                         help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
                              "of the runs' config)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="merge the finished jobs of a sweep whose other jobs failed or never started")
     args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        raise NoiseExpError(f"{args.folder} is not a folder")
+    if args.out is not None:
+        writable_folder(args.out, "--out")
+    unfinished = unfinished_jobs(args.folder)
+    if unfinished and not args.allow_missing:
+        raise NoiseExpError(f"{len(unfinished)} job(s) of {args.folder} did not finish: {'; '.join(unfinished)}; "
+                            f"rerun them, or merge the finished ones with --allow-missing")
+    if unfinished:
+        print(f"warning: merging without {len(unfinished)} job(s): {'; '.join(unfinished)}", file=sys.stderr,
+              flush=True)
     out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder), pool=args.pool,
                      tie_tolerance=dict(args.tie_tolerance))
     print(f"merged: {out / 'results.csv'}\nreport: {out / 'report' / 'report.md'}")

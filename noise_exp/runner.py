@@ -22,6 +22,7 @@ from noise_exp.files import write_failure
 from noise_exp.fingerprint import (RUN_FILE, WEIGHTS_KEY, RunFingerprint, check_fingerprint, read_fingerprint,
                                    run_fingerprint, with_weights, write_fingerprint)
 from noise_exp.methods.compute import PeakMemory
+from noise_exp.params import flag_param
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
 from noise_exp.logging import NullLogger, RunLogger
 from noise_exp.report.tables import COMPARISONS
@@ -77,6 +78,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise NoiseExpError("evaluators score the saved images, but save_images=[] saves none; name the variants "
                             "to score, e.g. save_images=[stable,unstable]")
     _check_candidate_scoring(cfg, method, evaluators)
+    _check_prompts(prompts, method, evaluators)
     store = RunStore(run_dir, save_noise=bool(cfg.get("save_noise", True)))
     with _writable(run_dir, store), RunLock(run_dir):
         bank = _candidate_bank(cfg)
@@ -159,9 +161,19 @@ def _check_candidate_scoring(cfg: DictConfig, method: Method, evaluators: dict[s
                             f"reference images")
 
 
+def _check_prompts(prompts: list[Prompt], method: Method, evaluators: dict[str, Any]) -> None:
+    """Every scorer (the evaluators, a method's verifier) can judge every prompt, checked before generating."""
+    texts = [prompt.text for prompt in prompts]
+    for scorer in [*evaluators.values(), getattr(method, "verifier", None)]:
+        if hasattr(scorer, "check_prompts"):
+            scorer.check_prompts(texts)
+
+
 def _candidate_bank(cfg: DictConfig) -> CandidateBank | None:
     """The bank folder of `bank.path` (made if missing), or None."""
     path = (cfg.get("bank") or {}).get("path")
+    if path:
+        flag_param("bank.images", (cfg.get("bank") or {}).get("images", True))
     return CandidateBank(Path(str(path)).expanduser(), create=True) if path else None
 
 

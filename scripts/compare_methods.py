@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
-from noise_exp.files import atomic_write_bytes  # noqa: E402
+from noise_exp.files import atomic_write_bytes, writable_file, writable_folder  # noqa: E402
+from noise_exp.params import integer_param  # noqa: E402
 
 METHODS = "select,optimize,best_of_n,reward_opt,random"
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "multirun" / "compare_methods")
     parser.add_argument("--doc", type=Path, default=None, help="Markdown file whose measured block gets the table")
     args = parser.parse_args(argv)
+    integer_param("--prompts", args.prompts, 1)
+    writable_folder(args.out, "--out")
+    if args.doc is not None:
+        writable_file(args.doc, "--doc")
     if args.verifier == args.judge:
         raise NoiseExpError(f"--verifier and --judge are both {args.judge}: the judge must stay held out")
     from noise_exp.report.compare import ladder_knobs, write_compare

@@ -298,6 +298,7 @@ def run_models(work: list[tuple[str, int, int]], args: argparse.Namespace, out: 
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from noise_exp.files import writable_folder
     from noise_exp.params import integer_param, real_param
 
     args = _parser().parse_args(argv)
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     integer_param("--seeds", args.seeds, 1)
     integer_param("--steps", args.steps, 1)
     integer_param("--jobs", args.jobs, 1)
+    integer_param("--threads", args.threads, 1)
+    writable_folder(args.out, "--out")
     if args.lr is not None:
         real_param("--lr", args.lr, 0.0)
     work = list(zip(args.models, _per_model("--prompts", args.prompts, args.models),

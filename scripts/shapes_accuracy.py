@@ -20,17 +20,18 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
-from noise_exp.errors import exit_on_user_error  # noqa: E402
+from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
+from noise_exp.files import atomic_write_bytes  # noqa: E402
 
 
 def sample(model, prompts: Sequence[str], seeds: Sequence[int], batch_size: int = 50) -> list:
     """One image per (prompt, seed), prompts batched together through the adapter's denoise and decode."""
+    import torch
+
     from noise_exp.models.base import Conditioning
 
     images = []
@@ -63,14 +64,42 @@ def format_table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
+def check_args(args) -> None:
+    """One line for the first bad argument (raises NoiseExpError)."""
+    from noise_exp.files import writable_file
+    from noise_exp.params import integer_param, real_param
+
+    integer_param("--seed-offset", args.seed_offset, 0)
+    integer_param("--threads", args.threads, 1)
+    for flag, value in (("--limit", args.limit), ("--steps", args.steps)):
+        if value is not None:
+            integer_param(flag, value, 1)
+    if args.guidance is not None:
+        real_param("--guidance", args.guidance, 0.0)
+    for flag, path in (("--out", args.out), ("--grid", args.grid)):
+        if path is not None:
+            writable_file(path, flag)
+    if args.grid is not None and args.grid.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise NoiseExpError(f"--grid {args.grid}: name an image file (.png, .jpg, .webp)")
+
+
+def composed(overrides: list[str]):
+    """The composed config; a Hydra error (an unknown --model or --dataset, a bad override) as one line."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from noise_exp.config import compose_config
+    from noise_exp.errors import config_error_message
+
+    try:
+        return compose_config(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise NoiseExpError(config_error_message(err)) from None
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     from dataclasses import asdict
-
-    from hydra.utils import instantiate
-
-    from noise_exp.config import compose_config
-    from noise_exp.params import integer_param
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small_shapes", help="a model config (small_shapes, small_shapes_l)")
@@ -84,15 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=Path, default=None, help="save the first 48 samples as one image here")
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. model.pretrained=DIR")
     args = parser.parse_args(argv)
-    integer_param("--seed-offset", args.seed_offset, 0)
+    check_args(args)  # every argument, before torch is imported or a model loaded
+    import torch
+
+    from evaluators.shapes import ShapesGenEval
+    from noise_exp.runner import build
+
     torch.set_num_threads(args.threads)
     overrides = [f"model={args.model}", f"dataset={args.dataset}", "model.device=cpu", *args.overrides]
     overrides += [f"model.guidance_scale={args.guidance}"] * (args.guidance is not None)
     overrides += [f"model.num_steps={args.steps}"] * (args.steps is not None)
     overrides += [f"dataset.limit={args.limit}"] * (args.limit is not None)
-    cfg = compose_config(overrides)
-    model = instantiate(cfg.model)
-    prompts = instantiate(cfg.dataset).load()
+    cfg = composed(overrides)
+    prompts = build(cfg.dataset, "dataset").load()
+    ShapesGenEval().check_prompts([p.text for p in prompts])  # the judge reads the grammar: refuse before sampling
+    model = build(cfg.model, "model")
     start = time.perf_counter()
     images, _, summaries = measure(model, [p.text for p in prompts], [p.id + args.seed_offset for p in prompts])
     seconds = time.perf_counter() - start
@@ -106,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = [horizontal_strip(images[i:i + 12]) for i in range(0, min(48, len(images)), 12)]
         stack_rows(rows).save(args.grid)
     if args.out:
-        args.out.write_text(json.dumps({"model": args.model, "num_steps": cfg.model.num_steps,
+        atomic_write_bytes(args.out, json.dumps({"model": args.model, "num_steps": cfg.model.num_steps,
                                         "guidance_scale": cfg.model.guidance_scale,
                                         "timestep_spacing": model.scheduler.config.timestep_spacing,
                                         "dataset": args.dataset, "seed_offset": args.seed_offset, "seconds": round(seconds, 1),
                                         "threads": args.threads,
-                                        "tags": {t: asdict(s) for t, s in summaries.items()}}, indent=1) + "\n")
+                                        "tags": {t: asdict(s) for t, s in summaries.items()}}, indent=1).encode() + b"\n")
     return 0
 
 

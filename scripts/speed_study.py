@@ -46,9 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import exit_on_user_error  # noqa: E402
-from noise_exp.files import atomic_write_bytes  # noqa: E402
+from noise_exp.files import atomic_write_bytes, writable_folder  # noqa: E402
 from noise_exp.methods.optimization import OPTIMIZERS, paper_equivalent_lr  # noqa: E402
 from noise_exp.models.digits import training_id  # noqa: E402
+from noise_exp.params import integer_param  # noqa: E402
 
 JUDGES = {"small_digits": ("digits", "digit_classifier"), "small_shapes": ("shapes_bench", "shapes_geneval")}
 PROXIES = ("partial:1", "partial:2", "steps:2", "steps:3", "resolution:2", "fixed_point:3", "norm", "lowfreq:2")
@@ -320,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    for flag in ("threads", "prompts", "seeds", "opt_prompts", "inversion_seeds"):
+        integer_param(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
+    for size in args.shortlists:
+        integer_param("--shortlists", size, 1)
+    writable_folder(args.out, "--out")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

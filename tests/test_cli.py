@@ -71,3 +71,48 @@ def test_hydra_flags_still_work(args, shown):
     done = run_app(*args)
     assert done.returncode == 0, done.stderr[-2000:]
     assert shown in done.stdout
+
+
+# bad values of the newer commands' arguments (issue 25): refused in one line before any work, nothing written
+BAD_ARGUMENTS = [
+    ("scripts/speed_study.py", ["--threads", "0", "--out", "{tmp}/out"], "--threads must be >= 1, got 0"),
+    ("scripts/speed_study.py", ["--shortlists", "4", "0", "--out", "{tmp}/out"], "--shortlists must be >= 1, got 0"),
+    ("scripts/speed_study.py", ["--out", "{file}"], "is a file, not a folder"),
+    ("scripts/reproduce_shapes.py", ["--threads", "0", "--out", "{tmp}/out"], "--threads must be >= 1, got 0"),
+    ("scripts/compare_methods.py", ["--prompts", "0", "--out", "{tmp}/out"], "--prompts must be >= 1, got 0"),
+    ("scripts/compare_methods.py", ["--doc", "{tmp}", "--out", "{tmp}/out"], "is a folder, not a file"),
+    ("scripts/shapes_accuracy.py", ["--limit", "6", "--out", "{tmp}/out.json", "model.num_steps=abc"],
+     "model.num_steps must be an integer, got 'abc'"),
+    ("noise_exp.human_eval", ["export", "{tmp}", "--out", "/missing/x.csv"], "the folder /missing does not exist"),
+    ("noise_exp.human_eval", ["analyze", "{tmp}", "--csv", "{tmp}"], "--csv {tmp} is a folder, not a file"),
+    ("noise_exp.report", ["{tmp}", "--grid-rows", "0"], "--grid-rows must be >= 1, got 0"),
+    ("noise_exp.merge", ["{tmp}", "--out", "{file}"], "is a file, not a folder"),
+    ("noise_exp.bank", ["select", "{tmp}", "--by", "stability", "--images", "bad", "--out", "{tmp}/out"],
+     "--images bad: choose one of auto, bank, regenerate, none"),
+    ("noise_exp.bank", ["correlate", "{tmp}", "--scores", "aes", "--similarities", "zz", "--out", "{tmp}/out"],
+     "--similarities 'zz': choose among cosine, pearson, neg_rmse"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
+@pytest.mark.parametrize("entry, args, line", BAD_ARGUMENTS, ids=[f"{e} {' '.join(a)}" for e, a, _ in BAD_ARGUMENTS])
+def test_bad_argument_values_are_one_line_before_any_work(entry, args, line, tmp_path, monkeypatch, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    fill = {"tmp": str(tmp_path), "file": str(tmp_path / "a-file")}
+    assert run_entry(entry, [a.format(**fill) for a in args], monkeypatch) == 2
+    err = capsys.readouterr().err
+    errors = [text for text in err.splitlines() if text.startswith("error: ")]  # (loading bars may precede it)
+    assert len(errors) == 1 and line.format(**fill) in errors[0] and "Traceback" not in err, err[-1000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no --out folder or file was made
+
+
+def test_bank_images_must_be_a_flag(tmp_path):
+    from noise_exp.errors import NoiseExpError
+    from noise_exp.runner import run_experiment
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(["model=tiny_sd", "method.num_seeds=2", "prompt=a cat", f"bank.path={tmp_path / 'bank'}",
+                       "bank.images=abc"])
+    with pytest.raises(NoiseExpError, match="bank.images must be true or false, got 'abc'"):
+        run_experiment(cfg, tmp_path / "run")
+    assert not (tmp_path / "bank").exists()

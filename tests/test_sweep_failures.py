@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
@@ -32,6 +33,26 @@ def test_failed_jobs_are_named_and_the_others_still_run(tmp_path):
     assert (sweep / "2" / "results.csv").is_file()  # the job after the first failures ran
     assert not (sweep / "3" / "results.csv").exists()
     assert f"job #0 failed: {unset}" in (sweep / "0" / "run.log").read_text()
+    merge_names_the_unfinished_jobs(sweep)
+
+
+def merge_names_the_unfinished_jobs(sweep):
+    """`noise_exp.merge` on that sweep: refused naming each failed job and its overrides (and a job whose folder
+    is gone as never started), unless --allow-missing, which merges job 2 alone."""
+    import shutil
+
+    from noise_exp.merge import main, unfinished_jobs
+
+    failed = "has no results.csv (failed or still running: see its run.log)"
+    assert unfinished_jobs(sweep) == [f"job 0 (dataset=prompts dataset.offset=0) {failed}",
+                                      f"job 1 (dataset=prompts dataset.offset=1000) {failed}",
+                                      f"job 3 (dataset=drawbench dataset.offset=1000) {failed}"]
+    shutil.rmtree(sweep / "3")
+    assert unfinished_jobs(sweep)[-1] == "job #3 (dataset=drawbench dataset.offset=1000) never started"
+    assert main([str(sweep), "--no-tracker"]) == 2 and not (sweep / "merged").exists()
+    assert main([str(sweep), "--no-tracker", "--allow-missing"]) == 0
+    merged = pd.read_csv(sweep / "merged" / "results.csv", dtype={"run": str})
+    assert set(merged["run"]) == {"2"} and len(merged) == 2  # job 2's stable and unstable
 
 
 def end_job(callback: sweep_callbacks.RecordSweepJobs, num: int, overrides: list[str], error: Exception | None):

@@ -63,8 +63,6 @@ def _items(text: str) -> list[str]:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    from noise_exp.errors import NoiseExpError
-
     args = _parser().parse_args(argv)
     if args.command == "info":
         return _info(args.source)
@@ -72,17 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_seed_command(args)
     from noise_exp.bank.queries import load_candidates
 
-    if args.k is not None and args.k < 1:
-        raise NoiseExpError(f"--k must be >= 1, got {args.k}")
-    candidates = load_candidates(args.source, args.scope, args.bank).first(args.k)
     out = args.out or args.source / f"bank_{args.command}"
+    rules = _checked_args(args, out)  # every argument, before any candidate is read
+    candidates = load_candidates(args.source, args.scope, args.bank).first(args.k)
     if args.command == "select":
-        from noise_exp.bank.queries import parse_rule
         from noise_exp.bank.select_run import write_select_run
 
-        rules = [parse_rule(text, args.similarity) for text in args.by]
-        if len({r.variant for r in rules}) < len(rules):
-            raise NoiseExpError("--by names a rule twice")
         run_dir, images = write_select_run(candidates, rules, out, args.similarity, args.seed, args.images)
         print((run_dir / "report" / "means.md").read_text())
         print(f"{len(candidates.prompts)} prompts x {len(rules)} rules from the bank (images: {images}); "
@@ -90,13 +83,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from noise_exp.bank.correlation import correlate, markdown, write_correlation
 
-    if args.bootstrap < 1:
-        raise NoiseExpError(f"--bootstrap must be >= 1, got {args.bootstrap}")
     result = correlate(candidates, _items(args.scores), _items(args.similarities), args.bootstrap, args.seed)
     files = write_correlation(result, out)
     print(markdown(result))
     print(f"written: {files['table_md']}, {files['scatter_png'].name}")
     return 0
+
+
+def _checked_args(args, out: Path) -> list:
+    """The select/correlate arguments checked in one line each (select's rules parsed); raises NoiseExpError."""
+    from noise_exp.bank.queries import SIMILARITY_NAMES, parse_rule
+    from noise_exp.errors import NoiseExpError
+
+    for flag, value, least in (("--k", args.k, 1), ("--seed", args.seed, 0),
+                               ("--bootstrap", getattr(args, "bootstrap", None), 1)):
+        if value is not None and value < least:
+            raise NoiseExpError(f"{flag} must be >= {least}, got {value}")
+    if args.command == "correlate":
+        from noise_exp.files import writable_folder
+
+        writable_folder(out, "--out")
+        unknown = [name for name in _items(args.similarities) if name not in SIMILARITY_NAMES]
+        if unknown or not _items(args.similarities):
+            raise NoiseExpError(f"--similarities {args.similarities!r}: choose among {', '.join(SIMILARITY_NAMES)}")
+        if not _items(args.scores):
+            raise NoiseExpError("--scores names no evaluator")
+        return []
+    from noise_exp.bank.select_run import check_out, check_images
+
+    check_images(args.images)
+    check_out(out)
+    rules = [parse_rule(text, args.similarity) for text in args.by]
+    if len({r.variant for r in rules}) < len(rules):
+        raise NoiseExpError("--by names a rule twice")
+    return rules
 
 
 def _info(path: Path) -> int:

@@ -17,7 +17,7 @@ from PIL import Image
 from noise_exp.bank.queries import CandidateSet, Choice, Rule, apply_rules
 from noise_exp.bank.storage import SCORE_PREFIX, STABILITY_PREFIX
 from noise_exp.errors import NoiseExpError
-from noise_exp.files import atomic_write_bytes
+from noise_exp.files import atomic_write_bytes, writable_folder
 
 QUERY_FILE = "bank_query.json"
 IMAGE_MODES = ("auto", "bank", "regenerate", "none")
@@ -26,15 +26,16 @@ IMAGE_MODES = ("auto", "bank", "regenerate", "none")
 def write_select_run(candidates: CandidateSet, rules: Sequence[Rule], out: Path, similarity: str = "cosine",
                      seed: int = 0, images: str = "auto") -> tuple[Path, str]:
     """Write the run folder; returns it and how its images were made (`bank`, `regenerated` or `none`)."""
+    out = Path(out)
+    check_out(out)
+    choices = apply_rules(candidates, rules, seed)  # a rule the candidates cannot answer stops here, in a second
+    pictures, made = _images(candidates, choices, images)
     from noise_exp.data.prompts import Prompt
     from noise_exp.methods.method import MethodOutput, Variant
     from noise_exp.report import write_report
     from noise_exp.results import RunStore
 
-    out = Path(out)
-    _prepare(out)
-    choices = apply_rules(candidates, rules, seed)
-    pictures, made = _images(candidates, choices, images)
+    _prepare(out)  # only now: a query that fails leaves no folder behind
     store = RunStore(out, save_noise=False)
     column = f"{STABILITY_PREFIX}{similarity}"
     for per_prompt in choices:
@@ -54,13 +55,23 @@ def write_select_run(candidates: CandidateSet, rules: Sequence[Rule], out: Path,
     return out, made
 
 
+def check_out(out: Path) -> None:
+    """--out must be a new or empty folder, or an earlier query's folder (whose tables, records and images are
+    replaced)."""
+    writable_folder(out, "--out")
+    if out.is_dir() and any(out.iterdir()) and not (out / QUERY_FILE).is_file():
+        raise NoiseExpError(f"--out {out} exists and is not an earlier bank query's folder; choose a new folder")
+
+
+def check_images(mode: str) -> None:
+    if mode not in IMAGE_MODES:
+        raise NoiseExpError(f"--images {mode}: choose one of {', '.join(IMAGE_MODES)}")
+
+
 def _prepare(out: Path) -> None:
-    """A new folder, or an earlier query's folder (its tables, records and images are replaced)."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / QUERY_FILE).is_file():
-            raise NoiseExpError(f"--out {out} exists and is not an earlier bank query's folder; choose a new folder")
-        for name in ("prompts", "images", "report"):
-            shutil.rmtree(out / name, ignore_errors=True)
+    """The output folder, emptied of an earlier query's records, images and report."""
+    for name in ("prompts", "images", "report"):
+        shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -70,8 +81,7 @@ def _scores(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _images(candidates: CandidateSet, choices: list[list[Choice]], mode: str) -> tuple[dict, str]:
-    if mode not in IMAGE_MODES:
-        raise NoiseExpError(f"--images {mode}: choose one of {', '.join(IMAGE_MODES)}")
+    check_images(mode)
     chosen = [c for per_prompt in choices for c in per_prompt]
     in_bank = all(isinstance(c.row.get("image"), str) and c.row["image"] for c in chosen)
     if mode == "none":

@@ -114,11 +114,24 @@ def _audit(args: argparse.Namespace) -> None:
         print(f"\nwrote {args.out}")
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """The port and output files, checked before any work (one line each)."""
+    from noise_exp.files import writable_file
+
+    if args.command == "serve" and not 1 <= args.port <= 65535:
+        raise NoiseExpError(f"--port must be in 1..65535, got {args.port}")
+    out = {"export": getattr(args, "out", None), "analyze": getattr(args, "csv", None),
+           "audit": getattr(args, "out", None)}.get(args.command)
+    if isinstance(out, Path):
+        writable_file(out, "--csv" if args.command == "analyze" else "--out")
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not Path(args.folder).is_dir():
         raise NoiseExpError(f"{args.folder} is not a folder")
+    _check_args(args)
     {"serve": _serve, "export": _export, "analyze": _analyze, "audit": _audit}[args.command](args)
     return 0
 

@@ -21,11 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from noise_exp.human_eval import page
 from noise_exp.human_eval.page import CRITERIA
-from noise_exp.human_eval.pairs import PairSet, annotator_sequence, image_for_side, shown_order
+from noise_exp.human_eval.pairs import PairSet, annotator_sequence, image_for_side, served_image, shown_order
 from noise_exp.human_eval.store import DB_NAME, TIE, DuplicateVote, Vote, VoteStore, utc_now
 
 # No leading/trailing space, so "alice" and "alice " cannot become two annotators.
 _ANNOTATOR_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.@-]{0,62}[A-Za-z0-9_.@-])?")
+MAX_BODY_BYTES = 16 * 1024
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -88,6 +89,14 @@ def create_app(pair_set: PairSet, store: VoteStore, token: str | None = None) ->
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):
+        if request.method == "POST":  # a vote is ~200 bytes: refuse a body before reading it, by its declared size
+            length = request.headers.get("content-length", "")
+            if not length.isdigit():
+                return JSONResponse({"error": "a request body needs a Content-Length"}, status_code=411,
+                                    headers=_SECURITY_HEADERS)
+            if int(length) > MAX_BODY_BYTES:
+                return JSONResponse({"error": f"request body of {length} bytes is over the limit of "
+                                              f"{MAX_BODY_BYTES}"}, status_code=413, headers=_SECURITY_HEADERS)
         if token is not None and request.url.path.startswith("/api/"):
             given = request.headers.get("x-token") or request.query_params.get("token") or ""
             if not hmac.compare_digest(given.encode(), token.encode()):
@@ -146,8 +155,9 @@ def create_app(pair_set: PairSet, store: VoteStore, token: str | None = None) ->
         annotator: str = Query(min_length=1, max_length=64),
     ) -> FileResponse:
         pair = pair_or_404(pair_id)
-        path = image_for_side(_check_annotator(annotator), pair, side)
-        # Both paths were resolved and checked to be inside the served folder when the pairs were built.
+        path = served_image(pair_set.root, image_for_side(_check_annotator(annotator), pair, side))
+        if path is None:  # checked at start too, but the file may have been replaced since (e.g. by a symlink)
+            raise ApiError(404, f"the image of pair {pair_id[:200]!r} is gone or no longer inside the served folder")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/votes", status_code=201)

@@ -110,7 +110,13 @@ def _safe_image(root: Path, run_folder: Path, relative: object) -> Path | None:
     candidate = Path(relative.strip())
     if candidate.is_absolute():
         return None
-    resolved = (run_folder / candidate).resolve()
+    return served_image(root, run_folder / candidate)
+
+
+def served_image(root: Path, path: Path) -> Path | None:
+    """`path` resolved now (symlinks followed), if it is an image file inside `root`; else None. Checked when the
+    pairs are built and again on every request: a file replaced by a symlink pointing outside is never served."""
+    resolved = Path(path).resolve()
     if not resolved.is_relative_to(root) or resolved.suffix.lower() not in IMAGE_SUFFIXES:
         return None
     return resolved if resolved.is_file() else None

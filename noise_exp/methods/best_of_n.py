@@ -7,6 +7,7 @@ argmin (`worst`) and a seeded uniform pick (`random`) are reported for reference
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -140,6 +141,10 @@ class BestOfN(SeededCandidates):
         if self.verifier_options:  # a stored score is named by the evaluator only: other options, other scores
             raise NoiseExpError("method=best_of_n reuses the bank's scores by evaluator name; with "
                                 "method.verifier_options set they may come from another scorer: drop bank.path")
+        print(f"warning: method=best_of_n only reads the bank {session.bank.path}: it reuses the candidates whose "
+              f"{self.verifier_name} score it holds (stored by method=select method.score_candidates=true) and adds "
+              f"none (a stored candidate needs its stability, which best_of_n does not compute)",
+              file=sys.stderr, flush=True)
         self.bank = session
 
     def count(self, model: NoiseModel, cond: Conditioning) -> int:

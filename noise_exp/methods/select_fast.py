@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from noise_exp.errors import NoiseExpError
 from noise_exp.methods.method import Method, MethodOutput, NoiseSelection, Progress, selection_variants
 from noise_exp.methods.proxies import ProxyScorer
 from noise_exp.methods.roundtrip import ModelRoundTrip, RoundTripFn
@@ -85,6 +86,19 @@ class FastSelection(NoiseSelection):
         proxy_calls = 0 if result.proxy_scores is None else self.num_seeds * scorer.unet_calls
         return proxy_calls + len(result.exact.seeds) * model.unet_calls_per_roundtrip
 
+    def check_cost(self, model: NoiseModel, scorer: ProxyScorer) -> None:
+        """A proxy that would run must make the prompt cheaper than exact selection (K x exact NFEs)."""
+        checked = self.shortlist + self.unstable_shortlist
+        if checked >= self.num_seeds:
+            return  # every candidate is checked exactly: no proxy runs
+        exact = self.num_seeds * model.unet_calls_per_roundtrip
+        fast = self.num_seeds * scorer.unet_calls + checked * model.unet_calls_per_roundtrip
+        if fast >= exact:
+            raise NoiseExpError(
+                f"method.proxy={self.proxy} costs {fast} NFEs per prompt (K x {scorer.unet_calls} proxy + {checked} x "
+                f"{model.unet_calls_per_roundtrip} exact), not below exact selection's {exact} (K = {self.num_seeds} "
+                f"x {model.unet_calls_per_roundtrip}); choose a cheaper proxy or use method=select")
+
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         done = [0]
 
@@ -95,6 +109,7 @@ class FastSelection(NoiseSelection):
 
         start = time.perf_counter()
         scorer = build_scorer(self.proxy, model, cond, self.similarity)
+        self.check_cost(model, scorer)
         result = select_fast_noise(self.candidate_seeds(prompt_index), model.draw_noise, scorer,
                                    ModelRoundTrip(model, cond), self.shortlist, self.unstable_shortlist,
                                    self.batch_size, self.similarity, on_batch)

@@ -24,6 +24,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.flow import FlowSchedule, dynamic_shift_mu, flow_euler_inversion_step, flow_euler_step, flow_schedule
 from noise_exp.models.base import Conditioning, SteppedLatentModel, seeded_noise
 from noise_exp.models.loading import load_pipeline, resolve_device, resolve_dtype
+from noise_exp.params import integer_param, real_param
 
 
 def missing_components(folder: Path) -> list[str]:
@@ -80,15 +81,16 @@ class FlowMatchingModel(SteppedLatentModel):
         self.transformer = pipe.transformer
         self.device = self.transformer.device
         self.dtype = self.transformer.dtype  # the pipelines draw noise in the prompt embeddings' dtype: the load dtype
-        self.num_steps = int(num_steps)
-        if self.num_steps < 1:
-            raise NoiseExpError(f"model.num_steps must be >= 1, got {num_steps}")
-        self.max_sequence_length = int(max_sequence_length)
-        if not 1 <= self.max_sequence_length <= 512:
+        self.num_steps = integer_param("model.num_steps", num_steps, 1)
+        self.max_sequence_length = integer_param("model.max_sequence_length", max_sequence_length, 1)
+        if self.max_sequence_length > 512:
             raise NoiseExpError(f"model.max_sequence_length must be in 1..512 (T5 tokens), got {max_sequence_length}")
+        for key, value in (("guidance_scale", guidance_scale), ("inversion_guidance_scale", inversion_guidance_scale)):
+            if value is not None:  # one rule for every family (as for SD / SDXL): a guidance scale is >= 0
+                real_param(f"model.{key}", value, 0.0)
         self.guidance_scale, self.inversion_guidance_scale = self._guidance_scales(guidance_scale, inversion_guidance_scale)
-        self.height = int(height or self.default_size)
-        self.width = int(width or self.default_size)
+        self.height = integer_param("model.height", height or self.default_size, 1)
+        self.width = integer_param("model.width", width or self.default_size, 1)
         self._check_resolution()
         vae_scale = pipe.vae_scale_factor
         self.latent_shape = (self.latent_channels, self.height // vae_scale, self.width // vae_scale)

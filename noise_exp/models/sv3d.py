@@ -26,6 +26,7 @@ from noise_exp.imaging import horizontal_strip, open_image, pixels_to_images, pr
 from noise_exp.models.base import Conditioning, NoiseModel, seeded_noise
 from noise_exp.models.loading import load_pipeline, resolve_device, resolve_dtype
 from noise_exp.models.sv3d_components import MODEL_INDEX, SV3DComponents
+from noise_exp.params import integer_param, real_param
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,12 @@ class SV3DModel(NoiseModel):
         self.components = components
         self.unet, self.vae, self.image_encoder = components.unet, components.vae, components.image_encoder
         self.name = name
-        self.num_steps = int(num_steps)
+        self.num_steps = integer_param("model.num_steps", num_steps, 1)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
-        self.num_frames = int(num_frames)
-        self.image_size = int(height)
+        self.num_frames = integer_param("model.num_frames", num_frames, 1)
+        self.image_size = integer_param("model.height", height, 1)
         vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        if self.num_steps < 1:
-            raise NoiseExpError(f"model.num_steps must be >= 1, got {num_steps}")
         if width is not None and int(width) != self.image_size:
             raise NoiseExpError(f"SV3D makes square views: model.height and model.width must be equal, got {height}x{width}")
         if self.image_size % vae_scale:
@@ -76,10 +75,10 @@ class SV3DModel(NoiseModel):
         self.frame_ratio = frame_ratio
         self.background_removal = bool(background_removal)
         self.decode_chunk_size = max(1, int(decode_chunk_size))
-        self.guidance_scale = float(guidance_scale)
-        self.min_guidance_scale = float(min_guidance_scale)
-        self.inversion_guidance_scale = self.guidance_scale if inversion_guidance_scale is None else float(
-            inversion_guidance_scale)
+        self.guidance_scale = real_param("model.guidance_scale", guidance_scale, 0.0)
+        self.min_guidance_scale = real_param("model.min_guidance_scale", min_guidance_scale, 0.0)
+        self.inversion_guidance_scale = self.guidance_scale if inversion_guidance_scale is None else real_param(
+            "model.inversion_guidance_scale", inversion_guidance_scale, 0.0)
         overrides = {key: float(value) for key, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max))
                      if value is not None}
         self.schedule: EDMSchedule = edm_schedule(self.num_steps, {**components.scheduler_config, **overrides})

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import exit_on_user_error
+from noise_exp.files import writable_folder
+from noise_exp.params import integer_param
 from noise_exp.report.report import write_report
 from noise_exp.report.sweep import tolerance_option
 
@@ -24,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
                              "of the runs' config)")
     args = parser.parse_args(argv)
+    integer_param("--grid-rows", args.grid_rows, 1)
+    integer_param("--grid-settings", args.grid_settings, 0)
+    if args.out is not None:
+        writable_folder(args.out, "--out")
     result = write_report(args.run_dirs, args.out or args.run_dirs[0] / "report", max_grid_rows=args.grid_rows,
                           pool=args.pool, max_grid_settings=args.grid_settings,
                           tie_tolerance=dict(args.tie_tolerance))

@@ -34,6 +34,13 @@ def test_a_guidance_value_given_to_schnell(tiny_schnell, key, value):
                        f"model.{key}={value}; use 0, 1 or null (unguided)")
 
 
+@pytest.mark.parametrize("family", ["tiny_sd3", "tiny_flux"])
+@pytest.mark.parametrize("key", ["guidance_scale", "inversion_guidance_scale"])
+def test_a_negative_guidance_is_refused_as_for_sd(request, family, key):
+    message = adapter_error(request.getfixturevalue(family), **{key: -2.0})
+    assert message == f"model.{key} must be >= 0.0, got -2.0"
+
+
 def test_flux_dev_needs_its_guidance_value(tiny_flux):
     assert "set model.guidance_scale (the model card's is 3.5)" in adapter_error(tiny_flux, guidance_scale=None)
 

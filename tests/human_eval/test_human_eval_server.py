@@ -71,6 +71,32 @@ def test_path_traversal_is_refused(live_server: LiveServer):
         assert b"top secret" not in body and b"root:" not in body and b"PNG" not in body
 
 
+def test_image_replaced_by_an_outside_symlink_after_start_is_refused(live_server: LiveServer):
+    secret = live_server.pair_set.root.parent / "secret.png"
+    secret.write_bytes(b"top secret")
+    pair = live_server.pair_set.pairs[0]
+    params = {"pair_id": pair.pair_id, "side": "left", "annotator": "alice"}
+    image = image_for_side("alice", pair, "left")
+    with httpx.Client(base_url=live_server.url, timeout=10) as client:
+        assert client.get("/api/image", params=params).status_code == 200
+        image.unlink()
+        os.symlink(secret, image)  # swapped after the server checked it at start
+        response = client.get("/api/image", params=params)
+    assert response.status_code == 404 and b"top secret" not in response.content
+    assert "no longer inside the served folder" in response.json()["error"]
+
+
+def test_request_bodies_over_the_limit_are_refused_unread(live_server: LiveServer):
+    pair_id = live_server.pair_set.pairs[0].pair_id
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        big = b'{"annotator": "a", "pair_id": "' + b"x" * 50_000_000 + b'", "choice": "left"}'
+        response = client.post("/api/votes", content=big, headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "over the limit of 16384" in response.json()["error"]
+        chunked = client.post("/api/votes", content=iter([b'{"annotator": "a"}']))  # no Content-Length
+        assert chunked.status_code == 411
+        assert post_vote(client, "alice", pair_id).status_code == 201  # a normal vote still goes through
+
+
 def test_malformed_and_duplicate_votes_are_refused(live_server: LiveServer):
     pair_id = live_server.pair_set.pairs[0].pair_id
     bad_bodies = {

@@ -58,10 +58,12 @@ class Fault:
     message: str = ""  # regex the single `error: ` line (or `warning: ` line for code 0) must match
     fresh: bool = False  # run in a new folder instead of a copy of the finished run
     prepare: Callable[[Path], list[str]] | None = None  # writes files under the case folder; returns more args
-    module: str | None = None  # run `python -m <module>` with `args` instead of run.py
+    module: str | None = None  # run `python -m <module>` (or a `scripts/*.py` path) with `args` instead of run.py
     act: Callable[[subprocess.Popen, Path], None] | None = None  # acts on the running command (signals)
     after: Callable[[Path], Outcome] | None = None  # a follow-up command whose outcome is judged instead
     needs_root: bool = False
+    closed_stdout: bool = False  # the reader of stdout has gone (`| head -2`) before the command writes
+    batched: bool = False  # a module row run in the one shared process of tests/run_integrity/batch.py
     kept: int = 2  # finished prompts whose records and scores must be unchanged afterwards
     check: Callable[[Path, Outcome], str | None] | None = None  # a case-specific check; returns what is wrong
     env: Callable[[Path], dict[str, str]] | None = None  # environment variables for the command, given the case
@@ -153,6 +155,74 @@ def small_disk(case: Path) -> list[str]:
 def empty_folder(case: Path) -> list[str]:
     (case / "empty").mkdir()
     return [str(case / "empty")]
+
+
+def a_file(case: Path) -> Path:
+    return _write(case / "a-file", "not a folder")
+
+
+def synthetic_bank(case: Path) -> Path:
+    """A bank of 2 prompts x 3 candidates written by the bank's own writer (stability only, no scores)."""
+    from noise_exp.bank import CandidateBank
+    from tests.bank.helpers import SCOPE, synthetic
+
+    bank = CandidateBank(case / "bank", create=True)
+    writer = bank.writer("fault-matrix")
+    for prompt in ("a cat", "a dog"):
+        writer.add(SCOPE, synthetic(prompt, range(3)))
+    return bank.path
+
+
+def bank_command(command: str, *flags: str, out: Callable[[Path], Path] | None = None):
+    """`python -m noise_exp.bank <command> <a bank> <flags>`, with --out at `out(case)` when given."""
+    def prepare(case: Path) -> list[str]:
+        bank = synthetic_bank(case)
+        return [command, str(bank), *flags, *(["--out", str(out(case))] if out else [])]
+    return prepare
+
+
+def no_out_folder(case: Path, outcome: Outcome) -> str | None:
+    return f"the failed query left {case / 'out'} behind" if (case / "out").exists() else None
+
+
+def sweep_with_a_failed_job(case: Path) -> list[str]:
+    """A local sweep as Hydra leaves it: job 0 finished (a copy of the finished run), job 1 failed (its .hydra/
+    and run.log only), and multirun.yaml naming both."""
+    import yaml
+
+    sweep = case / "sweep"
+    shutil.copytree(case / "run", sweep / "0")
+    shutil.rmtree(case / "run")
+    task = yaml.safe_load((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
+    task = [o for o in task if not o.startswith("hydra.")]
+    (sweep / "1" / ".hydra").mkdir(parents=True)
+    (sweep / "1" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(task + ["model.num_steps=0"]))
+    (sweep / "1" / "run.log").write_text("job #1 failed: model.num_steps must be >= 1, got 0\n")
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(task + ["model.num_steps=4"]))
+    multirun = {"hydra": {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                                      "max_batch_size": None, "params": None},
+                          "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": task + ["model.num_steps=4,0"]}}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    return [str(sweep), "--no-tracker"]
+
+
+def merged_the_finished_job(case: Path, outcome: Outcome) -> str | None:
+    merged = case / "sweep" / "merged" / "results.csv"
+    return None if merged.is_file() else "--allow-missing did not merge the finished job"
+
+
+def small_bank_disk(case: Path) -> list[str]:
+    """The candidate bank on a 16 KiB tmpfs: its file (~10 KB a prompt, rewritten whole) fits once, not twice."""
+    bank = case / "bank"
+    bank.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(bank)], check=True)
+    (case / "bank.mounted").touch()
+    return [f"bank.path={bank}", "dataset.limit=3"]
+
+
+def nothing_generated(case: Path, outcome: Outcome) -> str | None:
+    made = [p.name for p in (case / "run").rglob("*.png")] if (case / "run").exists() else []
+    return f"images were generated before the refusal: {made}" if made or "results:" in outcome.stdout else None
 
 
 # --- acting on a running command --------------------------------------------------------------------------
@@ -257,11 +327,56 @@ FAULTS: list[Fault] = [
     Fault("one job of a local sweep fails", ["-m", "model.num_steps=4,0"], fresh=True, kept=0,
           message=r"1 of 2 jobs failed.*model\.num_steps=0", prepare=sweep_dir, check=other_job_finished),
     # the other commands
-    Fault("score: folder without results.csv", ["evaluator=[ssim]"], module="noise_exp.score", message="results.csv",
+    Fault("score: folder without results.csv", ["evaluator=[ssim]"], module="noise_exp.score", batched=True,
+          message="results.csv", prepare=empty_folder),
+    Fault("merge: folder without runs", module="noise_exp.merge", batched=True, message="no run folders",
           prepare=empty_folder),
-    Fault("merge: folder without runs", module="noise_exp.merge", message="no run folders", prepare=empty_folder),
-    Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", message="unrecognized arguments: --bogus",
-          prepare=empty_folder),
+    Fault("report: unknown flag", ["--bogus"], module="noise_exp.report", batched=True,
+          message="unrecognized arguments: --bogus", prepare=empty_folder),
+    # the features added after the matrix was written (issue 25)
+    Fault("select_fast: proxy costs more than exact selection (steps:999)",
+          ["method=select_fast", "method.num_seeds=4", "method.shortlist=1", "method.proxy=steps:999"], fresh=True,
+          kept=0, message=r"method\.proxy=steps:999 costs 12012 NFEs .* not below exact selection's 48"),
+    Fault("tiny_sd3: negative guidance", ["model=tiny_sd3", "model.guidance_scale=-2"], fresh=True, kept=0,
+          message=r"model\.guidance_scale must be >= 0\.0, got -2"),
+    Fault("prompt outside the evaluator's grammar", ["evaluator=[shapes_geneval]", "prompt=a purple hexagon"],
+          fresh=True, kept=0, message="'a purple hexagon' is not a shapes-world caption", check=nothing_generated),
+    Fault("best_of_n with bank.path (reads it, adds nothing)",
+          ["method=best_of_n", "method.num_seeds=2", "method.verifier=shapes_geneval", "prompt=a red circle"],
+          code=0, fresh=True, kept=0, message=r"best_of_n only reads the bank .* adds none",
+          prepare=lambda case: [f"bank.path={case / 'bank'}"]),
+    Fault("bank on a full disk", fresh=True, kept=0, needs_root=True, prepare=small_bank_disk,
+          message=r"no space left on the device while writing \S*/bank/.*finished prompts are kept"),
+    Fault("merge: a sweep job failed", module="noise_exp.merge", batched=True, prepare=sweep_with_a_failed_job,
+          message=r"1 job\(s\) of .* did not finish: job 1 \(model\.num_steps=0\) has no results\.csv"),
+    Fault("merge --allow-missing: a sweep job failed (merged without it)", ["--allow-missing"], code=0,
+          module="noise_exp.merge", batched=True, prepare=sweep_with_a_failed_job, check=merged_the_finished_job,
+          message=r"merging without 1 job\(s\): job 1 \(model\.num_steps=0\)"),
+    Fault("bank select: --out is a file", module="noise_exp.bank", batched=True,
+          message="--out .*a-file is a file, not a folder",
+          prepare=bank_command("select", "--by", "stability", out=a_file)),
+    Fault("bank correlate: --out is a file", module="noise_exp.bank", batched=True,
+          message="--out .*a-file is a file, not a folder",
+          prepare=bank_command("correlate", "--scores", "aes", out=a_file)),
+    Fault("bank select: failed query (no folder left)", module="noise_exp.bank", batched=True,
+          message="have no score.aes", check=no_out_folder,
+          prepare=bank_command("select", "--by", "aes", out=lambda case: case / "out")),
+    Fault("bank select: negative --seed", module="noise_exp.bank", batched=True, message="--seed must be >= 0, got -1",
+          prepare=bank_command("select", "--by", "random", "--seed", "-1", out=lambda case: case / "out")),
+    Fault("bank info: reader gone (piped into head)", module="noise_exp.bank", code=0, closed_stdout=True,
+          prepare=bank_command("info")),
+    Fault("shapes_accuracy: --threads 0", ["--threads", "0"], module="scripts/shapes_accuracy.py", batched=True,
+          message="--threads must be >= 1, got 0"),
+    Fault("shapes_accuracy: unknown --model", ["--model", "bogus"], module="scripts/shapes_accuracy.py", batched=True,
+          message="Could not find 'model/bogus'; the options are"),
+    Fault("shapes_accuracy: --out in a missing folder", ["--out", "/missing/dir/a.json"],
+          module="scripts/shapes_accuracy.py", batched=True, message="folder /missing/dir does not exist"),
+    Fault("report: --out is a file", module="noise_exp.report", batched=True,
+          message="--out .*a-file is a file, not a folder",
+          prepare=lambda case: [str(empty_folder(case)[0]), "--out", str(a_file(case))]),
+    Fault("human_eval serve: port out of range", module="noise_exp.human_eval", batched=True,
+          message=r"--port must be in 1\.\.65535",
+          prepare=lambda case: ["serve", *empty_folder(case), "--port", "99999"]),
     Fault("SLURM submission fails (controller unreachable)", ["-m", "hydra/launcher=slurm",
           "hydra.launcher.gpus_per_node=0", "model.num_steps=2,3"], fresh=True, kept=0, prepare=sweep_dir,
           env=dead_controller, requires="sbatch", check=nothing_submitted,
@@ -273,16 +388,26 @@ FAULTS: list[Fault] = [
 # --- running ----------------------------------------------------------------------------------------------
 
 def run_command(args: list[str], module: str | None = None, act=None, case: Path | None = None,
-                timeout: float = 600, env: dict[str, str] | None = None) -> Outcome:
-    command = [sys.executable, "-m", module] if module else [sys.executable, "run.py"]
-    args = [a for a in args if a.startswith("-")] + [a for a in args if not a.startswith("-")]  # flags first
+                timeout: float = 600, env: dict[str, str] | None = None, closed_stdout: bool = False) -> Outcome:
+    if module is None:
+        command = [sys.executable, "run.py"]
+        args = [a for a in args if a.startswith("-")] + [a for a in args if not a.startswith("-")]  # flags first
+    else:
+        command = [sys.executable, module] if module.endswith(".py") else [sys.executable, "-m", module]
+    stdout = subprocess.PIPE
+    if closed_stdout:
+        reader, stdout = os.pipe()
+        os.close(reader)
     start = time.perf_counter()
-    process = subprocess.Popen(command + args, cwd=ROOT, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+    process = subprocess.Popen(command + args, cwd=ROOT, env={**ENV, **(env or {})}, stdout=stdout,
                                stderr=subprocess.PIPE, text=True)
+    if closed_stdout:
+        os.close(stdout)
     if act is not None:
         import threading
         threading.Thread(target=act, args=(process, case), daemon=True).start()
     stdout, stderr = process.communicate(timeout=timeout)
+    stdout = stdout or ""
     run_dir = next((Path(a.split("=", 1)[1]) for a in args if a.startswith("hydra.run.dir=")), case or ROOT)
     return Outcome(process.returncode, stdout, stderr, time.perf_counter() - start, run_dir)
 
@@ -295,14 +420,22 @@ def make_finished_run(folder: Path) -> Path:
     return folder
 
 
-def execute(fault: Fault, base: Path, case: Path) -> Outcome:
+def prepared(fault: Fault, base: Path, case: Path) -> list[str]:
+    """The case folder (with a copy of the finished run unless `fresh`) and the arguments `prepare` adds."""
     case.mkdir(parents=True)
-    if not fault.fresh and not fault.module:
+    if not fault.fresh:  # a module's case may read the finished run too (merge: a sweep made of it)
         shutil.copytree(base, case / "run")
+    return fault.prepare(case) if fault.prepare else []
+
+
+def execute(fault: Fault, base: Path, case: Path) -> Outcome:
     try:
-        extra = fault.prepare(case) if fault.prepare else []
+        extra = prepared(fault, base, case)
         if fault.module:
-            return run_command(fault.args + extra, module=fault.module, case=case)
+            outcome = run_command(fault.args + extra, module=fault.module, case=case,
+                                  closed_stdout=fault.closed_stdout)
+            outcome.unmet = fault.check(case, outcome) if fault.check else None
+            return outcome
         where = [] if any(a.startswith("hydra.") for a in extra) else [f"hydra.run.dir={case / 'run'}"]
         outcome = run_command(BASE + fault.args + extra + where, act=fault.act, case=case,
                               env=fault.env(case) if fault.env else None)
@@ -324,15 +457,40 @@ def _cleanup(case: Path) -> None:
             pass
     if (case / "run.copy").exists():
         subprocess.run(["umount", "-l", str(case / "run")], check=False)
+    if (case / "bank.mounted").exists():
+        subprocess.run(["umount", "-l", str(case / "bank")], check=False)
+
+
+def execute_batch(faults: list[Fault], base: Path, cases: dict[str, Path]) -> dict[str, Outcome]:
+    """The batched module rows, in one process (tests/run_integrity/batch.py): one start-up for all of them."""
+    commands = [[fault.module, fault.args + prepared(fault, base, cases[fault.name])] for fault in faults]
+    results_file = cases[faults[0].name].parent / "batch.json"
+    done = subprocess.run([sys.executable, "-m", "tests.run_integrity.batch", str(results_file)], cwd=ROOT, env=ENV,
+                          input=json.dumps(commands), capture_output=True, text=True, timeout=600)
+    if done.returncode or not results_file.is_file():
+        raise RuntimeError(f"the batch process failed: {done.stderr[-2000:]}")
+    outcomes = {}
+    for fault, result in zip(faults, json.loads(results_file.read_text())):
+        case = cases[fault.name]
+        outcome = Outcome(result["returncode"], result["stdout"], result["stderr"], result["seconds"], case)
+        outcome.unmet = fault.check(case, outcome) if fault.check else None
+        outcomes[fault.name] = outcome
+    return outcomes
 
 
 def run_matrix(workdir: Path, faults: list[Fault] = FAULTS, workers: int = 2) -> dict[str, Outcome]:
-    """Every applicable fault against copies of one finished run, `workers` commands at a time."""
+    """Every applicable fault against copies of one finished run, `workers` commands at a time (the batched
+    rows are one of those commands)."""
     base = make_finished_run(workdir / "base")
     todo = [f for f in faults if (IS_ROOT or not f.needs_root) and installed(f)]
+    cases = {f.name: workdir / f"case{i:02d}" for i, f in enumerate(todo)}
+    batched = [f for f in todo if f.batched]
     with ThreadPoolExecutor(workers) as pool:
-        futures = {f.name: pool.submit(execute, f, base, workdir / f"case{i:02d}") for i, f in enumerate(todo)}
-        return {name: future.result() for name, future in futures.items()}
+        batch = pool.submit(execute_batch, batched, base, cases) if batched else None
+        futures = {f.name: pool.submit(execute, f, base, cases[f.name]) for f in todo if not f.batched}
+        outcomes = {name: future.result() for name, future in futures.items()}
+        outcomes.update(batch.result() if batch else {})
+    return {f.name: outcomes[f.name] for f in todo}
 
 
 def installed(fault: Fault) -> bool:
@@ -385,8 +543,9 @@ def markdown_table(outcomes: dict[str, Outcome]) -> str:
         outcome = outcomes[fault.name]
         lines = answer_lines(outcome, outcome.returncode) or [outcome.stdout.strip().splitlines()[-2]
                                                                if outcome.stdout.strip() else ""]
-        text = re.sub(r"/tmp/\S*?/case\d+", "<case>", lines[0]).replace("|", "\\|")
-        rows.append(f"| {fault.name} | {outcome.returncode} | `{text}` | {outcome.seconds:.1f} |")
+        text = re.sub(r"/tmp/\S*?/case\d+", "<case>", lines[0]).replace("|", "\\|") or "(nothing printed)"
+        seconds = f"{outcome.seconds:.1f}" + (" (batched)" if fault.batched else "")
+        rows.append(f"| {fault.name} | {outcome.returncode} | `{text}` | {seconds} |")
     return "\n".join(rows) + "\n"
 
 
@@ -402,12 +561,17 @@ def document(table: str, count: int, seconds: float) -> str:
         "for the two faults that the run repairs itself) matching the message; no traceback; and that every finished",
         "prompt's record and evaluator scores are unchanged afterwards. Exit codes: 0 success, 2 any user error or",
         "fault (including a sweep with failed jobs), 130 Ctrl-C; 1 with a traceback only for a bug",
-        "([CONVENTIONS.md](CONVENTIONS.md)). `<case>` stands for the case's temporary folder.", "",
+        "([CONVENTIONS.md](CONVENTIONS.md)). `<case>` stands for the case's temporary folder. Rows name a module",
+        "(`bank`, `merge`, ...) or a script when they run it instead of `run.py`. The human-eval server answers over",
+        "HTTP, not with exit codes: an image swapped for a symlink pointing outside after start (404) and a 50 MB",
+        "vote body (413, unread) are tested in `tests/human_eval/test_human_eval_server.py`.", "",
         f"Regenerate: `.venv/bin/python -m tests.run_integrity.fault_cases --out docs/fault_matrix.md` (as root: the",
         "read-only folder and full-disk rows mount a small tmpfs). Measured: "
         f"{count} faults in {seconds:.0f} s, two commands at a time, on {os.cpu_count()} cores "
         f"({platform.machine()}, Python {platform.python_version()}); seconds per row include Python, torch and",
-        "diffusers start-up and, where the run gets that far, loading the tiny model.", "", table])
+        "diffusers start-up and, where the run gets that far, loading the tiny model. Rows marked *batched* run",
+        "one after another in one shared process (`tests/run_integrity/batch.py`), each as its own `__main__` with",
+        "its own arguments; their seconds exclude that process's start-up.", "", table])
 
 
 def main(argv: list[str] | None = None) -> int:

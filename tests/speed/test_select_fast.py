@@ -89,3 +89,14 @@ def test_short_list_is_checked_exactly_and_nfes_add_up(digits):
     assert stable.seed == checked[int(exact[checked].argmax())]
     assert unstable.seed == checked[int(exact[checked].argmin())]
     assert stable.unet_calls == K * 3 * 3 + 6 * 30 == passes.count
+
+
+def test_a_proxy_no_cheaper_than_exact_selection_is_refused_naming_both_costs(digits):
+    cond = digits.encode_prompt("a handwritten digit 3")
+    exact = K * digits.unet_calls_per_roundtrip  # 12 x 30
+    with pytest.raises(NoiseExpError) as err:  # T' = 50 > T = 10: each proxy round trip costs 5x an exact one
+        _method("method.proxy=steps:50", "method.shortlist=2").run(digits, cond, 0)
+    assert str(err.value).startswith(f"method.proxy=steps:50 costs {K * 150 + 3 * 30} NFEs per prompt")
+    assert f"not below exact selection's {exact}" in str(err.value)
+    with pytest.raises(NoiseExpError, match="costs 414 NFEs"):  # partial:9 (27 NFEs) + 3 exact: 12 x 27 + 90 >= 360
+        _method("method.proxy=partial:9", "method.shortlist=2").run(digits, cond, 0)
