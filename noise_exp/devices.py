@@ -17,7 +17,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """'auto' (or None) means cuda when present, else cpu."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise NoiseExpError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:<index>") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise NoiseExpError(f"device {device!r} requested but no CUDA device is available; use device=auto or cpu")
     return resolved

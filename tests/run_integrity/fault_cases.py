@@ -377,6 +377,8 @@ FAULTS: list[Fault] = [
     Fault("human_eval serve: port out of range", module="noise_exp.human_eval", batched=True,
           message=r"--port must be in 1\.\.65535",
           prepare=lambda case: ["serve", *empty_folder(case), "--port", "99999"]),
+    Fault("unknown model.device", ["model.device=bogus"], fresh=True, kept=0,
+          message=r"unknown device 'bogus'; choose auto, cpu, cuda or cuda:<index>"),
     Fault("SLURM submission fails (controller unreachable)", ["-m", "hydra/launcher=slurm",
           "hydra.launcher.gpus_per_node=0", "model.num_steps=2,3"], fresh=True, kept=0, prepare=sweep_dir,
           env=dead_controller, requires="sbatch", check=nothing_submitted,
