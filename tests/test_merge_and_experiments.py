@@ -1,5 +1,6 @@
 """Experiment configs compose; the merge step joins a sweep's runs; the benchmark writes its figures."""
 import csv
+import os
 import pytest
 
 from noise_exp.benchmark import main as bench_main
@@ -61,8 +62,10 @@ def test_paper_targets_merge_the_sweep_folder_they_ran(target, args, folder):
 
     from tests.conftest import ROOT
 
-    planned = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, *args], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.splitlines()
+    # under `make test` the parent make's MAKELEVEL would add "make[1]: Entering directory" lines to the plan
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    planned = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", target, *args], cwd=ROOT,
+                             env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     assert planned[-2].split()[-1] == f"hydra.sweep.dir={folder}"
     assert planned[-2].count("hydra.sweep.dir=") == 1
     assert planned[-1].endswith(f"-m noise_exp.merge {folder}")

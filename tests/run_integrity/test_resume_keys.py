@@ -41,7 +41,7 @@ MAY_DIFFER = {
     "method": {"batch_size", "score_candidates", "selection.batch_size"},
     "dataset": {"limit", "offset", "num_shards", "shard_index", "report"},
 }
-OUTSIDE = ("hydra", "paths", "evaluator", "logger", "bank")  # groups that never touch a prompt's record
+OUTSIDE = ("hydra", "paths", "evaluator", "logger", "bank", "report")  # groups that never touch a prompt's record
 
 
 def may_differ(key: str) -> bool:
