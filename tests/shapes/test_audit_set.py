@@ -21,7 +21,8 @@ def test_committed_verdicts_are_the_current_judges():
         images = [Image.open(AUDIT / model / path).convert("RGB") for path in frame["image"]]
         fresh = judge.score(images, list(frame["prompt"])).numpy()
         changed = frame.loc[fresh != frame["shapes_geneval"].to_numpy(), "image"].tolist()
-        assert not changed, f"{model}: the judge changed; run scripts/make_shapes_audit.py rescore and update the docs"
+        assert not changed, (f"{model}: the judge changed; bump ShapesGenEval.revision (else a candidate bank serves "
+                             f"the old verdicts), run scripts/make_shapes_audit.py rescore and update the docs")
 
 
 def test_documented_audit_figures():
