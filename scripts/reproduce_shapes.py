@@ -169,7 +169,7 @@ def run_comparisons(run_dir: Path, count: int, model: str, dim: int, guidance: f
 
 DIGITS_DOC = "docs/small_model.md"
 DIGITS_DIM = 4 * 4 * 4
-# The digits model's measured pairs (make reproduce-small, docs/small_model.md; no ties: continuous scores):
+# The digits model's measured pairs (make reproduce-small, docs/small_model.md; counted with exact ties, none):
 # (table, guidance, metric, n, A wins, mean A, mean B); A is stable (selection) or optimized (optimization).
 DIGITS_FIGURES = (
     ("selection", 1.0, "digit_classifier", 100, 13, 0.535, 0.951),
