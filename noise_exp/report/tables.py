@@ -201,11 +201,6 @@ class PairCounts:
         """95% Wilson interval of the win rate (ties half)."""
         return wilson_interval(self.wins + 0.5 * self.ties, self.n)
 
-    @property
-    def sign_p(self) -> float:
-        """Exact two-sided sign test, ties dropped."""
-        return sign_test_p(self.wins, self.losses)
-
 
 def count_pairs(difference: np.ndarray, tolerance: float) -> PairCounts:
     """Wins, ties and losses of A over B from the paired differences A - B (higher is better): |A - B| <= tolerance
