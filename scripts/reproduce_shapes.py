@@ -24,6 +24,11 @@ Every job goes through the runner as `python run.py model=<m> dataset=shapes_ben
 <out>/weights/, so weights replaced while the script runs cannot mix into its results; the summary names them by
 the first 12 hex digits of the sha256 of their training.json. Rerunning with the same --out resumes finished
 prompts on the same snapshot (use a new --out for new weights). Writes <out>/summary.md and summary.json.
+`--from-runs` samples nothing: it re-counts the comparisons of the run folders an earlier run left in --out (after
+a change of the counting rule, e.g. `report.tie_tolerance`) and rewrites its summary, keeping what ran and its times.
+
+A pair is a tie when its scores differ by at most the metric's `report.tie_tolerance` (1e-3 for shapes_reward, 1e-6
+float noise for the judge's 0/1 and stability; `noise_exp.report.tables.tie_tolerance_of`).
 """
 from __future__ import annotations
 
@@ -142,15 +147,17 @@ def run_comparisons(run_dir: Path, count: int, model: str, dim: int, guidance: f
     """A vs B over the first `count` prompts of a scored run folder (it may hold more, from an earlier run): on
     every metric over all of them, and on the judge per tag."""
     from noise_exp.data.shapes import TAGS, parse_caption
+    from noise_exp.report.sweep import tie_tolerances
     from noise_exp.report.tables import load_runs, paired_scores, winning_rates
 
+    tolerances = tie_tolerances([run_dir])
     frame = load_runs([run_dir])
     frame = frame[frame["prompt_id"] < count].copy()  # shapes_bench's ids are its row numbers
     frame["tag"] = [parse_caption(str(prompt)).tag for prompt in frame["prompt"]]
     parts = [("all", frame)] + [(tag, frame[frame["tag"] == tag]) for tag in TAGS if (frame["tag"] == tag).any()]
     rows = []
     for tag, part in parts:
-        for rate in winning_rates(part, [(a, b)]).itertuples(index=False):
+        for rate in winning_rates(part, [(a, b)], tie_tolerance=tolerances).itertuples(index=False):
             if tag != "all" and rate.metric != JUDGE:
                 continue
             pairs = paired_scores(part, a, b, rate.metric)
@@ -162,7 +169,7 @@ def run_comparisons(run_dir: Path, count: int, model: str, dim: int, guidance: f
 
 DIGITS_DOC = "docs/small_model.md"
 DIGITS_DIM = 4 * 4 * 4
-# The digits model's measured pairs (make reproduce-small, docs/small_model.md; no ties: continuous scores):
+# The digits model's measured pairs (make reproduce-small, docs/small_model.md; counted with exact ties, none):
 # (table, guidance, metric, n, A wins, mean A, mean B); A is stable (selection) or optimized (optimization).
 DIGITS_FIGURES = (
     ("selection", 1.0, "digit_classifier", 100, 13, 0.535, 0.951),
@@ -233,6 +240,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "reproduce_shapes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--jobs", type=int, default=1, help="models run at once, each in its own process")
+    parser.add_argument("--from-runs", action="store_true",
+                        help="sample nothing: re-count the comparisons of the runs in --out and rewrite its summary")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny slice for tests: 6 prompts, K=4, 1 step, small_shapes only")
     return parser
@@ -315,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                     _per_model("--optimize-prompts", args.optimize_prompts, args.models)))
     torch.set_num_threads(args.threads)
     out = args.out.resolve()
+    if args.from_runs:
+        return write_summary(out, *recount(out))
     started, load = time.perf_counter(), os.getloadavg()[0]
     runs, weights, rows = [], [], []
     for done, used, compared in run_models(work, args, out):
@@ -329,7 +340,17 @@ def main(argv: list[str] | None = None) -> int:
                "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "wall_s": round(time.perf_counter() - started, 1),
                "load_average": [round(load, 2), round(os.getloadavg()[0], 2)], "runs": [asdict(r) for r in runs],
-               "weights": [asdict(w) for w in weights], "comparisons": [asdict(r) for r in rows]}
+               "weights": [asdict(w) for w in weights]}
+    return write_summary(out, summary, rows)
+
+
+def write_summary(out: Path, summary: dict, rows: list[Comparison]) -> int:
+    """summary.json and summary.md in `out`, with the comparisons and the tie rule they were counted with."""
+    from noise_exp.report.sweep import tie_tolerances
+
+    folders = [out / f"{method}_{run['model']}" for run in summary["runs"] for method in ("select", "optimize")]
+    summary["tie_tolerance"] = tie_tolerances([folder for folder in folders if folder.is_dir()])
+    summary["comparisons"] = [asdict(r) for r in rows]
     text = summary_markdown(summary, rows)
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
     atomic_write_bytes(out / "summary.md", text.encode("utf-8"))
@@ -338,8 +359,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def recount(out: Path) -> tuple[dict, list[Comparison]]:
+    """The summary of an earlier run in `out`, its comparisons counted again from its run folders (nothing sampled)."""
+    saved = out / "summary.json"
+    if not saved.is_file():
+        raise NoiseExpError(f"{saved} is missing: --from-runs re-counts the runs of an earlier reproduce_shapes --out")
+    summary = json.loads(saved.read_text(encoding="utf-8"))
+    rows = []
+    for run in summary["runs"]:
+        for table, method, count in (("selection", "select", run["select_prompts"]),
+                                     ("optimization", "optimize", run["optimize_prompts"])):
+            run_dir = out / f"{method}_{run['model']}"
+            if count and not (run_dir / "results.csv").is_file():
+                raise NoiseExpError(f"{run_dir} has no results.csv: --from-runs needs the run folders of {saved}")
+            if count:
+                rows += run_comparisons(run_dir, count, run["model"], run["dim"], run["guidance"], table,
+                                        *PAIRS[table])
+    summary["recounted_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return summary, rows + digits_comparisons()
+
+
 def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
+    from noise_exp.report.tables import ties_rule
+
     args = summary["args"]
+    ties = ties_rule(summary.get("tie_tolerance"), [JUDGE, REWARD, STABILITY])
+    recounted = (f" Comparisons re-counted from the run folders (`--from-runs`) {summary['recounted_utc']}."
+                 if summary.get("recounted_utc") else "")
     runs = "\n".join(f"| {r['model']} | {r['dim']} | {r['guidance']:g} | {r['select_prompts']} | {args['seeds']} | "
                       f"{r['optimize_prompts']} | {args['steps']} | {r['lr']:.4g} | "
                       f"{' / '.join(str(s) for s in r['seconds'].values())} |" for r in summary["runs"])
@@ -351,7 +397,8 @@ def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
             f"{summary['load_average'][1]} at the end.\n\n"
             f"Selection: the first N shapes_bench prompts (tags balanced), K seeds of their own each. Optimization: "
             f"the first N prompts, seed = prompt id, n steps at lr (paper_equivalent_lr unless --lr), momentum 0.5, "
-            f"cosine. T = 10 and the guidance of the models' configs. Digits (d = 64): {DIGITS_DOC}, not rerun.\n\n"
+            f"cosine. T = 10 and the guidance of the models' configs. Digits (d = 64): {DIGITS_DOC}, not rerun "
+            f"(its documented counts, ties exact).{recounted}\n\n{ties}\n\n"
             f"| model | d | guidance | selection prompts | K | optimization prompts | n | lr | seconds |\n"
             f"|---|---:|---:|---:|---:|---:|---:|---:|---|\n{runs}\n\n"
             f"| model | weights | sha256(training.json)[:12] | loaded from |\n|---|---|---|---|\n{weights}\n\n"

@@ -50,34 +50,33 @@ def run(overrides: list[str], run_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def sign_tests(frame, comparisons) -> list[dict]:
-    """Exact two-sided sign test (ties dropped) and the mean paired difference, per comparison and metric."""
-    from noise_exp.report.tables import paired_scores, sign_test_p
+def sign_tests(frame, comparisons, tolerances) -> list[dict]:
+    """Per comparison and metric: the report's win counts (`winning_rates`: ties within the metric's
+    `report.tie_tolerance`, half a win) with their Wilson interval, the means, and the exact two-sided sign test
+    (ties dropped)."""
+    from noise_exp.report.tables import paired_scores, sign_test_p, winning_rates
 
+    rates = winning_rates(frame, comparisons, tie_tolerance=tolerances)
     rows = []
-    for a, b in comparisons:
-        for metric in METRICS:
-            pairs = paired_scores(frame, a, b, metric)
-            difference = (pairs["a"] - pairs["b"]).to_numpy()
-            wins, losses = int((difference > 0).sum()), int((difference < 0).sum())
-            p_value = sign_test_p(wins, losses) if wins + losses else float("nan")
-            rows.append({"comparison": f"{a} vs {b}", "metric": metric, "n": int(len(difference)), "wins": wins,
-                         "losses": losses, "ties": int(len(difference)) - wins - losses,
-                         "mean_a": float(pairs["a"].mean()), "mean_b": float(pairs["b"].mean()),
-                         "mean_difference": float(difference.mean()), "sign_test_p": float(p_value)})
+    for rate in rates[rates["metric"].isin(METRICS)].itertuples(index=False):
+        pairs = paired_scores(frame, rate.a, rate.b, rate.metric)
+        p_value = sign_test_p(rate.wins, rate.losses) if rate.wins + rate.losses else float("nan")
+        rows.append({"comparison": f"{rate.a} vs {rate.b}", "metric": rate.metric, "n": int(rate.n),
+                     "wins": int(rate.wins), "losses": int(rate.losses), "ties": int(rate.ties),
+                     "mean_a": float(pairs["a"].mean()), "mean_b": float(pairs["b"].mean()),
+                     "mean_difference": float((pairs["a"] - pairs["b"]).mean()), "sign_test_p": float(p_value),
+                     "win_rate": float(rate.win_rate), "ci_low": float(rate.ci_low), "ci_high": float(rate.ci_high),
+                     "tie_tolerance": float(rate.tie_tolerance)})
     return rows
 
 
 def report(run_dirs: list[Path], out_dir: Path, comparisons) -> list[dict]:
     from noise_exp.report import write_report
-    from noise_exp.report.tables import load_runs, wilson_interval
+    from noise_exp.report.sweep import tie_tolerances
+    from noise_exp.report.tables import load_runs
 
     write_report(run_dirs, out_dir, pool=True)  # seed blocks share prompt ids and have no .hydra/: one setting
-    tests = sign_tests(load_runs(run_dirs), comparisons)
-    for row in tests:
-        row["win_rate"] = (row["wins"] + 0.5 * row["ties"]) / row["n"] if row["n"] else float("nan")
-        row["ci_low"], row["ci_high"] = wilson_interval(row["wins"] + 0.5 * row["ties"], row["n"])
-    return tests
+    return sign_tests(load_runs(run_dirs), comparisons, tie_tolerances(run_dirs))
 
 
 def markdown(rows: list[dict]) -> str:
@@ -124,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             optimize_dir)
     timings["optimization_s"] = time.perf_counter() - start
 
+    from noise_exp.report.sweep import tie_tolerances
+    from noise_exp.report.tables import ties_rule
+
     table1 = report(select_dirs, out / "report_select", [("stable", "unstable")]) if select_dirs else []
     table2 = (report([optimize_dir], out / "report_optimize", [("optimized", "original")])
               if args.optimize_prompts else [])
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.select_guidance} ({timings['selection_s']:.0f}s). Optimization: {args.optimize_prompts} prompts, "
             f"n={args.steps}, lr={args.lr}, guidance {args.optimize_guidance} ({timings['optimization_s']:.0f}s). "
             f"Means, tables and image grids: report_select/report.md, report_optimize/report.md.\n\n"
+            f"{ties_rule(tie_tolerances(select_dirs + [optimize_dir]), METRICS)}\n\n"
             f"## Table 1 analogue: stable vs unstable noise (selection)\n\n{markdown(table1)}\n"
             f"## Table 2 analogue: optimized vs original noise (optimization)\n\n{markdown(table2)}")
     (out / "summary.md").write_text(text)

@@ -180,7 +180,8 @@ def test_tie_tolerance_turns_a_saturated_comparison_into_ties_and_leaves_a_clear
     exact = write_report([run], tmp_path / "exact", tie_tolerance={"digit_classifier": 0.0})
     rate = exact.winning_rates.set_index("metric").loc["digit_classifier"]
     assert (rate["wins"], rate["ties"], rate["losses"]) == (2, 0, 1)  # without it, 4th-decimal noise decides
-    assert "Ties: digit_classifier |A - B| <= 0.001; other metrics: exact equality" in result.markdown.read_text()
+    assert ("Ties (half a win): digit_classifier |A - B| <= 0.001; other metrics: |A - B| <= 1e-06"
+            in result.markdown.read_text())
 
 
 def test_runs_that_disagree_on_a_tie_tolerance_are_refused_unless_one_is_given(tmp_path):

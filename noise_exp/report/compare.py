@@ -5,7 +5,8 @@
 Each run folder of the sweep is one method at one rung of the budget ladder. Per (method, rung) the table gives the
 mean NFEs and seconds per prompt of the method's output variant, and for every scorer the mean over prompts with a
 95% percentile-bootstrap interval and the win rate against a random seed at the same rung (paired by prompt, ties
-half, 95% Wilson interval). It marks which scorer each method saw (its verifier; stability for the paper's methods):
+half, 95% Wilson interval; a tie is a difference within the metric's `report.tie_tolerance`, at least
+1e-6). It marks which scorer each method saw (its verifier; stability for the paper's methods):
 the others, and the held-out judges above all, are the fair measure. A method whose verifier is a held-out judge
 stops the report.
 """
@@ -16,7 +17,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,13 @@ from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.files import atomic_write_bytes
 from noise_exp.merge import find_runs
 from noise_exp.report.figures import save_figure
-from noise_exp.report.tables import METRIC_LABELS, metric_columns, to_markdown, wilson_interval
+from noise_exp.report.sweep import tie_tolerances
+from noise_exp.report.tables import (METRIC_LABELS, count_pairs, metric_columns, tie_tolerance_of, ties_rule,
+                                     to_markdown)
 from noise_exp.scoring import read_results
 
 METHOD_ORDER = ("random", "select", "optimize", "best_of_n", "reward_opt")
 SAW_STABILITY = "stability s(ε)"
-TIE_TOLERANCE = 1e-6  # a float32 scorer's result can move by ~1e-7 with its batch: the same image is a tie
 
 
 def rung_name(budget: int) -> str:
@@ -133,9 +135,11 @@ def compared_rows(runs: Sequence[ComparedRun]) -> pd.DataFrame:
     return rows
 
 
-def compare_table(rows: pd.DataFrame, draws: int = 2000) -> pd.DataFrame:
+def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str, float] | None = None
+                  ) -> pd.DataFrame:
     """Per (budget, method): n, mean NFEs and seconds, and per scorer the mean, its bootstrap interval and the
-    win rate against `random` at the same budget with its Wilson interval."""
+    win rate against `random` at the same budget with its Wilson interval (a difference within
+    `tie_tolerance_of(metric, tolerances)` is a tie, half a win)."""
     metrics = [m for m in metric_columns(rows) if m != "budget"]
     out = []
     for (budget, method), part in rows.groupby(["budget", "method"], sort=False):
@@ -148,10 +152,9 @@ def compare_table(rows: pd.DataFrame, draws: int = 2000) -> pd.DataFrame:
             pairs = part[["dataset", "prompt_id", metric]].merge(baseline[["dataset", "prompt_id", metric]],
                                                                  on=["dataset", "prompt_id"], suffixes=("", "_random"))
             difference = (pairs[metric] - pairs[f"{metric}_random"]).dropna().to_numpy()
-            ties = np.abs(difference) <= TIE_TOLERANCE
-            wins = float(((difference > 0) & ~ties).sum() + 0.5 * ties.sum())
-            row[f"{metric}_win"] = wins / len(difference) if method != "random" and len(difference) else math.nan
-            low, high = wilson_interval(wins, len(difference)) if method != "random" else (math.nan, math.nan)
+            counts = count_pairs(difference, tie_tolerance_of(metric, tolerances))
+            row[f"{metric}_win"] = counts.win_rate if method != "random" else math.nan
+            low, high = counts.interval if method != "random" else (math.nan, math.nan)
             row[f"{metric}_win_low"], row[f"{metric}_win_high"] = low, high
         out.append(row)
     table = pd.DataFrame(out)
@@ -220,9 +223,11 @@ def write_compare(folder: Path, out_dir: Path | None = None, draws: int = 2000) 
     """compare.csv, compare.md and quality_vs_nfe.png of the sweep in `folder` (default out: <folder>/compare)."""
     runs = [read_compared_run(run) for run in find_runs(Path(folder))]
     held_out = sorted({name for run in runs for name in run.held_out})
-    table = compare_table(compared_rows(runs), draws)
+    tolerances = tie_tolerances([run.path for run in runs])
+    table = compare_table(compared_rows(runs), draws, tolerances)
     out_dir = Path(out_dir) if out_dir else Path(folder) / "compare"
-    markdown = table_markdown(table, held_out)
+    metrics = [c for c in table.columns if f"{c}_win" in table.columns]
+    markdown = ties_rule(tolerances, metrics) + "\n\n" + table_markdown(table, held_out)
     files = {"csv": out_dir / "compare.csv", "md": out_dir / "compare.md"}
     atomic_write_bytes(files["csv"], table.to_csv(index=False).encode("utf-8"))
     atomic_write_bytes(files["md"], markdown.encode("utf-8"))

@@ -70,7 +70,7 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
                _settings_line(sweep), "",
                "## Mean scores (layout of the paper's Tables 1 and 2; Stability: mean s(ε) of eq. 3)", "", layout,
                "## Winning rates (share of prompts where A beats B; ties count half; 95% Wilson score interval)", "",
-               _ties_line(tolerances, rates), "", readable]
+               tables.ties_rule(tolerances, [] if rates.empty else rates["metric"]), "", readable]
     summary += [f"![{name}]({path.name})" for name, path in files.items() if path.suffix == ".png"]
     summary += ["", human_report_markdown(_votes_folder(run_dirs))]
     files["report_md"] = _write_text(out_dir / "report.md", "\n".join(summary) + "\n")
@@ -80,15 +80,6 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
 def _write_text(path: Path, text: str) -> Path:
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
-
-
-def _ties_line(tolerances: Mapping[str, float], rates: pd.DataFrame) -> str:
-    """Which score differences count as ties, for the metrics in the table."""
-    shown = [m for m in dict.fromkeys(rates["metric"]) if tolerances.get(m)] if not rates.empty else []
-    tolerant = ", ".join(f"{tables.METRIC_LABELS.get(m, m)} |A - B| <= {tolerances[m]:g}" for m in shown)
-    rest = "other metrics" if shown else "all metrics"
-    return (f"Ties: {tolerant + '; ' if tolerant else ''}{rest}: exact equality "
-            f"(`report.tie_tolerance`, `--tie-tolerance METRIC=VALUE`).")
 
 
 def _settings_line(sweep: tables.Sweep) -> str:

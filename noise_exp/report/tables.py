@@ -164,16 +164,68 @@ def paired_scores(frame: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFr
     return left.merge(right, on=keys, suffixes=("_a", "_b")).rename(columns={f"{metric}_a": "a", f"{metric}_b": "b"})
 
 
+# A float32 scorer's result moves by ~1e-7 with its batch (the same image scored alone or in a batch of 4): no
+# tolerance is below this floor, so that the same image is always a tie.
+FLOAT_NOISE_TIE = 1e-6
+
+
+def tie_tolerance_of(metric: str, tolerances: Mapping[str, float] | None = None) -> float:
+    """The metric's tie tolerance: `report.tie_tolerance` (0 for metrics not listed), at least FLOAT_NOISE_TIE."""
+    return max(float((tolerances or {}).get(metric, 0.0)), FLOAT_NOISE_TIE)
+
+
 def is_tie(difference: np.ndarray, tolerance: float) -> np.ndarray:
-    """|A - B| <= tolerance: a difference the metric cannot tell from none (tolerance 0: exact equality)."""
+    """|A - B| <= tolerance: a difference the metric cannot tell from none."""
     return np.abs(difference) <= tolerance
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Paired A - B differences (higher is better) counted: A wins, ties, B wins."""
+
+    wins: int
+    ties: int
+    losses: int
+
+    @property
+    def n(self) -> int:
+        return self.wins + self.ties + self.losses
+
+    @property
+    def win_rate(self) -> float:
+        """(wins + ties / 2) / n; NaN without pairs."""
+        return (self.wins + 0.5 * self.ties) / self.n if self.n else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% Wilson interval of the win rate (ties half)."""
+        return wilson_interval(self.wins + 0.5 * self.ties, self.n)
+
+
+def count_pairs(difference: np.ndarray, tolerance: float) -> PairCounts:
+    """Wins, ties and losses of A over B from the paired differences A - B (higher is better): |A - B| <= tolerance
+    is a tie; `tolerance` is the metric's `tie_tolerance`."""
+    difference = np.asarray(difference, dtype=np.float64)
+    tied = is_tie(difference, tolerance)
+    wins, ties = int(((difference > 0) & ~tied).sum()), int(tied.sum())
+    return PairCounts(wins, ties, len(difference) - wins - ties)
+
+
+def ties_rule(tolerances: Mapping[str, float] | None, metrics: Sequence[str]) -> str:
+    """The sentence a report prints above its win rates: which score differences among `metrics` are ties."""
+    tolerant = [m for m in dict.fromkeys(metrics) if tie_tolerance_of(m, tolerances) > FLOAT_NOISE_TIE]
+    listed = ", ".join(f"{METRIC_LABELS.get(m, m)} |A - B| <= {tie_tolerance_of(m, tolerances):g}"
+                       for m in tolerant)
+    rest = "other metrics" if tolerant else "all metrics"
+    return (f"Ties (half a win): {listed + '; ' if listed else ''}{rest}: |A - B| <= {FLOAT_NOISE_TIE:g}, a float32 "
+            f"scorer's batch noise (`report.tie_tolerance`, `--tie-tolerance METRIC=VALUE`).")
 
 
 def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
                   settings: Sequence[str] = (), tie_tolerance: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Per (setting columns..., dataset), comparison and metric (the evaluators', then `stability`): the share of
     prompts on which A beats B (ties half; for LPIPS lower wins), with a 95% Wilson interval. A pair whose scores
-    differ by at most the metric's `tie_tolerance` (0 for metrics not listed) is a tie."""
+    differ by at most `tie_tolerance_of(metric, tie_tolerance)` is a tie."""
     rows = []
     tolerances = dict(tie_tolerance or {})
     metrics = measured_columns(frame)
@@ -187,15 +239,12 @@ def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = 
                 difference = (pairs["a"] - pairs["b"]).to_numpy()
                 if metric in LOWER_IS_BETTER:
                     difference = -difference
-                tolerance = float(tolerances.get(metric, 0.0))
-                tied = is_tie(difference, tolerance)
-                wins, ties = int(((difference > 0) & ~tied).sum()), int(tied.sum())
-                n = int(len(difference))
-                rate = (wins + 0.5 * ties) / n if n else math.nan
-                low, high = wilson_interval(wins + 0.5 * ties, n)
-                rows.append({**values, "a": a, "b": b, "metric": metric, "n": n, "wins": wins, "ties": ties,
-                             "losses": n - wins - ties, "win_rate": rate, "ci_low": low, "ci_high": high,
-                             "tie_tolerance": tolerance})
+                tolerance = tie_tolerance_of(metric, tolerances)
+                counts = count_pairs(difference, tolerance)
+                low, high = counts.interval
+                rows.append({**values, "a": a, "b": b, "metric": metric, "n": counts.n, "wins": counts.wins,
+                             "ties": counts.ties, "losses": counts.losses, "win_rate": counts.win_rate,
+                             "ci_low": low, "ci_high": high, "tie_tolerance": tolerance})
     return pd.DataFrame(rows, columns=[*settings, *RATE_COLUMNS])
 
 

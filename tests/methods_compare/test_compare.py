@@ -2,6 +2,8 @@
 method run in-process and reported (NFEs in results.csv against each method's cost formula)."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
@@ -74,3 +76,26 @@ def test_a_run_whose_verifier_is_a_held_out_judge_stops_the_report(ladder, tmp_p
     OmegaConf.save(saved, tmp_path / ".hydra" / "config.yaml")
     with pytest.raises(NoiseExpError, match="held-out judge"):
         read_compared_run(tmp_path)
+
+
+def test_the_compare_table_counts_ties_with_the_report_tie_tolerance(tmp_path):
+    """best_of_n vs random on three prompts: shapes_reward differs by 1.25e-5 (saturated), 1e-7 (the same image in
+    another batch) and 0.2; shapes_geneval by 0, 0 and 1. By hand: under conf/config.yaml's 1e-3 for shapes_reward,
+    1 win and 2 ties, win rate (1 + 2/2) / 3 = 2/3; counted exactly, 1.25e-5 is a win and only the float-noise floor
+    (1e-6) keeps 1e-7 a tie: (2 + 1/2) / 3. The 0/1 judge is not affected: (1 + 2/2) / 3 both ways."""
+    from noise_exp.report.compare import compare_table
+    from noise_exp.report.sweep import tie_tolerances
+
+    reward = {"random": (0.9990, 0.5, 0.3), "best_of_n": (0.9990125, 0.5000001, 0.5)}
+    judge = {"random": (1.0, 0.0, 0.0), "best_of_n": (1.0, 0.0, 1.0)}
+    rows = pd.DataFrame([{"method": method, "budget": 4, "saw": "nothing", "dataset": "shapes_bench",
+                          "prompt_id": i, "unet_calls": 20, "time_s": 0.1, "shapes_reward": reward[method][i],
+                          "shapes_geneval": judge[method][i]} for method in reward for i in range(3)])
+    tolerant = compare_table(rows, draws=10, tolerances=tie_tolerances([tmp_path])).set_index("method")
+    exact = compare_table(rows, draws=10, tolerances={"shapes_reward": 0.0}).set_index("method")
+    assert tie_tolerances([tmp_path]) == {  # a run without .hydra/: conf/config.yaml's
+        "digit_classifier": 1e-3, "shapes_reward": 1e-3}
+    assert tolerant.loc["best_of_n", "shapes_reward_win"] == pytest.approx(2 / 3)
+    assert exact.loc["best_of_n", "shapes_reward_win"] == pytest.approx(2.5 / 3)
+    assert tolerant.loc["best_of_n", "shapes_geneval_win"] == exact.loc["best_of_n", "shapes_geneval_win"] == 2 / 3
+    assert math.isnan(tolerant.loc["random", "shapes_reward_win"])

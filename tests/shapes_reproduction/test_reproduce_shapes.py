@@ -135,3 +135,36 @@ def test_jobs_run_the_models_in_parallel_processes_with_the_same_numbers(tmp_pat
     assert reproduce.main([*slice_, "--models", "small_shapes", "--out", str(tmp_path / "sequential")]) == 0
     sequential = json.loads((tmp_path / "sequential" / "summary.json").read_text())["comparisons"]
     assert [r for r in rows if r["model"] == "small_shapes"] == [r for r in sequential if r["model"] == "small_shapes"]
+
+
+def test_from_runs_recounts_an_earlier_run_with_the_reward_tie_tolerance(tmp_path):
+    """stable vs unstable on four prompts; shapes_reward differs by 1.3e-5, 2e-4, -0.3 and 0.4: under
+    conf/config.yaml's 1e-3, 1 win / 2 ties / 1 loss (win rate 0.5, sign test p = 1); counted exactly it would be
+    3 / 0 / 1 (p = 0.625). The judge's 1 - 0, 0 - 0, 1 - 1, 0 - 1 is 1 / 2 / 1 either way."""
+    from evaluators.testing import write_synthetic_run
+
+    captions = ["a circle", "a red square", "two triangles", "a blue square above a red triangle"]
+    stable, unstable = (0.9990130, 0.5002, 0.2, 0.9), (0.9990, 0.5, 0.5, 0.5)
+    judge = {"stable": (1.0, 0.0, 1.0, 0.0), "unstable": (0.0, 0.0, 1.0, 1.0)}
+    metrics = {"shapes_reward": {("shapes_bench", i, v): s[i] for v, s in (("stable", stable), ("unstable", unstable))
+                                 for i in range(4)},
+               "shapes_geneval": {("shapes_bench", i, v): judge[v][i] for v in judge for i in range(4)}}
+    write_synthetic_run(tmp_path / "select_small_shapes", {"shapes_bench": captions}, ("stable", "unstable"),
+                        metrics=metrics)
+    run = {"model": "small_shapes", "dim": 256, "guidance": 2.0, "select_prompts": 4, "optimize_prompts": 0,
+           "lr": 1.0, "seconds": {"selection": 60.0}}
+    earlier = {"command": "python scripts/reproduce_shapes.py", "args": {"threads": 1, "seeds": 4, "steps": 1},
+               "finished_utc": "then", "wall_s": 60.0, "load_average": [1.0, 1.0], "runs": [run], "weights": [],
+               "comparisons": []}
+    (tmp_path / "summary.json").write_text(json.dumps(earlier))
+    assert reproduce.main(["--from-runs", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = {(r["metric"], r["tag"]): r for r in summary["comparisons"] if r["model"] == "small_shapes"}
+    reward, geneval = rows[("shapes_reward", "all")], rows[("shapes_geneval", "all")]
+    assert (reward["wins"], reward["ties"], reward["losses"]) == (1, 2, 1)
+    assert reward["win_rate"] == 0.5 and reward["sign_p"] == 1.0
+    assert (geneval["wins"], geneval["ties"], geneval["losses"]) == (1, 2, 1)
+    assert summary["tie_tolerance"]["shapes_reward"] == 1e-3 and summary["wall_s"] == 60.0
+    text = (tmp_path / "summary.md").read_text()
+    assert "| 1 / 2 / 1 | 0.50 [0.15, 0.85] | 1 |" in text and "shapes_reward |A - B| <= 0.001" in text
+    assert reproduce.main(["--from-runs", "--out", str(tmp_path / "none")]) == 2  # no earlier run there
