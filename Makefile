@@ -10,11 +10,15 @@ REFERENCE   := .cache/reference
 RUN         ?=
 HYDRA_ARGS  ?=
 
-.PHONY: setup test test-fast system-deps reference-wheels demo bench table1 table2 fig8 table3 merge \
+.PHONY: help setup test test-fast system-deps reference-wheels demo bench table1 table2 fig8 table3 merge \
         train-small reproduce-small human-eval slurm-up slurm-down clean-outputs \
         train-shapes-reward shapes-judge-study train-shapes shapes-accuracy
 
-setup: $(STAMP)
+# `make help`: every target with its `## ` note.
+help: ## this list
+	@grep -hE '^[a-zA-Z0-9 _-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-26s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## the venv (.venv) with the pinned torch and the project's dev extras
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,69 +29,69 @@ $(STAMP): pyproject.toml
 
 # System packages the tests drive for real: Chromium (human-eval page) and SLURM + munge + MariaDB
 # (installed by scripts/slurm_local.sh when the SLURM tests start the cluster). Needs root; skipped otherwise.
-system-deps:
+system-deps: ## Chromium (browser tests) as root; SLURM is installed by the SLURM tests
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash scripts/install_chromium.sh; \
 	 else echo "system-deps: not root, skipping apt packages (browser/SLURM tests may skip)"; fi
 
 # Official hpsv2 / image-reward wheels, unpacked only inside the equality tests (never installed).
-reference-wheels: $(REFERENCE)/.done
+reference-wheels: $(REFERENCE)/.done ## the official hpsv2 / image-reward wheels for the equality tests
 $(REFERENCE)/.done: | $(STAMP)
 	$(PIP) download --quiet --no-deps hpsv2==1.2.0 image-reward==1.5 -d $(REFERENCE)
 	touch $@
 
 # Two pytest-xdist workers; tests sharing one resource (the SLURM cluster, the fault matrix) carry an xdist_group mark.
 TEST_WORKERS ?= 2
-test: $(STAMP) reference-wheels system-deps
+test: $(STAMP) reference-wheels system-deps ## the test suite (what CI runs): setup + reference wheels + system deps + pytest -n 2
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) ## the suite without the tests marked slow
 	$(PY) -m pytest tests -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
-demo: $(STAMP)
+demo: $(STAMP) ## the main job offline on CPU: selection (K = 100) on 4 DrawBench prompts, tiny SDXL
 	$(PY) run.py dataset.limit=4
 
-bench: $(STAMP)
+bench: $(STAMP) ## seconds, memory and overhead per candidate (docs/benchmark.md)
 	$(PY) scripts/bench.py
 
 # Paper results (GPU or cluster): each ends in the merged report of the sweep folder it ran: SWEEP_DIR=, else a
 # hydra.sweep.dir= in HYDRA_ARGS, else multirun/<target>. fig8's report draws Fig. 8 as curves_num_steps.png.
 SWEEP_DIR ?=
 sweep_dir = $(or $(SWEEP_DIR),$(patsubst hydra.sweep.dir=%,%,$(lastword $(filter hydra.sweep.dir=%,$(HYDRA_ARGS)))),multirun/$@)
-table1 table2 fig8: $(STAMP)
+table1 table2 fig8: $(STAMP) ## the paper's Table 1, Table 2, Fig. 8 as a sweep + merged report (GPU; SWEEP_DIR=, HYDRA_ARGS=)
 	$(PY) run.py -m experiment=$@ $(filter-out hydra.sweep.dir=%,$(HYDRA_ARGS)) hydra.sweep.dir=$(sweep_dir)
 	$(PY) -m noise_exp.merge $(sweep_dir)
 
 ORBITS ?= datasets/omniobject3d_orbits
-table3: $(STAMP)
+table3: $(STAMP) ## the paper's Table 3 (SV3D-U) on rendered orbits (ORBITS=/path)
 	$(PY) run.py experiment=table3 dataset.path=$(ORBITS) $(HYDRA_ARGS)
 
-merge: $(STAMP)
+merge: $(STAMP) ## merge a sweep's runs into one report (RUN=<sweep folder>)
 	$(PY) -m noise_exp.merge $(RUN)
 
-train-small: $(STAMP)
+train-small: $(STAMP) ## train the small digits model (weights are committed)
 	$(PY) scripts/train_small.py
 
-reproduce-small: $(STAMP)
+reproduce-small: $(STAMP) ## the hypothesis on the digits model (docs/small_model.md)
 	$(PY) scripts/reproduce_small.py
 
-human-eval: $(STAMP)
+human-eval: $(STAMP) ## serve the preference / labelling page for a run (RUN=, HOST=, PORT=, TOKEN=)
 	$(PY) -m noise_exp.human_eval serve $(RUN) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(TOKEN),--token $(TOKEN))
 
-slurm-up:
+slurm-up: ## start the local one-node SLURM cluster
 	bash scripts/slurm_local.sh up
 
-slurm-down:
+slurm-down: ## stop it
 	bash scripts/slurm_local.sh down
 
-clean-outputs:
+clean-outputs: ## remove outputs/ and multirun/
 	rm -rf outputs multirun
 
 # The shapes world (docs/shapes_world.md): retrain the learned reward (committed; ~10 min, 1 thread), and measure
 # the exact judge on clean and perturbed renders.
-train-shapes-reward: $(STAMP)
+train-shapes-reward: $(STAMP) ## train the shapes world's learned reward (weights are committed)
 	$(PY) scripts/train_shapes_reward.py --force
 
-shapes-judge-study: $(STAMP)
+shapes-judge-study: $(STAMP) ## the exact judge on clean and perturbed renders (docs/shapes_world.md)
 	$(PY) scripts/shapes_judge_study.py
 
 # The candidate bank study on the small digits model (docs/candidate_bank.md): K=100 scored candidates for each of the
@@ -103,7 +107,7 @@ CORR_ORACLE   ?= digit_realism
 CORR_GUIDANCE ?= 1 3
 CORR_PROMPTS  ?= 100
 .PHONY: reproduce-correlation
-reproduce-correlation: $(STAMP)
+reproduce-correlation: $(STAMP) ## s(eps) vs quality within prompts, from a candidate bank (docs/candidate_bank.md)
 	set -e; for g in $(CORR_GUIDANCE); do \
 	  OMP_NUM_THREADS=1 $(PY) run.py model=$(CORR_MODEL) dataset=$(CORR_DATASET) dataset.limit=$(CORR_PROMPTS) \
 	    method=select method.seeds_per_prompt=true method.score_candidates=true method.batch_size=50 \
@@ -119,7 +123,7 @@ reproduce-correlation: $(STAMP)
 # one thread each, deterministic for the thread count: stage 1 from seed 0; stage 2 continues it on the seed-1 data
 # stream at lr 5e-4; stage 3 on the seed-2 stream with larger batches at lr 4e-4 (a 2,200-step schedule that the
 # 45-minute cap stopped after 1,412 / 1,095 steps: --stop-after repeats exactly that); then the judge's accuracy.
-train-shapes: $(STAMP)
+train-shapes: $(STAMP) ## train small_shapes and small_shapes_l, three stages (weights are committed)
 	$(PY) scripts/train_shapes.py --size 32 --out .cache/shapes-stage1-32 --force
 	$(PY) scripts/train_shapes.py --size 32 --continue-from .cache/shapes-stage1-32 --out .cache/shapes-stage2-32 \
 	  --seed 1 --lr 5e-4 --steps 2000 --force
@@ -131,25 +135,25 @@ train-shapes: $(STAMP)
 	$(PY) scripts/train_shapes.py --size 64 --continue-from .cache/shapes-stage2-64 \
 	  --seed 2 --lr 4e-4 --steps 2200 --stop-after 1095 --batch-size 64 --force
 
-shapes-accuracy: $(STAMP)
+shapes-accuracy: $(STAMP) ## the judge's accuracy of both shapes models on shapes_bench
 	$(PY) scripts/shapes_accuracy.py --model small_shapes
 	$(PY) scripts/shapes_accuracy.py --model small_shapes_l
 
 # The hypothesis in the shapes world (docs/shapes_reproduction.md): Tables 1 and 2 analogues on small_shapes and
 # small_shapes_l, judged per tag, next to the digits result.
 .PHONY: reproduce-shapes compare speed-study
-reproduce-shapes: $(STAMP)
+reproduce-shapes: $(STAMP) ## Tables 1-2 analogues at d = 256 and 1,024 (docs/shapes_reproduction.md)
 	OMP_NUM_THREADS=1 $(PY) scripts/reproduce_shapes.py --jobs 2
 
 # Noise methods at equal compute (docs/compare_methods.md): select, optimize, best_of_n, reward_opt and random on
 # small_shapes at budgets of 1, 4 and 16 generations, the exact judge held out.
 COMPARE_ARGS ?=
-compare: $(STAMP)
+compare: $(STAMP) ## noise methods at equal compute on small_shapes (docs/compare_methods.md)
 	OMP_NUM_THREADS=1 $(PY) scripts/compare_methods.py --doc docs/compare_methods.md $(COMPARE_ARGS)
 
 # Cheaper selection and faster optimization (docs/speed_study.md): proxies and short lists vs exact selection,
 # optimizers vs the paper's 100-step SGD gain, fixed-point inversion, on small_digits and small_shapes.
-speed-study: $(STAMP)
+speed-study: $(STAMP) ## cheap proxies, short lists and faster optimizers (docs/speed_study.md)
 	OMP_NUM_THREADS=1 $(PY) scripts/speed_study.py --out outputs/speed_study --threads 1
 
 # How much of s(eps) is the seed's alone (docs/seed_share.md): the prompt x seed decomposition, a seed prior and the
@@ -158,5 +162,5 @@ speed-study: $(STAMP)
 MODEL ?=
 SEED_SHARE_ARGS ?=
 .PHONY: seed-share
-seed-share: $(STAMP)
+seed-share: $(STAMP) ## the seed's share of s(eps) and a seed prior (docs/seed_share.md; MODEL=)
 	OMP_NUM_THREADS=1 $(PY) scripts/seed_share.py --threads 1 $(if $(MODEL),--models $(MODEL) --out outputs/seed_share_$(MODEL)) $(SEED_SHARE_ARGS)
