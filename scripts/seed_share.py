@@ -309,7 +309,7 @@ def format_tables(results: list[dict[str, Any]]) -> str:
             d, best = part["decomposition"], part["argmax"]
 
             def cell(key: str) -> str:
-                return f"{d[key]['value']:.2f} [{d[key]['low']:.2f}, {d[key]['high']:.2f}]"
+                return f"{d[key]['estimate']:.2f} [{d[key]['low']:.2f}, {d[key]['high']:.2f}]"
 
             lines.append(f"| {result['model']} | {g} | {d['prompts']} x {d['seeds']} | {cell('seed')} | "
                          f"{cell('prompt')} | {cell('rest')} | {cell('spearman')} | {best['prompts_with_it']} of "

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from noise_exp.bank.stats import Interval
+
 
 @dataclass(frozen=True)
 class MeanSquares:
@@ -68,16 +70,6 @@ def mean_pairwise_spearman(table: np.ndarray, groups: Sequence[int] | None = Non
     groups = np.arange(len(table)) if groups is None else np.asarray(groups)
     pairs = np.triu(groups[:, None] != groups[None, :], k=1)
     return float(rho[pairs].mean()) if pairs.any() else float("nan")
-
-
-@dataclass
-class Interval:
-    value: float
-    low: float
-    high: float
-
-    def __str__(self) -> str:
-        return f"{self.value:.2f} [{self.low:.2f}, {self.high:.2f}]"
 
 
 @dataclass

@@ -69,4 +69,4 @@ def decomposition_markdown(result, similarity: str) -> str:
         f"{result.std:.4f}); 95% intervals: {result.draws} bootstrap draws over prompts and seeds", "",
         "| share of var(s): seed | prompt | interaction / rest | mean Spearman of two prompts' seed rankings |",
         "|---|---|---|---|",
-        f"| {result.seed} | {result.prompt} | {result.rest} | {result.spearman} |", ""])
+        f"| {result.seed:.2f} | {result.prompt:.2f} | {result.rest:.2f} | {result.spearman:.2f} |", ""])

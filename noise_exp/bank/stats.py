@@ -52,8 +52,13 @@ class Interval:
     low: float
     high: float
 
+    def __format__(self, spec: str) -> str:
+        """`estimate [low, high]`, each formatted by `spec` (default `+.3f`)."""
+        spec = spec or "+.3f"
+        return f"{self.estimate:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+
     def __str__(self) -> str:
-        return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+        return format(self, "")
 
 
 @dataclass

@@ -49,10 +49,10 @@ def test_known_mixture_of_shares_and_intervals_cover_it():
              + rng.normal(0, 0.3 ** 0.5, (60, 200)))
     result = decompose(table, draws=200, seed=0)
     for interval, truth in ((result.seed, 0.6), (result.prompt, 0.1), (result.rest, 0.3)):
-        assert interval.value == pytest.approx(truth, abs=0.07)
-        assert interval.low <= interval.value <= interval.high
+        assert interval.estimate == pytest.approx(truth, abs=0.07)
+        assert interval.low <= interval.estimate <= interval.high
     assert result.seed.low < 0.6 < result.seed.high
-    assert 0.0 < result.spearman.value < 1.0
+    assert 0.0 < result.spearman.estimate < 1.0
 
 
 def test_pairwise_spearman_of_identical_reversed_and_duplicated_rows():
@@ -84,7 +84,7 @@ def test_decompose_and_prior_commands_on_a_bank(tmp_path, capsys):
     assert main(["decompose", str(bank), "--bootstrap", "50"]) == 0
     data = json.loads((bank / "bank_decompose" / "decomposition.json").read_text())
     assert (data["prompts"], data["seeds"]) == (4, 6)
-    assert data["seed"]["value"] == pytest.approx(variance_shares(table).seed)
+    assert data["seed"]["estimate"] == pytest.approx(variance_shares(table).seed)
     assert "| share of var(s): seed |" in capsys.readouterr().out
     out = tmp_path / "prior.json"
     assert main(["prior", str(bank), "--out", str(out)]) == 0

@@ -27,7 +27,7 @@ def test_a_digits_slice(tmp_path):
     assert json.loads((folder / "prior_g3.json").read_text())["prompts"] == texts["calibration"]
     shares = part["decomposition"]
     assert shares["prompts"] == 5 and shares["seeds"] == 8
-    assert shares["seed"]["value"] + shares["prompt"]["value"] + shares["rest"]["value"] == pytest.approx(1.0)
+    assert shares["seed"]["estimate"] + shares["prompt"]["estimate"] + shares["rest"]["estimate"] == pytest.approx(1.0)
     rows = {(r["proxy"], r["M"]): r for r in part["selection"]}
     assert rows[("exact (select)", 8)]["same_seed"] == 1.0
     for proxy in ("prior", "norm", "lowfreq:2"):  # M = K = 8 checks every candidate: the exact argmax, at full cost
