@@ -20,7 +20,7 @@ from noise_exp.data.shapes import TAGS, tag_of
 from noise_exp.errors import NoiseExpError
 from noise_exp.human_eval.analysis import find_database, wilson_interval
 from noise_exp.human_eval.labels import LABEL_COLUMNS, build_items, read_labels
-from noise_exp.human_eval.pairs import RESULTS_FILE, _read_results, find_run_folders
+from noise_exp.human_eval.pairs import RESULTS_FILE, run_results
 
 
 @dataclass(frozen=True)
@@ -132,13 +132,10 @@ def _tag(prompt: str) -> str:
 
 def _scores(root: Path, evaluator: str) -> pd.DataFrame:
     frames = []
-    for run_folder in find_run_folders(root):
-        frame = _read_results(run_folder / RESULTS_FILE).drop_duplicates(["dataset", "prompt_id", "variant"],
-                                                                        keep="last")
+    for run_folder, run, frame in run_results(root):
         if evaluator not in frame.columns:
             raise NoiseExpError(f"{run_folder / RESULTS_FILE} has no {evaluator!r} column: score it first "
                                 f"(python -m noise_exp.score {run_folder} evaluator=[{evaluator}])")
-        run = run_folder.relative_to(root).as_posix()
         frame = frame.assign(item_id=[f"{run}/{d}/{int(p)}/{v}" for d, p, v in
                                       zip(frame["dataset"], frame["prompt_id"], frame["variant"])], run=run)
         frames.append(frame)

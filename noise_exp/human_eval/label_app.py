@@ -20,6 +20,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.human_eval.app import ApiError, _check_annotator, create_app, db_path
 from noise_exp.human_eval.labels import (DuplicateLabel, Item, Label, LabelStore, build_items, label_rule,
                                          labelling_order)
+from noise_exp.human_eval.page import page_html, page_script
 from noise_exp.human_eval.pairs import DEFAULT_COMPARISONS, PairSet, build_pairs
 from noise_exp.human_eval.store import utc_now
 
@@ -107,171 +108,35 @@ def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -
         return {"status": "recorded", "progress": progress(annotator)}
 
 
-LABEL_HTML = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <title>Image Labelling</title>
-  <link rel="stylesheet" href="/style.css">
-  <link rel="stylesheet" href="/label.css">
-  <script src="/label.js" defer></script>
-</head>
-<body data-state="idle">
-  <header>
-    <h1>Is this image right for its prompt?</h1>
-    <form id="who" autocomplete="on">
-      <label for="annotator">Your name</label>
-      <input id="annotator" name="annotator" required maxlength="64"
-             pattern="[A-Za-z0-9][A-Za-z0-9 _.@\\-]{0,63}" placeholder="e.g. alice">
-      <button type="submit" id="start">Start / resume</button>
-    </form>
-    <div class="progress">
-      <progress id="progress" value="0" max="1"></progress>
-      <span id="progress-text" aria-live="polite"></span>
-    </div>
-  </header>
-  <main>
-    <p id="error" role="alert" hidden></p>
-    <section id="intro">
-      <p>Enter your name to start. You can stop at any time; with the same name you resume where you stopped.</p>
-    </section>
-    <section id="task" hidden>
-      <h2 id="prompt"></h2>
+LABEL_HTML = page_html(
+    title="Image Labelling", heading="Is this image right for its prompt?", script="/label.js",
+    styles=("/style.css", "/label.css"),
+    task="""      <h2 id="prompt"></h2>
       <p id="rule"></p>
       <figure class="single"><img id="item-image" alt="image to label"></figure>
       <div class="choices">
-        <button type="button" id="label-yes" data-label="yes" disabled>Yes, right <kbd>Y</kbd> <kbd>1</kbd></button>
-        <button type="button" id="label-unsure" data-label="unsure" disabled>Unsure <kbd>U</kbd> <kbd>2</kbd></button>
-        <button type="button" id="label-no" data-label="no" disabled>No, wrong <kbd>N</kbd> <kbd>3</kbd></button>
+        <button type="button" id="label-yes" data-choice="yes" disabled>Yes, right <kbd>Y</kbd> <kbd>1</kbd></button>
+        <button type="button" id="label-unsure" data-choice="unsure" disabled>Unsure <kbd>U</kbd> <kbd>2</kbd></button>
+        <button type="button" id="label-no" data-choice="no" disabled>No, wrong <kbd>N</kbd> <kbd>3</kbd></button>
       </div>
-    </section>
-    <section id="finished" hidden>
-      <h2>All images labelled. Thank you!</h2>
-    </section>
-  </main>
-</body>
-</html>
-"""
+""",
+    finished="All images labelled. Thank you!",
+)
 
-LABEL_JS = r"""
-"use strict";
-(function () {
-  const token = new URLSearchParams(window.location.search).get("token") || "";
-  const state = { annotator: null, item: null, busy: false };
-  const byId = (id) => document.getElementById(id);
-  const buttons = () => document.querySelectorAll(".choices button");
-  const KEYS = { y: "yes", Y: "yes", "1": "yes", u: "unsure", U: "unsure", "2": "unsure", n: "no", N: "no", "3": "no" };
-
-  function showError(message) { const box = byId("error"); box.textContent = message; box.hidden = !message; }
-  function enable(on) { buttons().forEach((button) => { button.disabled = !on; }); }
-
-  async function api(path, options) {
-    const opts = Object.assign({}, options || {});
-    opts.headers = Object.assign({}, opts.headers || {});
-    if (token) opts.headers["X-Token"] = token;
-    const response = await fetch(path, opts);
-    let body = null;
-    try { body = await response.json(); } catch (err) { body = null; }
-    if (!response.ok) {
-      const error = new Error((body && body.error) || ("HTTP " + response.status));
-      error.status = response.status;
-      throw error;
-    }
-    return body;
+LABEL_JS = page_script(
+    {"nextPath": "/api/label/next", "postPath": "/api/labels", "field": "item", "idField": "key",
+     "choiceField": "label", "idAttribute": "itemKey", "numberWord": "Image", "progressText": "images labelled",
+     "savingState": "saving",
+     "keys": {"y": "yes", "Y": "yes", "1": "yes", "u": "unsure", "U": "unsure", "2": "unsure", "n": "no", "N": "no",
+              "3": "no"},
+     "resumeOnLoad": False},
+    r"""
+  (item, page) => {
+    page.byId("rule").textContent = item.rule;
+    return page.loadImage("item-image", page.withToken("/api/label/image", { key: item.key }),
+                          "could not load the image; reload the page");
   }
-
-  function showProgress(progress) {
-    const bar = byId("progress");
-    bar.max = Math.max(progress.total, 1);
-    bar.value = progress.done;
-    byId("progress-text").textContent = progress.done + " / " + progress.total + " images labelled";
-  }
-
-  async function loadNext() {
-    state.busy = true;
-    enable(false);
-    document.body.dataset.state = "loading";
-    try {
-      const data = await api("/api/label/next?" + new URLSearchParams({ annotator: state.annotator }).toString());
-      showProgress(data.progress);
-      byId("intro").hidden = true;
-      if (data.finished) {
-        state.item = null;
-        byId("task").hidden = true;
-        byId("finished").hidden = false;
-        document.body.dataset.itemKey = "";
-        document.body.dataset.state = "finished";
-        return;
-      }
-      state.item = data.item;
-      byId("task").hidden = false;
-      byId("prompt").textContent = "Image " + data.item.number + ": \u201c" + data.item.prompt + "\u201d";
-      byId("rule").textContent = data.item.rule;
-      const query = new URLSearchParams({ key: data.item.key });
-      if (token) query.set("token", token);
-      await new Promise((resolve, reject) => {
-        const img = byId("item-image");
-        img.onload = () => resolve();
-        img.onerror = () => reject(new Error("could not load the image; reload the page"));
-        img.src = "/api/label/image?" + query.toString();
-      });
-      document.body.dataset.itemKey = data.item.key;
-      enable(true);
-      document.body.dataset.state = "ready";
-    } catch (err) {
-      showError(err.message);
-      document.body.dataset.state = "error";
-    } finally {
-      state.busy = false;
-    }
-  }
-
-  async function label(value) {
-    if (!state.item || state.busy) return;
-    state.busy = true;
-    enable(false);
-    document.body.dataset.state = "saving";
-    try {
-      await api("/api/labels", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ annotator: state.annotator, key: state.item.key, label: value }),
-      });
-      showError("");
-    } catch (err) {
-      // A 409 means this image was already labelled (e.g. in another tab): just move on.
-      if (err.status !== 409) { showError(err.message); state.busy = false; enable(true); document.body.dataset.state = "ready"; return; }
-    }
-    state.busy = false;
-    await loadNext();
-  }
-
-  document.addEventListener("DOMContentLoaded", () => {
-    const input = byId("annotator");
-    byId("who").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const name = input.value.trim();
-      if (!input.checkValidity() || !name) { showError("Enter a name: letters, digits, space, _ . @ -"); return; }
-      input.blur();
-      state.annotator = name;
-      try { window.localStorage.setItem("noise-exp-annotator", name); } catch (err) { /* private mode */ }
-      showError("");
-      loadNext();
-    });
-    buttons().forEach((button) => button.addEventListener("click", () => label(button.dataset.label)));
-    document.addEventListener("keydown", (event) => {
-      if (event.repeat || event.altKey || event.ctrlKey || event.metaKey) return;
-      if (event.target instanceof HTMLInputElement) return;
-      const value = KEYS[event.key];
-      if (value) { event.preventDefault(); label(value); }
-    });
-    let saved = "";
-    try { saved = window.localStorage.getItem("noise-exp-annotator") || ""; } catch (err) { saved = ""; }
-    if (saved) input.value = saved;
-  });
-})();
-"""
+""")
 
 LABEL_CSS = """
 #rule { color: #444; max-width: 60rem; }

@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from contextlib import closing
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 
 from noise_exp.data.shapes import parse_caption
 from noise_exp.errors import NoiseExpError
-from noise_exp.human_eval.pairs import RESULTS_FILE, _read_results, _safe_image, find_run_folders
+from noise_exp.human_eval.pairs import _safe_image, run_results
 from noise_exp.human_eval.store import VoteStore
 
 LABELS = ("yes", "no", "unsure")
@@ -101,10 +101,7 @@ def build_items(folder: Path) -> tuple[Path, tuple[Item, ...], tuple[str, ...]]:
     root = Path(folder).resolve()
     items: list[Item] = []
     skipped: list[str] = []
-    for run_folder in find_run_folders(root):
-        run = run_folder.relative_to(root).as_posix()
-        frame = _read_results(run_folder / RESULTS_FILE)
-        frame = frame.drop_duplicates(subset=["dataset", "prompt_id", "variant"], keep="last")
+    for run_folder, run, frame in run_results(root):
         for row in frame.sort_values(["dataset", "prompt_id", "variant"]).itertuples(index=False):
             item_id = f"{run}/{row.dataset}/{int(row.prompt_id)}/{row.variant}"
             image = _safe_image(root, run_folder, row.image)
@@ -153,19 +150,11 @@ class LabelStore(VoteStore):
             conn.executescript(_SCHEMA)
 
     def record_label(self, label: Label) -> None:
-        placeholders = ", ".join("?" for _ in LABEL_COLUMNS)
-        with closing(self._connect()) as conn:
-            try:
-                conn.execute(f"INSERT INTO labels ({', '.join(LABEL_COLUMNS)}) VALUES ({placeholders})", astuple(label))
-            except sqlite3.IntegrityError as err:
-                if "UNIQUE" in str(err):
-                    raise DuplicateLabel(f"annotator {label.annotator!r} already labelled this image") from err
-                raise
+        self._insert("labels", LABEL_COLUMNS, label,
+                     DuplicateLabel(f"annotator {label.annotator!r} already labelled this image"))
 
     def labelled_item_ids(self, annotator: str) -> set[str]:
-        with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT item_id FROM labels WHERE annotator = ?", (annotator,)).fetchall()
-        return {row[0] for row in rows}
+        return self._annotator_ids("labels", "item_id", annotator)
 
 
 def read_labels(path: Path) -> pd.DataFrame:

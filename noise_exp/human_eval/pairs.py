@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,16 +141,22 @@ def _read_results(path: Path) -> pd.DataFrame:
     return frame
 
 
+def run_results(root: Path) -> Iterator[tuple[Path, str, pd.DataFrame]]:
+    """(run folder, its path relative to `root` ("." for root itself), its results with one row per dataset, prompt
+    and variant) for every run folder of the run or sweep folder `root`."""
+    for run_folder in find_run_folders(root):
+        frame = _read_results(run_folder / RESULTS_FILE)
+        # A resumed run may list a variant twice; the last row is the one whose image is on disk.
+        yield (run_folder, run_folder.relative_to(root).as_posix(),
+               frame.drop_duplicates(subset=["dataset", "prompt_id", "variant"], keep="last"))
+
+
 def build_pairs(folder: Path, comparisons: tuple[tuple[str, str], ...] = DEFAULT_COMPARISONS) -> PairSet:
     """Every (run, prompt, comparison) whose two variants both have an image inside `folder`."""
     root = Path(folder).resolve()
     pairs: list[Pair] = []
     skipped: list[str] = []
-    for run_folder in find_run_folders(root):
-        run = run_folder.relative_to(root).as_posix()
-        frame = _read_results(run_folder / RESULTS_FILE)
-        # A resumed run may list a variant twice; the last row is the one whose image is on disk.
-        frame = frame.drop_duplicates(subset=["dataset", "prompt_id", "variant"], keep="last")
+    for run_folder, run, frame in run_results(root):
         for (dataset, prompt_id), rows in frame.groupby(["dataset", "prompt_id"], sort=True):
             by_variant = {row.variant: row for row in rows.itertuples(index=False)}
             for variant_a, variant_b in comparisons:

@@ -85,20 +85,28 @@ class VoteStore:
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
-    def record(self, vote: Vote) -> None:
-        placeholders = ", ".join("?" for _ in VOTE_COLUMNS)
+    def _insert(self, table: str, columns: tuple[str, ...], row: object, duplicate: Exception) -> None:
+        """One committed INSERT of the dataclass `row`; `duplicate` is raised when UNIQUE refuses it."""
+        placeholders = ", ".join("?" for _ in columns)
         with closing(self._connect()) as conn:
             try:
-                conn.execute(f"INSERT INTO votes ({', '.join(VOTE_COLUMNS)}) VALUES ({placeholders})", astuple(vote))
+                conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", astuple(row))
             except sqlite3.IntegrityError as err:
                 if "UNIQUE" in str(err):
-                    raise DuplicateVote(f"annotator {vote.annotator!r} already voted on pair {vote.pair_id!r}") from err
+                    raise duplicate from err
                 raise
 
-    def voted_pair_ids(self, annotator: str) -> set[str]:
+    def _annotator_ids(self, table: str, column: str, annotator: str) -> set[str]:
         with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT pair_id FROM votes WHERE annotator = ?", (annotator,)).fetchall()
+            rows = conn.execute(f"SELECT {column} FROM {table} WHERE annotator = ?", (annotator,)).fetchall()
         return {row[0] for row in rows}
+
+    def record(self, vote: Vote) -> None:
+        self._insert("votes", VOTE_COLUMNS, vote,
+                     DuplicateVote(f"annotator {vote.annotator!r} already voted on pair {vote.pair_id!r}"))
+
+    def voted_pair_ids(self, annotator: str) -> set[str]:
+        return self._annotator_ids("votes", "pair_id", annotator)
 
 
 def read_votes(path: Path) -> list[Vote]:

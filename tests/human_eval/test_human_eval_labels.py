@@ -17,52 +17,45 @@ from noise_exp.human_eval.app import db_path
 from noise_exp.human_eval.audit import audit, audit_markdown
 from noise_exp.human_eval.labels import Label, LabelStore, label_rule, labelling_order, read_labels
 from noise_exp.human_eval.store import utc_now
-from test_human_eval_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
+from test_human_eval_browser import CHROMIUM, browser_on, open_page, wait_for_change
 
 
 def wait_for_item_change(page, previous: str) -> str:
-    page.locator(f'body[data-state="ready"]:not([data-item-key="{previous}"])').wait_for(state="attached")
-    return page.evaluate("document.body.dataset.itemKey")
+    return wait_for_change(page, previous, "item-key")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found: run scripts/install_chromium.sh")
 def test_browser_labels_with_clicks_and_keys_then_resumes(run_folder: Path):
-    with LiveServer(run_folder) as server, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context().new_page()
-            page.set_default_timeout(20_000)
-            page.goto(server.url + "/label")
-            page.fill("#annotator", "carol")
-            page.click("#start")
-            key = wait_for_item_change(page, "")
-            order = labelling_order("carol", server.items)
-            assert key == order[0].key and order[0].variant not in key  # the page never learns the variant
-            assert page.inner_text("#progress-text") == "0 / 16 images labelled"
-            assert order[0].prompt in page.inner_text("#prompt")
-            assert page.inner_text("#rule") == label_rule(order[0].prompt)
-            assert page.evaluate("document.getElementById('item-image').naturalWidth") == 48
-            given = []
-            for action, value in ((lambda: page.click("#label-yes"), "yes"), (lambda: page.keyboard.press("n"), "no"),
-                                  (lambda: page.keyboard.press("2"), "unsure"),
-                                  (lambda: page.click("#label-no"), "no")):
-                given.append((order[len(given)].item_id, value))
-                action()
-                key = wait_for_item_change(page, key)
-            assert page.inner_text("#progress-text") == "4 / 16 images labelled"
-            stored = read_labels(server.store.path)
-            assert list(zip(stored["item_id"], stored["label"])) == given
-            assert set(stored["annotator"]) == {"carol"}
+    with browser_on(run_folder) as (server, browser):
+        page = open_page(browser, server.url + "/label")
+        page.fill("#annotator", "carol")
+        page.click("#start")
+        key = wait_for_item_change(page, "")
+        order = labelling_order("carol", server.items)
+        assert key == order[0].key and order[0].variant not in key  # the page never learns the variant
+        assert page.inner_text("#progress-text") == "0 / 16 images labelled"
+        assert order[0].prompt in page.inner_text("#prompt")
+        assert page.inner_text("#rule") == label_rule(order[0].prompt)
+        assert page.evaluate("document.getElementById('item-image').naturalWidth") == 48
+        given = []
+        for action, value in ((lambda: page.click("#label-yes"), "yes"), (lambda: page.keyboard.press("n"), "no"),
+                              (lambda: page.keyboard.press("2"), "unsure"),
+                              (lambda: page.click("#label-no"), "no")):
+            given.append((order[len(given)].item_id, value))
+            action()
+            key = wait_for_item_change(page, key)
+        assert page.inner_text("#progress-text") == "4 / 16 images labelled"
+        stored = read_labels(server.store.path)
+        assert list(zip(stored["item_id"], stored["label"])) == given
+        assert set(stored["annotator"]) == {"carol"}
 
-            page.reload()  # resume: the name is remembered, the next unlabelled image is shown after Start
-            assert page.input_value("#annotator") == "carol"
-            page.click("#start")
-            assert wait_for_item_change(page, "") == order[4].key
-            page.locator("#annotator").press("y")  # typing in the name field never labels
-            page.wait_for_timeout(300)
-            assert len(read_labels(server.store.path)) == 4
-        finally:
-            browser.close()
+        page.reload()  # resume: the name is remembered, the next unlabelled image is shown after Start
+        assert page.input_value("#annotator") == "carol"
+        page.click("#start")
+        assert wait_for_item_change(page, "") == order[4].key
+        page.locator("#annotator").press("y")  # typing in the name field never labels
+        page.wait_for_timeout(300)
+        assert len(read_labels(server.store.path)) == 4
 
 
 def test_label_api_refuses_duplicates_and_bad_labels(live_server: LiveServer):
