@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from noise_exp.errors import NoiseExpError
-from noise_exp.methods.method import VARIANTS
+from noise_exp.methods.registry import known_variants
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,10 @@ def parse_comparisons(text: str | None) -> tuple[tuple[str, str], ...]:
         parts = [part.strip() for part in item.split(":")]
         if len(parts) != 2 or not all(parts):
             raise NoiseExpError(f"comparison {item.strip()!r} is not of the form A:B (e.g. stable:unstable)")
-        unknown = [part for part in parts if part not in VARIANTS]
+        known = known_variants()
+        unknown = [part for part in parts if part not in known]
         if unknown:
-            raise NoiseExpError(f"unknown variant {unknown[0]!r} in comparisons; known: {', '.join(VARIANTS)}")
+            raise NoiseExpError(f"unknown variant {unknown[0]!r} in comparisons; known: {', '.join(known)}")
         if parts[0] == parts[1]:
             raise NoiseExpError(f"comparison {item.strip()!r} compares a variant with itself")
         comparisons.append((parts[0], parts[1]))

@@ -68,6 +68,7 @@ class FastSelection(NoiseSelection):
     """`method=select_fast`: Algorithm 1 with the K candidates ranked by a proxy and a short list checked exactly."""
 
     name = "select_fast"
+    report_rank = 4
     attach_bank = Method.attach_bank  # the bank stores exact candidates; proxy scores are not candidates
 
     def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",
@@ -114,5 +115,5 @@ class FastSelection(NoiseSelection):
                                    ModelRoundTrip(model, cond), self.shortlist, self.unstable_shortlist,
                                    self.batch_size, self.similarity, on_batch)
         seconds = time.perf_counter() - start
-        return MethodOutput(variants=selection_variants(result.exact, seconds, self.unet_calls(model, scorer, result)),
+        return MethodOutput(variants=selection_variants(self, result.exact, seconds, self.unet_calls(model, scorer, result)),
                             selection_scores=list(zip(result.exact.seeds, result.exact.scores.tolist())))

@@ -1,0 +1,46 @@
+"""Every method class, found from the `method` config group: the one place that knows which variants exist."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from noise_exp.config import CONF_DIR
+from noise_exp.methods.declaration import Comparison
+from noise_exp.methods.method import REGISTRY, Method
+
+METHOD_CONF = CONF_DIR / "method"
+
+
+def import_targets(conf_dirs: Iterable[Path] = ()) -> None:
+    """Import the `_target_` class of every method yaml (conf/method plus `conf_dirs`' method groups), which
+    registers it."""
+    for folder in (METHOD_CONF, *(Path(d) / "method" for d in conf_dirs)):
+        for path in sorted(folder.glob("*.yaml")):
+            target = (yaml.safe_load(path.read_text()) or {}).get("_target_")
+            if isinstance(target, str) and "." in target:
+                module, _, name = target.rpartition(".")
+                getattr(importlib.import_module(module), name)
+
+
+def method_classes() -> list[type[Method]]:
+    """The registered method classes: the paper's first (`report_rank`), then the others by name."""
+    import_targets()
+    return sorted(REGISTRY.values(), key=lambda cls: (cls.report_rank, cls.name))
+
+
+def known_variants() -> list[str]:
+    """Every variant name a registered method declares, in report order."""
+    return list(dict.fromkeys(spec.name for cls in method_classes() for spec in cls.variants))
+
+
+def declared_comparisons() -> list[Comparison]:
+    """Every registered method's comparisons, in registry order, each once."""
+    return list(dict.fromkeys(c for cls in method_classes() for c in cls.comparisons))
+
+
+def variant_labels() -> dict[str, str]:
+    """name -> report label over every registered method (one name has one label everywhere)."""
+    return {spec.name: spec.label for cls in reversed(method_classes()) for spec in cls.variants}
