@@ -127,7 +127,6 @@ class BestOfN(SeededCandidates):
                 RANDOM)
     main_variant = "best"
     sees = "verifier"
-    report_rank = 5
 
     def __init__(self, verifier: str, num_seeds: int = 16, seed_start: int = 0, batch_size: int = 8,
                  pick_seed: int = 0, budget_nfe: int | None = None, verifier_options: Mapping[str, Any] | None = None,
@@ -205,7 +204,6 @@ class RandomPick(SeededCandidates):
     name = "random"
     variants = (RANDOM,)
     main_variant = "random"
-    report_rank = 7
 
     def __init__(self, num_seeds: int = 16, seed_start: int = 0, pick_seed: int = 0, similarity: str = "cosine") -> None:
         super().__init__(similarity, seed_start, num_seeds)

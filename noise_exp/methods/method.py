@@ -255,7 +255,6 @@ class SelectThenOptimize(Method):
     comparisons = (Comparison("stable", "unstable"),)
     main_variant = "optimized"
     sees = "stability"
-    report_rank = 3
 
     def __init__(self, selection: Mapping[str, Any], optimization: Mapping[str, Any], similarity: str = "cosine") -> None:
         # candidates are scored by method=select only (method.score_candidates); here the bank keeps stabilities

@@ -41,6 +41,8 @@ def declared_comparisons() -> list[Comparison]:
     return list(dict.fromkeys(c for cls in method_classes() for c in cls.comparisons))
 
 
-def variant_labels() -> dict[str, str]:
-    """name -> report label over every registered method (one name has one label everywhere)."""
-    return {spec.name: spec.label for cls in reversed(method_classes()) for spec in cls.variants}
+def variant_labels(paper: bool = False) -> dict[str, str]:
+    """name -> report label over every registered method (one name has one label everywhere); `paper`: the
+    paper's wording where it has one (Table 3)."""
+    return {spec.name: (spec.paper_label or spec.label) if paper else spec.label
+            for cls in reversed(method_classes()) for spec in cls.variants}

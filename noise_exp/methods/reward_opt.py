@@ -143,7 +143,6 @@ class RewardOptimization(Method):
     variants = (ORIGINAL, VariantSpec("reward_optimized", "Reward-optimized noise", "kept", starts_from="original"))
     main_variant = "reward_optimized"
     sees = "verifier"
-    report_rank = 6
 
     def __init__(self, verifier: str, steps: int = 50, lr: float = 5.0, momentum: float = 0.9, grad_clip: float = 0.1,
                  reg_weight: float = 0.01, keep_best: bool = True, early_stop_reward: float | None = None,

@@ -68,7 +68,6 @@ class FastSelection(NoiseSelection):
     """`method=select_fast`: Algorithm 1 with the K candidates ranked by a proxy and a short list checked exactly."""
 
     name = "select_fast"
-    report_rank = 4
     attach_bank = Method.attach_bank  # the bank stores exact candidates; proxy scores are not candidates
 
     def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",

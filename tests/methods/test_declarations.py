@@ -6,6 +6,7 @@ import pytest
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from noise_exp.errors import NoiseExpError
 from noise_exp.methods.declaration import Comparison, Declaration, VariantSpec
 from noise_exp.methods.method import REGISTRY, Method, NoiseSelection
 from noise_exp.methods.registry import METHOD_CONF, declared_comparisons, known_variants, method_classes
@@ -86,3 +87,34 @@ def test_a_method_cannot_produce_or_declare_what_it_does_not_declare():
 def test_a_declaration_round_trips_through_json():
     for cls in method_classes():
         assert Declaration.from_json(cls.declaration().to_json()) == cls.declaration()
+
+
+def test_a_run_folder_reads_its_declaration_from_method_json_then_hydra_then_none(tmp_path):
+    from noise_exp.methods.best_of_n import BestOfN
+    from noise_exp.results import read_declaration, write_declaration
+
+    assert read_declaration(tmp_path) is None  # a bank query's folder, a synthetic run
+    hydra = tmp_path / ".hydra"
+    hydra.mkdir()
+    (hydra / "config.yaml").write_text("method:\n  _target_: noise_exp.methods.best_of_n.BestOfN\n")
+    assert read_declaration(tmp_path) == BestOfN.declaration()  # a folder written before method.json
+    write_declaration(tmp_path, NoiseSelection.declaration())
+    assert read_declaration(tmp_path).names == ("unstable", "stable")
+    (tmp_path / "method.json").write_text('{"method": "x"}')
+    with pytest.raises(NoiseExpError, match="method.json is not a method declaration"):
+        read_declaration(tmp_path)
+
+
+def test_the_summary_counts_prompts_that_ended_below_their_start_and_skips_uninverted_ones():
+    from noise_exp.methods.method import NoiseOptimization
+    from noise_exp.methods.reward_opt import RewardOptimization
+    from noise_exp.runner import _less_stable_after_optimization
+
+    def record(**stability):
+        return {"variants": [{"variant": name, "stability": value} for name, value in stability.items()]}
+
+    records = [record(original=0.5, optimized=0.4), record(original=0.5, optimized=0.9)]
+    assert _less_stable_after_optimization(records, NoiseOptimization.variants) == 1
+    nan = float("nan")
+    assert _less_stable_after_optimization([record(original=nan, reward_optimized=nan)],
+                                           RewardOptimization.variants) is None
