@@ -8,7 +8,7 @@ from typing import Iterable
 import yaml
 
 from noise_exp.config import CONF_DIR
-from noise_exp.methods.declaration import Comparison
+from noise_exp.methods.declaration import Comparison, Declaration
 from noise_exp.methods.method import REGISTRY, Method
 
 METHOD_CONF = CONF_DIR / "method"
@@ -39,6 +39,13 @@ def known_variants() -> list[str]:
 def declared_comparisons() -> list[Comparison]:
     """Every registered method's comparisons, in registry order, each once."""
     return list(dict.fromkeys(c for cls in method_classes() for c in cls.comparisons))
+
+
+def declared_pairs(declarations: Iterable[Declaration | None] = ()) -> list[tuple[str, str]]:
+    """(A, B) of every registered method's comparisons (registry order), then of those only `declarations` make
+    (a run folder's method.json of a method this process does not import)."""
+    found = [*declared_comparisons(), *(c for d in declarations if d for c in d.comparisons)]
+    return [c.pair for c in dict.fromkeys(found)]
 
 
 def variant_labels(paper: bool = False) -> dict[str, str]:

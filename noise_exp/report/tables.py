@@ -12,7 +12,7 @@ import pandas as pd
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.declaration import Declaration
-from noise_exp.methods.registry import declared_comparisons, known_variants, method_classes, variant_labels
+from noise_exp.methods.registry import declared_pairs, known_variants, method_classes, variant_labels
 from noise_exp.report.sweep import SweepSettings, check_unique_prompts, natural_key, sweep_settings
 from noise_exp.scoring import read_results
 
@@ -132,12 +132,6 @@ def mean_table(frame: pd.DataFrame, settings: Sequence[str] = (), order: Sequenc
     if all(metric in metrics for metric in PAPER_METRICS):
         table.insert(len(settings) + 3 + len(metrics), "average", table[list(PAPER_METRICS)].mean(axis=1))
     return table
-
-
-def declared_pairs(declarations: Sequence[Declaration | None] = ()) -> list[tuple[str, str]]:
-    """Every registered method's comparisons (registry order), then those only the runs declare."""
-    found = [*declared_comparisons(), *(c for d in declarations if d for c in d.comparisons)]
-    return [c.pair for c in dict.fromkeys(found)]
 
 
 def comparisons_for(variants: Sequence[str], declarations: Sequence[Declaration | None] = ()) -> list[tuple[str, str]]:
