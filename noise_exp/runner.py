@@ -71,11 +71,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     prompts = load_prompts(cfg)
-    named = cfg.get("save_images")
-    save_images = None if named is None else validate_variants(named)
     method: Method = build(cfg.method, "method")
-    if save_images is None:  # unset: the variants the method declares saved
-        save_images = method.saved_variants()
+    named = cfg.get("save_images")  # unset: the variants the method declares saved
+    save_images = method.saved_variants() if named is None else validate_variants(named, method.variant_names())
     evaluators = _evaluators(cfg)  # loads their weights now: a missing or corrupt checkpoint stops the run here
     if evaluators and not save_images:
         raise NoiseExpError("evaluators score the saved images, but save_images=[] saves none; name the variants "

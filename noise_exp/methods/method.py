@@ -316,11 +316,12 @@ def _trace_rows(result: OptimizationResult) -> list[tuple[int, float, float]]:
     return [(row.step, row.stability[0], row.lr) for row in result.trace]
 
 
-def validate_variants(names: Sequence[str]) -> list[str]:
-    """Check user-given variant names (e.g. `save_images`) against those every registered method declares."""
+def validate_variants(names: Sequence[str], declared: Sequence[str] = ()) -> list[str]:
+    """Check user-given variant names (e.g. `save_images`) against those every registered method declares (and
+    `declared`: the running method's, which may live outside conf/method)."""
     from noise_exp.methods.registry import known_variants
 
-    known = known_variants()
+    known = list(dict.fromkeys([*known_variants(), *declared]))
     unknown = [n for n in names if n not in known]
     if unknown:
         raise NoiseExpError(f"unknown variant(s) {unknown}; known variants are {known}")
