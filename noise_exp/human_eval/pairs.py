@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from noise_exp.errors import NoiseExpError
-from noise_exp.methods.registry import declared_pairs, known_variants
+from noise_exp.methods.registry import declared_pairs, known_variants, run_pairs
 from noise_exp.results import read_declaration
 
 log = logging.getLogger(__name__)
@@ -141,13 +141,13 @@ def _read_results(path: Path) -> pd.DataFrame:
 
 def build_pairs(folder: Path, comparisons: Comparisons | None = None) -> PairSet:
     """Every (run, prompt, comparison) whose two variants both have an image inside `folder`; `comparisons` None:
-    the methods' declared ones (`declared_pairs`, with the run's method.json)."""
+    each run's declared ones (`run_pairs`: its method.json, or the paper's for a folder that records none)."""
     root = Path(folder).resolve()
     pairs: list[Pair] = []
     skipped: list[str] = []
     wanted: dict[tuple[str, str], None] = {}
     for run_folder in find_run_folders(root):
-        run_comparisons = comparisons or declared_pairs([read_declaration(run_folder)])
+        run_comparisons = comparisons or run_pairs(read_declaration(run_folder))
         wanted.update(dict.fromkeys(run_comparisons))
         run = run_folder.relative_to(root).as_posix()
         frame = _read_results(run_folder / RESULTS_FILE)

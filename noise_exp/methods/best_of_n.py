@@ -18,7 +18,7 @@ import torch
 from noise_exp.bank.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
-from noise_exp.methods.declaration import VariantSpec
+from noise_exp.methods.declaration import Comparison, VariantSpec
 from noise_exp.methods.method import Method, MethodOutput, Progress
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.verifier import check_held_out, load_verifier
@@ -125,6 +125,7 @@ class BestOfN(SeededCandidates):
     name = "best_of_n"
     variants = (VariantSpec("best", "Best of N (verifier)", "kept"), VariantSpec("worst", "Worst of N (verifier)", "reference"),
                 RANDOM)
+    comparisons = (Comparison("best", "random"), Comparison("best", "worst"))
     main_variant = "best"
     sees = "verifier"
 

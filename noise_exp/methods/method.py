@@ -252,7 +252,7 @@ class SelectThenOptimize(Method):
     name = "select_optimize"
     variants = (UNSTABLE, STABLE, VariantSpec("optimized", "Optimized noise", "kept", starts_from="stable",
                                               paper_label="Opti. Noise"))
-    comparisons = (Comparison("stable", "unstable"),)
+    comparisons = (Comparison("stable", "unstable"), Comparison("optimized", "stable"))
     main_variant = "optimized"
     sees = "stability"
 

@@ -48,6 +48,19 @@ def declared_pairs(declarations: Iterable[Declaration | None] = ()) -> list[tupl
     return [c.pair for c in dict.fromkeys(found)]
 
 
+def paper_classes() -> list[type[Method]]:
+    """The paper's methods (`report_rank` set): how a folder that records no method (a bank query's, a synthetic
+    run) is read."""
+    return [cls for cls in method_classes() if cls.report_rank < 100]
+
+
+def run_pairs(declaration: Declaration | None) -> list[tuple[str, str]]:
+    """The comparisons of one run: its method's, or the paper's methods' for a folder that records none."""
+    if declaration is not None:
+        return [c.pair for c in declaration.comparisons]
+    return [c.pair for c in dict.fromkeys(c for cls in paper_classes() for c in cls.comparisons)]
+
+
 def variant_labels(paper: bool = False) -> dict[str, str]:
     """name -> report label over every registered method (one name has one label everywhere); `paper`: the
     paper's wording where it has one (Table 3)."""

@@ -21,7 +21,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.best_of_n import NO_STABILITY, budget_count
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler, generation_nfe
-from noise_exp.methods.declaration import VariantSpec
+from noise_exp.methods.declaration import Comparison, VariantSpec
 from noise_exp.methods.method import ORIGINAL, Method, MethodOutput, Progress
 from noise_exp.methods.optimization import norm_ratio
 from noise_exp.methods.verifier import check_held_out, load_verifier
@@ -141,6 +141,7 @@ class RewardOptimization(Method):
 
     name = "reward_opt"
     variants = (ORIGINAL, VariantSpec("reward_optimized", "Reward-optimized noise", "kept", starts_from="original"))
+    comparisons = (Comparison("reward_optimized", "original"),)
     main_variant = "reward_optimized"
     sees = "verifier"
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.declaration import Declaration
-from noise_exp.methods.registry import declared_pairs, known_variants, method_classes, variant_labels
+from noise_exp.methods.registry import declared_pairs, known_variants, paper_classes, variant_labels
 from noise_exp.report.sweep import SweepSettings, check_unique_prompts, natural_key, sweep_settings
 from noise_exp.scoring import read_results
 
@@ -104,7 +104,7 @@ def measured_columns(frame: pd.DataFrame) -> list[str]:
 def variant_order(declarations: Sequence[Declaration | None] = (None,)) -> list[str]:
     """The report's variant order: the registry's order over the variants the runs declare (a run that records no
     method, e.g. a bank query's folder, is read as the paper's methods'), then names only the runs declare."""
-    paper = [spec.name for cls in method_classes() if cls.report_rank < 100 for spec in cls.variants]
+    paper = [spec.name for cls in paper_classes() for spec in cls.variants]
     named = {name for d in declarations for name in (d.names if d else paper)}
     unregistered = [name for d in declarations if d for name in d.names]
     return list(dict.fromkeys([*(v for v in known_variants() if v in named), *unregistered]))
