@@ -86,7 +86,7 @@ def measure(model, cond, experiment: str, method, K: int, batch_size: int, repea
             recorder.remove()
         seconds = min(seconds, elapsed)
         bare = min(bare, replay_bare(model.network, recorder.calls, device))
-    calls = sum(v.unet_calls for v in output.variants if v.name in ("stable", "optimized"))
+    calls = sum(v.unet_calls for v in output.variants if v.name == method.main_variant)
     return Row(experiment, K, model.num_steps, batch_size, seconds, calls, bare, seconds / max(K, 1), seconds / bare,
                peak_memory_mb(device))
 

@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -23,10 +23,10 @@ from noise_exp.fingerprint import (RUN_FILE, WEIGHTS_KEY, RunFingerprint, check_
                                    run_fingerprint, with_weights, write_fingerprint)
 from noise_exp.methods.compute import PeakMemory
 from noise_exp.params import flag_param
+from noise_exp.methods.declaration import Comparison, VariantSpec
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
 from noise_exp.logging import NullLogger, RunLogger
-from noise_exp.report.tables import COMPARISONS
-from noise_exp.results import RunStore, record_rows
+from noise_exp.results import RunStore, record_rows, write_declaration
 from noise_exp.run_lock import RunLock
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     prompts = load_prompts(cfg)
-    save_images = validate_variants(cfg.get("save_images") or [])
     method: Method = build(cfg.method, "method")
+    named = cfg.get("save_images")  # unset: the variants the method declares saved
+    save_images = method.saved_variants() if named is None else validate_variants(named, method.variant_names())
     evaluators = _evaluators(cfg)  # loads their weights now: a missing or corrupt checkpoint stops the run here
     if evaluators and not save_images:
         raise NoiseExpError("evaluators score the saved images, but save_images=[] saves none; name the variants "
@@ -83,6 +84,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with _writable(run_dir, store), RunLock(run_dir):
         bank = _candidate_bank(cfg)
         fingerprint = _checked_fingerprint(cfg, run_dir, store)
+        write_declaration(run_dir, method.declaration())
         todo = [p for p in prompts if not store.is_done(p)]
         resumed = len(prompts) - len(todo)
         if resumed:
@@ -98,7 +100,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             elif not (run_dir / "results.csv").exists():
                 store.write_tables()
             metrics = summarize(store, prompts, resumed, time.perf_counter() - start,
-                                session.summary() if session else "")
+                                session.summary() if session else "", method.variants)
             if session:
                 metrics.update(bank_reused=session.reused, bank_computed=session.computed)
             metrics["objective"] = metrics.get(f"stability/{method.main_variant}")
@@ -140,7 +142,7 @@ def _generate(cfg: DictConfig, method: Method, todo: list[Prompt], total: int, s
                 variant.peak_memory_mb = peak.mib
             images = _decode_kept(model, cond, output, save_images)
             record = store.write_prompt(prompt, output, images)
-            tracker.log_prompt(*_tracked(record, store.run_dir))
+            tracker.log_prompt(*_tracked(record, store.run_dir, method.comparisons))
             bar.set_postfix_str(" ".join(f"{v.name}={v.stability:.4f}" for v in output.variants))
             bar.update(1)
     return session
@@ -229,12 +231,13 @@ def _writable(run_dir: Path, store: RunStore):
         raise NoiseExpError(f"{reason}; {kept()}; fix it and rerun the same command to resume") from None
 
 
-def _tracked(record: dict[str, Any], run_dir: Path) -> tuple[list[dict], list[dict], list[tuple[str, Path, Path]]]:
+def _tracked(record: dict[str, Any], run_dir: Path,
+             comparisons: Sequence[Comparison]) -> tuple[list[dict], list[dict], list[tuple[str, Path, Path]]]:
     """A finished prompt as the tracker wants it: results rows, trace rows and the image pairs to compare."""
     rows = record_rows(record)
     images = {v["variant"]: run_dir / v["image"] for v in record["variants"] if v["image"]}
-    pairs = [(f"{record['prompt_id']}: {a} vs {b}", images[a], images[b]) for a, b in COMPARISONS
-             if a in images and b in images]
+    pairs = [(f"{record['prompt_id']}: {c.a} vs {c.b}", images[c.a], images[c.b]) for c in comparisons
+             if c.a in images and c.b in images]
     return rows.results, rows.trace, pairs
 
 
@@ -248,12 +251,13 @@ def _decode_kept(model: Any, cond: Any, output: MethodOutput, save_images: list[
     return {v.name: image for v, image in zip(kept, images)}
 
 
-def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: float, note: str = "") -> dict[str, Any]:
+def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: float, note: str = "",
+              variants: Sequence[VariantSpec] = ()) -> dict[str, Any]:
     """Mean stability per variant over this job's prompts, printed as the one-line summary (with `note`, e.g. the
     bank's reuse) and returned as metrics.
 
-    For optimization it also counts the prompts that ended less stable than they started: Algorithm 2 holds eps'
-    constant within a step, so a step can lower stability.
+    For a method with an optimized variant (`VariantSpec.starts_from`) it also counts the prompts that ended less
+    stable than they started: Algorithm 2 holds eps' constant within a step, so a step can lower stability.
     """
     ids = {p.id for p in prompts}
     records = [r for r in store.records() if r["prompt_id"] in ids]
@@ -264,7 +268,7 @@ def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: flo
                 by_variant.setdefault(v["variant"], []).append(float(v["stability"]))
     means = {f"stability/{k}": sum(v) / len(v) for k, v in by_variant.items()}
     parts = " ".join(f"{k}={sum(v) / len(v):.4f}" for k, v in by_variant.items()) or "- (no variant was inverted)"
-    worse = _less_stable_after_optimization(records)
+    worse = _less_stable_after_optimization(records, variants)
     extra = f" | {worse} of {len(records)} prompts ended less stable than they started" if worse is not None else ""
     extra += f" | {note}" if note else ""
     print(f"noise-exp: {len(prompts)} prompts ({resumed} already done) in {seconds:.1f}s | mean stability {parts}"
@@ -273,15 +277,17 @@ def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: flo
             **({"less_stable_after_optimization": worse} if worse is not None else {})}
 
 
-def _less_stable_after_optimization(records: list[dict[str, Any]]) -> int | None:
-    """Prompts whose optimized noise is less stable than its starting noise (original, or the selected stable)."""
+def _less_stable_after_optimization(records: list[dict[str, Any]], variants: Sequence[VariantSpec]) -> int | None:
+    """Prompts whose optimized noise is less stable than the noise it started from (`starts_from`); None when no
+    prompt has both stabilities (no optimized variant, or a method that never inverts)."""
     count, seen = 0, False
     for record in records:
         stability = {v["variant"]: float(v["stability"]) for v in record["variants"]}
-        start = stability.get("original", stability.get("stable"))
-        if "optimized" in stability and start is not None:
-            seen = True
-            count += stability["optimized"] < start
+        for spec in variants:
+            end, start = stability.get(spec.name, math.nan), stability.get(spec.starts_from or "", math.nan)
+            if not (math.isnan(end) or math.isnan(start)):
+                seen = True
+                count += end < start
     return count if seen else None
 
 

@@ -52,7 +52,7 @@ def test_method_configs_instantiate(method):
         cfg.verifier = "shapes_reward"
     obj = instantiate(cfg)
     assert isinstance(obj, Method)
-    assert obj.main_variant in obj.variants
+    assert obj.main_variant in obj.variant_names()
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))

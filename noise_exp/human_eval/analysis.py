@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from noise_exp.human_eval.pairs import DEFAULT_COMPARISONS, comparison_key
+from noise_exp.human_eval.pairs import comparison_key
+from noise_exp.methods.registry import declared_pairs
 from noise_exp.human_eval.store import DB_NAME, TIE, VOTE_COLUMNS, read_votes
 
 Z_95 = 1.959963984540054
 RATES_CSV = "human_winning_rates.csv"
-_CONVENTIONAL = {comparison_key(a, b): rank for rank, (a, b) in enumerate(DEFAULT_COMPARISONS)}
 
 
 @dataclass(frozen=True)
@@ -127,13 +127,14 @@ def _rate(comparison: str, votes: pd.DataFrame) -> ComparisonRate:
 
 
 def summarize(votes: pd.DataFrame, database: Path | None = None) -> HumanEvalSummary:
-    """Winning rates per comparison (conventional comparisons first, then by name), counts, overall agreement."""
+    """Winning rates per comparison (the methods' declared comparisons first, then by name), counts, overall agreement."""
     if votes.empty:
         return HumanEvalSummary(database=database, n_votes=0, n_annotators=0, annotators=())
+    conventional = {comparison_key(a, b): rank for rank, (a, b) in enumerate(declared_pairs())}
     rates = tuple(
         sorted(
             (_rate(str(name), group) for name, group in votes.groupby("comparison")),
-            key=lambda rate: (_CONVENTIONAL.get(rate.comparison, len(_CONVENTIONAL)), rate.comparison),
+            key=lambda rate: (conventional.get(rate.comparison, len(conventional)), rate.comparison),
         )
     )
     items, percent, kappa = agreement(_category_counts(votes))

@@ -21,7 +21,7 @@ from noise_exp.human_eval.app import ApiError, _check_annotator, create_app, db_
 from noise_exp.human_eval.labels import (DuplicateLabel, Item, Label, LabelStore, build_items, label_rule,
                                          labelling_order)
 from noise_exp.human_eval.page import page_html, page_script
-from noise_exp.human_eval.pairs import DEFAULT_COMPARISONS, PairSet, build_pairs
+from noise_exp.human_eval.pairs import Comparisons, PairSet, build_pairs
 from noise_exp.human_eval.store import utc_now
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class LabelIn(BaseModel):
     label: Literal["yes", "no", "unsure"]
 
 
-def build_app(folder: Path, comparisons: tuple[tuple[str, str], ...] = DEFAULT_COMPARISONS,
+def build_app(folder: Path, comparisons: Comparisons | None = None,
               token: str | None = None) -> tuple[FastAPI, PairSet, tuple[Item, ...], LabelStore]:
     """The human-eval app of a run or sweep folder with both modes: pairs at `/`, labels at `/label`. A folder
     without pairs (e.g. one variant per prompt) is served for labelling only."""

@@ -19,18 +19,15 @@ from pathlib import Path
 import pandas as pd
 
 from noise_exp.errors import NoiseExpError
-from noise_exp.methods.method import VARIANTS
+from noise_exp.methods.registry import declared_pairs, known_variants, run_pairs
+from noise_exp.results import read_declaration
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.csv"
-# docs/CONVENTIONS.md: the comparisons reports use, written "A:B" (winning rate is A's).
-DEFAULT_COMPARISONS = (
-    ("stable", "unstable"),
-    ("optimized", "original"),
-    ("stable", "baseline"),
-    ("optimized", "baseline"),
-)
+# The comparisons shown are the methods' declared ones (docs/CONVENTIONS.md: "A:B", the winning rate is A's),
+# unless `--comparisons` names others.
+Comparisons = tuple[tuple[str, str], ...]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 SIDES = ("left", "right")
 
@@ -70,18 +67,20 @@ def comparison_key(variant_a: str, variant_b: str) -> str:
     return f"{variant_a}:{variant_b}"
 
 
-def parse_comparisons(text: str | None) -> tuple[tuple[str, str], ...]:
-    """`"stable:unstable,optimized:original"` -> (("stable", "unstable"), ("optimized", "original"))."""
+def parse_comparisons(text: str | None) -> Comparisons | None:
+    """`"stable:unstable,optimized:original"` -> (("stable", "unstable"), ("optimized", "original")); None when
+    unset: each run's declared comparisons."""
     if text is None or not text.strip():
-        return DEFAULT_COMPARISONS
+        return None
     comparisons = []
     for item in text.split(","):
         parts = [part.strip() for part in item.split(":")]
         if len(parts) != 2 or not all(parts):
             raise NoiseExpError(f"comparison {item.strip()!r} is not of the form A:B (e.g. stable:unstable)")
-        unknown = [part for part in parts if part not in VARIANTS]
+        known = known_variants()
+        unknown = [part for part in parts if part not in known]
         if unknown:
-            raise NoiseExpError(f"unknown variant {unknown[0]!r} in comparisons; known: {', '.join(VARIANTS)}")
+            raise NoiseExpError(f"unknown variant {unknown[0]!r} in comparisons; known: {', '.join(known)}")
         if parts[0] == parts[1]:
             raise NoiseExpError(f"comparison {item.strip()!r} compares a variant with itself")
         comparisons.append((parts[0], parts[1]))
@@ -151,15 +150,19 @@ def run_results(root: Path) -> Iterator[tuple[Path, str, pd.DataFrame]]:
                frame.drop_duplicates(subset=["dataset", "prompt_id", "variant"], keep="last"))
 
 
-def build_pairs(folder: Path, comparisons: tuple[tuple[str, str], ...] = DEFAULT_COMPARISONS) -> PairSet:
-    """Every (run, prompt, comparison) whose two variants both have an image inside `folder`."""
+def build_pairs(folder: Path, comparisons: Comparisons | None = None) -> PairSet:
+    """Every (run, prompt, comparison) whose two variants both have an image inside `folder`; `comparisons` None:
+    each run's declared ones (`run_pairs`: its method.json, or the paper's for a folder that records none)."""
     root = Path(folder).resolve()
     pairs: list[Pair] = []
     skipped: list[str] = []
+    wanted: dict[tuple[str, str], None] = {}
     for run_folder, run, frame in run_results(root):
+        run_comparisons = comparisons or run_pairs(read_declaration(run_folder))
+        wanted.update(dict.fromkeys(run_comparisons))
         for (dataset, prompt_id), rows in frame.groupby(["dataset", "prompt_id"], sort=True):
             by_variant = {row.variant: row for row in rows.itertuples(index=False)}
-            for variant_a, variant_b in comparisons:
+            for variant_a, variant_b in run_comparisons:
                 if variant_a not in by_variant or variant_b not in by_variant:
                     continue
                 pair_id = f"{run}/{dataset}/{int(prompt_id)}/{variant_a}-vs-{variant_b}"
@@ -184,8 +187,8 @@ def build_pairs(folder: Path, comparisons: tuple[tuple[str, str], ...] = DEFAULT
     for reason in skipped:
         log.warning("skipped pair %s", reason)
     if not pairs:
-        wanted = ", ".join(comparison_key(a, b) for a, b in comparisons)
-        raise NoiseExpError(f"no image pairs for comparisons {wanted} in {root}")
+        listed = ", ".join(comparison_key(a, b) for a, b in (comparisons or wanted or declared_pairs()))
+        raise NoiseExpError(f"no image pairs for comparisons {listed} in {root}")
     return PairSet(root=root, pairs=tuple(pairs), skipped=tuple(skipped))
 
 

@@ -18,7 +18,8 @@ import torch
 from noise_exp.bank.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
-from noise_exp.methods.method import Method, MethodOutput, Progress, Variant
+from noise_exp.methods.declaration import Comparison, VariantSpec
+from noise_exp.methods.method import Method, MethodOutput, Progress
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.verifier import check_held_out, load_verifier
 from noise_exp.models.base import Conditioning, NoiseModel
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from evaluators.base import Evaluator
 
 NO_STABILITY = float("nan")  # these methods never invert, so s(eps) is not measured
+RANDOM = VariantSpec("random", "Random pick", "reference")  # a uniform pick among the same N seeds
 
 
 def random_position(pick_seed: int, prompt_id: int, n: int) -> int:
@@ -121,8 +123,11 @@ class BestOfN(SeededCandidates):
     """Best-of-N by `method.verifier`; keeps `best`, reports `worst` and `random` (same N, same seeds)."""
 
     name = "best_of_n"
-    variants = ("best", "worst", "random")
+    variants = (VariantSpec("best", "Best of N (verifier)", "kept"), VariantSpec("worst", "Worst of N (verifier)", "reference"),
+                RANDOM)
+    comparisons = (Comparison("best", "random"), Comparison("best", "worst"))
     main_variant = "best"
+    sees = "verifier"
 
     def __init__(self, verifier: str, num_seeds: int = 16, seed_start: int = 0, batch_size: int = 8,
                  pick_seed: int = 0, budget_nfe: int | None = None, verifier_options: Mapping[str, Any] | None = None,
@@ -190,7 +195,7 @@ class BestOfN(SeededCandidates):
             if kept.latents is None:  # read from the bank: regenerate the kept seed for its image and noise
                 noise, latents, _, _ = self.generation(model, cond, [kept.seed])
                 kept.noise, kept.latents = noise[0], latents[0]
-            variants.append(Variant(name, kept.seed, NO_STABILITY, kept.noise, kept.latents, seconds, int(round(nfe))))
+            variants.append(self.variant(name, kept.seed, NO_STABILITY, kept.noise, kept.latents, seconds, int(round(nfe))))
         return MethodOutput(variants)
 
 
@@ -198,7 +203,7 @@ class RandomPick(SeededCandidates):
     """The plain baseline at the same N: one generation from a seeded uniform pick among the N seeds."""
 
     name = "random"
-    variants = ("random",)
+    variants = (RANDOM,)
     main_variant = "random"
 
     def __init__(self, num_seeds: int = 16, seed_start: int = 0, pick_seed: int = 0, similarity: str = "cosine") -> None:
@@ -209,4 +214,4 @@ class RandomPick(SeededCandidates):
         seeds = self.candidate_seeds()
         seed = seeds[random_position(self.pick_seed, prompt_index, len(seeds))]
         noise, latents, passes, seconds = self.generation(model, cond, [seed])
-        return MethodOutput([Variant("random", seed, NO_STABILITY, noise[0], latents[0], seconds, passes)])
+        return MethodOutput([self.variant("random", seed, NO_STABILITY, noise[0], latents[0], seconds, passes)])

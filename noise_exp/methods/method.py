@@ -9,7 +9,7 @@ import inspect
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
@@ -17,14 +17,13 @@ from noise_exp.bank.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
 from noise_exp.methods.banked import select_with_bank
+from noise_exp.methods.declaration import Comparison, Declaration, VariantSpec
 from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, OptimizationResult, optimize_noise
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import SelectionResult, select_noise
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.stability import get_similarity
 
-# every variant name a method may write (new methods add theirs here)
-VARIANTS = ("stable", "unstable", "original", "optimized", "baseline", "best", "worst", "random", "reward_optimized")
 Progress = Callable[[str], None]
 
 
@@ -60,12 +59,52 @@ class MethodOutput:
     trace: list[tuple[int, float, float]] = field(default_factory=list)  # (step, stability, lr[, reward])
 
 
-class Method(ABC):
-    """One noise strategy; `run` handles one prompt."""
+# name -> class of every method class that declares its variants (noise_exp.methods.registry reads it)
+REGISTRY: dict[str, type["Method"]] = {}
 
-    name: str = "method"
-    variants: tuple[str, ...] = ()
-    main_variant: str = ""  # the variant whose mean stability a sweeper optimises
+
+class Method(ABC):
+    """One noise strategy; `run` handles one prompt. A subclass with a `name` declares the variants it keeps (report
+    order), the comparisons its report shows and its main variant; it is registered when defined."""
+
+    name: ClassVar[str] = "method"
+    variants: ClassVar[tuple[VariantSpec, ...]] = ()
+    comparisons: ClassVar[tuple[Comparison, ...]] = ()
+    main_variant: ClassVar[str] = ""  # the variant whose mean stability a sweeper optimises
+    sees: ClassVar[str | None] = None  # what it looks at when it picks: "stability", "verifier" or nothing
+    report_rank: ClassVar[int] = 100  # registry order (the paper's methods first); others follow by name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # an abstract helper class (e.g. SeededCandidates): nothing to declare
+        names = cls.variant_names()
+        if not names or cls.main_variant not in names:
+            raise TypeError(f"method {cls.name}: main_variant {cls.main_variant!r} is not among its variants {names}")
+        known = {spec.name for other in REGISTRY.values() for spec in other.variants} | set(names)
+        for comparison in cls.comparisons:
+            if {comparison.a, comparison.b} - known:
+                raise TypeError(f"method {cls.name}: comparison {comparison.key} names an undeclared variant")
+        REGISTRY[cls.name] = cls
+
+    @classmethod
+    def variant_names(cls) -> tuple[str, ...]:
+        return tuple(spec.name for spec in cls.variants)
+
+    @classmethod
+    def saved_variants(cls) -> list[str]:
+        """The variants decoded to images/ when `save_images` is unset."""
+        return [spec.name for spec in cls.variants if spec.saved]
+
+    @classmethod
+    def declaration(cls) -> Declaration:
+        return Declaration(cls.name, cls.variants, cls.comparisons, cls.main_variant, cls.sees)
+
+    def variant(self, name: str, *fields: Any, **named: Any) -> "Variant":
+        """A kept noise of a declared variant (a method cannot produce an undeclared one)."""
+        if name not in self.variant_names():
+            raise ValueError(f"method {self.name} does not declare the variant {name!r} (declared: {self.variant_names()})")
+        return Variant(name, *fields, **named)
 
     def __init__(self, similarity: str = "cosine", seed_start: int = 0, num_seeds: int = 100,
                  config_key: str = "method") -> None:
@@ -97,12 +136,20 @@ class Method(ABC):
                             f"not method={self.name}")
 
 
+UNSTABLE = VariantSpec("unstable", "Unstable noise", "reference")
+STABLE = VariantSpec("stable", "Stable noise", "kept")
+ORIGINAL = VariantSpec("original", "Original noise", "reference", paper_label="Original Noise")
+
+
 class NoiseSelection(Method):
     """Algorithm 1 over seeds seed_start .. seed_start+K-1; keeps the stable (argmax) and unstable (argmin) noise."""
 
     name = "select"
-    variants = ("stable", "unstable")
+    variants = (UNSTABLE, STABLE)
+    comparisons = (Comparison("stable", "unstable"),)
     main_variant = "stable"
+    sees = "stability"
+    report_rank = 0
 
     def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",
                  seeds_per_prompt: bool = False, score_candidates: bool = False, config_key: str = "method") -> None:
@@ -147,7 +194,7 @@ class NoiseSelection(Method):
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         result, seconds = self.select(model, cond, progress, prompt_index)
-        return MethodOutput(variants=selection_variants(result, seconds, self.num_seeds * model.unet_calls_per_roundtrip),
+        return MethodOutput(variants=selection_variants(self, result, seconds, self.num_seeds * model.unet_calls_per_roundtrip),
                             selection_scores=list(zip(result.seeds, result.scores.tolist())))
 
 
@@ -155,8 +202,12 @@ class NoiseOptimization(Method):
     """Algorithm 2 from the prompt's seed; keeps the original and the optimized noise."""
 
     name = "optimize"
-    variants = ("original", "optimized")
+    variants = (ORIGINAL, VariantSpec("optimized", "Optimized noise", "kept", starts_from="original",
+                                      paper_label="Opti. Noise"))
+    comparisons = (Comparison("optimized", "original"),)
     main_variant = "optimized"
+    sees = "stability"
+    report_rank = 1
 
     def __init__(self, steps: int = 100, lr: float = 100.0, momentum: float = 0.5, lr_schedule: str = "cosine",
                  optimizer: str = "sgd", keep_best: bool = False, early_stop_tol: float | None = None,
@@ -187,9 +238,9 @@ class NoiseOptimization(Method):
         result, seconds = self.optimize(model, cond, seed, model.draw_noise([seed]), progress)
         calls = model.unet_calls_per_roundtrip
         variants = [
-            Variant("original", seed, float(result.original_stability[0]), result.original_noise[0], result.original_latents[0],
+            self.variant("original", seed, float(result.original_stability[0]), result.original_noise[0], result.original_latents[0],
                     seconds / (result.steps_run + 1), calls),
-            Variant("optimized", seed, float(result.optimized_stability[0]), result.optimized_noise[0],
+            self.variant("optimized", seed, float(result.optimized_stability[0]), result.optimized_noise[0],
                     result.optimized_latents[0], seconds, (result.steps_run + 1) * calls, float(result.norm_ratio[0])),
         ]
         return MethodOutput(variants=variants, trace=_trace_rows(result))
@@ -199,8 +250,11 @@ class SelectThenOptimize(Method):
     """Beyond the paper: Algorithm 1, then Algorithm 2 from the selected stable noise."""
 
     name = "select_optimize"
-    variants = ("stable", "unstable", "optimized")
+    variants = (UNSTABLE, STABLE, VariantSpec("optimized", "Optimized noise", "kept", starts_from="stable",
+                                              paper_label="Opti. Noise"))
+    comparisons = (Comparison("stable", "unstable"), Comparison("optimized", "stable"))
     main_variant = "optimized"
+    sees = "stability"
 
     def __init__(self, selection: Mapping[str, Any], optimization: Mapping[str, Any], similarity: str = "cosine") -> None:
         # candidates are scored by method=select only (method.score_candidates); here the bank keeps stabilities
@@ -221,8 +275,8 @@ class SelectThenOptimize(Method):
         stable = selected.stable
         optimized, optimize_s = self.optimization.optimize(model, cond, stable.seed, stable.noise[None], progress)
         select_calls = self.selection.num_seeds * model.unet_calls_per_roundtrip
-        variants = selection_variants(selected, select_s, select_calls)
-        variants.append(Variant("optimized", stable.seed, float(optimized.optimized_stability[0]), optimized.optimized_noise[0],
+        variants = selection_variants(self, selected, select_s, select_calls)
+        variants.append(self.variant("optimized", stable.seed, float(optimized.optimized_stability[0]), optimized.optimized_noise[0],
                                 optimized.optimized_latents[0], select_s + optimize_s,
                                 select_calls + (optimized.steps_run + 1) * model.unet_calls_per_roundtrip,
                                 float(optimized.norm_ratio[0])))
@@ -234,8 +288,10 @@ class Baseline(Method):
     """Plain generation from the prompt's seed (one roundtrip, to report its stability)."""
 
     name = "baseline"
-    variants = ("baseline",)
+    variants = (VariantSpec("baseline", "Baseline", "kept"),)
+    comparisons = (Comparison("stable", "baseline"), Comparison("optimized", "baseline"))
     main_variant = "baseline"
+    report_rank = 2
 
     def __init__(self, seed_start: int = 0, num_seeds: int = 100, similarity: str = "cosine") -> None:
         super().__init__(similarity, seed_start, num_seeds)
@@ -246,13 +302,13 @@ class Baseline(Method):
         noise = model.draw_noise([seed])
         latents, inverted = ModelRoundTrip(model, cond)(noise, [seed])
         score = float(self.similarity(noise, inverted)[0])
-        return MethodOutput([Variant("baseline", seed, score, noise[0], latents[0], time.perf_counter() - start,
+        return MethodOutput([self.variant("baseline", seed, score, noise[0], latents[0], time.perf_counter() - start,
                                      model.unet_calls_per_roundtrip)])
 
 
-def selection_variants(result: SelectionResult, seconds: float, unet_calls: int) -> list[Variant]:
-    """The stable and unstable candidates of a selection as variants."""
-    return [Variant(kind, c.seed, c.stability, c.noise, c.latents, seconds, unet_calls)
+def selection_variants(method: Method, result: SelectionResult, seconds: float, unet_calls: int) -> list[Variant]:
+    """The stable and unstable candidates of a selection as `method`'s variants."""
+    return [method.variant(kind, c.seed, c.stability, c.noise, c.latents, seconds, unet_calls)
             for kind, c in (("stable", result.stable), ("unstable", result.unstable))]
 
 
@@ -260,9 +316,13 @@ def _trace_rows(result: OptimizationResult) -> list[tuple[int, float, float]]:
     return [(row.step, row.stability[0], row.lr) for row in result.trace]
 
 
-def validate_variants(names: Sequence[str]) -> list[str]:
-    """Check user-given variant names (e.g. `save_images`) against the known ones."""
-    unknown = [n for n in names if n not in VARIANTS]
+def validate_variants(names: Sequence[str], declared: Sequence[str] = ()) -> list[str]:
+    """Check user-given variant names (e.g. `save_images`) against those every registered method declares (and
+    `declared`: the running method's, which may live outside conf/method)."""
+    from noise_exp.methods.registry import known_variants
+
+    known = list(dict.fromkeys([*known_variants(), *declared]))
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise NoiseExpError(f"unknown variant(s) {unknown}; known variants are {list(VARIANTS)}")
+        raise NoiseExpError(f"unknown variant(s) {unknown}; known variants are {known}")
     return list(names)

@@ -21,7 +21,8 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.best_of_n import NO_STABILITY, budget_count
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler, generation_nfe
-from noise_exp.methods.method import Method, MethodOutput, Progress, Variant
+from noise_exp.methods.declaration import Comparison, VariantSpec
+from noise_exp.methods.method import ORIGINAL, Method, MethodOutput, Progress
 from noise_exp.methods.optimization import norm_ratio
 from noise_exp.methods.verifier import check_held_out, load_verifier
 from noise_exp.models.base import Conditioning, NoiseModel
@@ -139,8 +140,10 @@ class RewardOptimization(Method):
     """ReNO from the prompt's seed (seed_start + i mod num_seeds); keeps `original` and `reward_optimized`."""
 
     name = "reward_opt"
-    variants = ("original", "reward_optimized")
+    variants = (ORIGINAL, VariantSpec("reward_optimized", "Reward-optimized noise", "kept", starts_from="original"))
+    comparisons = (Comparison("reward_optimized", "original"),)
     main_variant = "reward_optimized"
+    sees = "verifier"
 
     def __init__(self, verifier: str, steps: int = 50, lr: float = 5.0, momentum: float = 0.9, grad_clip: float = 0.1,
                  reg_weight: float = 0.01, keep_best: bool = True, early_stop_reward: float | None = None,
@@ -199,9 +202,9 @@ class RewardOptimization(Method):
         forward = passes.count  # G per reward evaluation and G per checkpoint recompute: (2n + 1) G, counted
         generation = forward / (2 * result.steps_run + 1)
         variants = [
-            Variant("original", seed, NO_STABILITY, result.original_noise[0], result.original_latents[0],
+            self.variant("original", seed, NO_STABILITY, result.original_noise[0], result.original_latents[0],
                     first_s[0], int(round(generation))),
-            Variant("reward_optimized", seed, NO_STABILITY, result.optimized_noise[0], result.optimized_latents[0],
+            self.variant("reward_optimized", seed, NO_STABILITY, result.optimized_noise[0], result.optimized_latents[0],
                     seconds, int(round(forward + BACKWARD_COST * generation * result.steps_run)),
                     float(result.norm_ratio[0])),
         ]

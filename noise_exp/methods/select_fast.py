@@ -114,5 +114,5 @@ class FastSelection(NoiseSelection):
                                    ModelRoundTrip(model, cond), self.shortlist, self.unstable_shortlist,
                                    self.batch_size, self.similarity, on_batch)
         seconds = time.perf_counter() - start
-        return MethodOutput(variants=selection_variants(result.exact, seconds, self.unet_calls(model, scorer, result)),
+        return MethodOutput(variants=selection_variants(self, result.exact, seconds, self.unet_calls(model, scorer, result)),
                             selection_scores=list(zip(result.exact.seeds, result.exact.scores.tolist())))

@@ -3,8 +3,8 @@
 Entry points: `write_report(run_dirs, out_dir)` and `python -m noise_exp.report`."""
 from noise_exp.report.report import ReportResult, write_report
 from noise_exp.report.sweep import SweepSettings, sweep_settings
-from noise_exp.report.tables import (COMPARISONS, Sweep, load_runs, load_sweep, mean_table, wilson_interval,
+from noise_exp.report.tables import (Sweep, load_runs, load_sweep, mean_table, wilson_interval,
                                      winning_rates)
 
-__all__ = ["COMPARISONS", "ReportResult", "Sweep", "SweepSettings", "load_runs", "load_sweep", "mean_table",
+__all__ = ["ReportResult", "Sweep", "SweepSettings", "load_runs", "load_sweep", "mean_table",
            "sweep_settings", "wilson_interval", "winning_rates", "write_report"]

@@ -110,7 +110,7 @@ def read_compared_run(run_dir: Path) -> ComparedRun:
     method = get_class(cfg.method._target_)
     verifier = OmegaConf.select(cfg, "method.verifier")
     held_out = [str(name) for name in OmegaConf.select(cfg, "compare.held_out") or []]
-    saw = str(verifier) if verifier else SAW_STABILITY if method.name in ("select", "optimize") else "nothing"
+    saw = str(verifier) if verifier else SAW_STABILITY if method.sees == "stability" else "nothing"
     if saw in held_out:
         raise NoiseExpError(f"{run_dir}: method {method.name} saw {saw}, a held-out judge of the comparison")
     return ComparedRun(Path(run_dir), method.name, method.main_variant,

@@ -12,7 +12,7 @@ import pandas as pd
 from noise_exp.human_eval.analysis import human_report_markdown
 from noise_exp.report import curves, figures, tables
 from noise_exp.report.sweep import natural_key, tie_tolerances
-from noise_exp.results import atomic_write_bytes
+from noise_exp.results import atomic_write_bytes, read_declaration
 
 UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")  # characters of a setting value replaced in grid file names
 
@@ -41,13 +41,14 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
     out_dir = Path(out_dir)
     sweep = tables.load_sweep(run_dirs, pool=pool)
     frame, settings = sweep.frame, list(sweep.columns)
-    means = tables.mean_table(frame, settings)
-    comparisons = tables.comparisons_for(frame["variant"])
+    declarations = [read_declaration(run_dir) for run_dir in run_dirs]
+    means = tables.mean_table(frame, settings, tables.variant_order(declarations))
+    comparisons = tables.comparisons_for(frame["variant"], declarations)
     tolerances = tie_tolerances(run_dirs, tie_tolerance)
     rates = tables.winning_rates(frame, comparisons, settings=settings, tie_tolerance=tolerances)
     files: dict[str, Path] = {}
 
-    layout = tables.to_markdown(tables.paper_layout(means, settings))
+    layout = tables.to_markdown(tables.paper_layout(means, settings, tables.labels_for(declarations)))
     files["means_csv"] = _write_text(out_dir / "means.csv", means.to_csv(index=False))
     files["means_md"] = _write_text(out_dir / "means.md", layout)
 
@@ -92,7 +93,7 @@ def _settings_line(sweep: tables.Sweep) -> str:
 
 
 def _grids(frame: pd.DataFrame, run_dirs: Sequence[Path], settings: Sequence[str], out_dir: Path, max_rows: int,
-           max_settings: int, comparisons: Sequence[tuple[str, str]] = tables.COMPARISONS) -> dict[str, Path]:
+           max_settings: int, comparisons: Sequence[tuple[str, str]]) -> dict[str, Path]:
     """grid_<a>_vs_<b>[_<column>-<value>...].png for each comparison present in each of the first settings,
     with each side's stability and every evaluator's score under its image."""
     by_run = {str(run_dir): run_dir for run_dir in run_dirs}

@@ -23,10 +23,10 @@ from PIL import Image, ImageDraw
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.imaging import horizontal_strip, open_image, prepare_view, split_strip, stack_rows
-from noise_exp.report.tables import LOWER_IS_BETTER, METRIC_LABELS, VARIANT_LABELS, VARIANT_ORDER, to_markdown
+from noise_exp.methods.registry import variant_labels
+from noise_exp.report.tables import LOWER_IS_BETTER, METRIC_LABELS, to_markdown, variant_order
 from noise_exp.results import RunStore
 
-PAPER_NOISE_LABELS = {"original": "Original Noise", "optimized": "Opti. Noise"}
 PAPER_METRICS = ("lpips", "ssim", "clip_s")
 
 
@@ -108,13 +108,14 @@ def object_means(objects: Sequence[ObjectViews], per_view: pd.DataFrame, metrics
 
 def table3(per_object: pd.DataFrame, metrics: Sequence[str], model: str) -> pd.DataFrame:
     """Means over objects per variant, in the paper's layout: Model | Noise | LPIPS ↓ | SSIM | CLIP-S | ..."""
-    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    order = {v: i for i, v in enumerate(variant_order())}
+    labels = variant_labels(paper=True)
     grouped = per_object.groupby("variant", sort=False)
     variants = sorted(grouped.groups, key=lambda v: order.get(v, len(order)))
     rows = []
     for variant in variants:
         group = grouped.get_group(variant)
-        row = {"Model": model, "Noise": PAPER_NOISE_LABELS.get(variant, VARIANT_LABELS.get(variant, variant))}
+        row = {"Model": model, "Noise": labels.get(variant, variant)}
         for metric in metrics:
             label = METRIC_LABELS.get(metric, metric) + (" ↓" if metric in LOWER_IS_BETTER else " ↑")
             row[label] = float(group[metric].mean())
@@ -133,8 +134,8 @@ def _label(text: str, size: tuple[int, int]) -> Image.Image:
 def turntable_strip(obj: ObjectViews) -> Image.Image:
     """Rows: ground truth, then each generated variant; each row is label | input view | views."""
     size = obj.input_view.size
-    rows = [("ground truth", obj.ground_truth)] + sorted(
-        obj.generated.items(), key=lambda item: VARIANT_ORDER.index(item[0]) if item[0] in VARIANT_ORDER else 99)
+    order = {v: i for i, v in enumerate(variant_order())}
+    rows = [("ground truth", obj.ground_truth)] + sorted(obj.generated.items(), key=lambda item: order.get(item[0], 99))
     return stack_rows([horizontal_strip([_label(name, size), obj.input_view, *views])
                        for name, views in rows])
 

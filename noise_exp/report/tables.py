@@ -11,18 +11,16 @@ import numpy as np
 import pandas as pd
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.methods.declaration import Declaration
+from noise_exp.methods.registry import declared_pairs, known_variants, paper_classes, variant_labels
 from noise_exp.report.sweep import SweepSettings, check_unique_prompts, natural_key, sweep_settings
 from noise_exp.scoring import read_results
 
-# "A vs B": the share of prompts on which A beats B (docs/CONVENTIONS.md).
-COMPARISONS: tuple[tuple[str, str], ...] = (
-    ("stable", "unstable"), ("optimized", "original"), ("stable", "baseline"), ("optimized", "baseline"))
+# Variant names, labels, order and comparisons ("A vs B": the share of prompts on which A beats B,
+# docs/CONVENTIONS.md) come from the methods' declarations (noise_exp.methods.declaration).
 # A candidate-bank query (`python -m noise_exp.bank select`) writes one variant per rule: random, best_<score>,
 # oracle_<score> (and stable/unstable); each pick is compared with a random pick, and with the stable noise.
 BANK_PICKS = ("best_", "oracle_")
-VARIANT_ORDER = ("unstable", "stable", "original", "optimized", "baseline")
-VARIANT_LABELS = {"unstable": "Unstable noise", "stable": "Stable noise", "original": "Original noise",
-                  "optimized": "Optimized noise", "baseline": "Baseline"}
 # The paper's four metrics, in its column order; "Average" is their mean (Tables 1 and 2).
 PAPER_METRICS = ("hpsv2", "aes", "pickscore", "imagereward")
 METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "imagereward": "ImageReward",
@@ -103,18 +101,29 @@ def measured_columns(frame: pd.DataFrame) -> list[str]:
     return metric_columns(frame) + ([STABILITY] if STABILITY in frame.columns else [])
 
 
-def _variants(frame: pd.DataFrame) -> list[str]:
+def variant_order(declarations: Sequence[Declaration | None] = (None,)) -> list[str]:
+    """The report's variant order: the registry's order over the variants the runs declare (a run that records no
+    method, e.g. a bank query's folder, is read as the paper's methods'), then names only the runs declare."""
+    paper = [spec.name for cls in paper_classes() for spec in cls.variants]
+    named = {name for d in declarations for name in (d.names if d else paper)}
+    unregistered = [name for d in declarations if d for name in d.names]
+    return list(dict.fromkeys([*(v for v in known_variants() if v in named), *unregistered]))
+
+
+def _variants(frame: pd.DataFrame, order: Sequence[str]) -> list[str]:
     present = list(dict.fromkeys(frame["variant"].astype(str)))
-    return [v for v in VARIANT_ORDER if v in present] + [v for v in present if v not in VARIANT_ORDER]
+    return [v for v in order if v in present] + [v for v in present if v not in order]
 
 
-def mean_table(frame: pd.DataFrame, settings: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per (setting columns..., dataset, variant): the mean of each metric over prompts, `average` of the
-    paper's four metrics when all four are present (the paper's Average column), and mean `stability`."""
+def mean_table(frame: pd.DataFrame, settings: Sequence[str] = (), order: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (setting columns..., dataset, variant in `order` (default `variant_order()`), then as they
+    appear): the mean of each metric over prompts, `average` of the paper's four metrics when all four are present
+    (the paper's Average column), and mean `stability`."""
     metrics, measured = metric_columns(frame), measured_columns(frame)
+    order = variant_order() if order is None else order
     rows = []
     for values, subset in groups(frame, [*settings, "dataset"]):
-        for variant in _variants(subset):
+        for variant in _variants(subset, order):
             part = subset[subset["variant"] == variant]
             row = {**values, "variant": variant, "n": int(len(part))}
             row.update({metric: float(part[metric].mean()) for metric in measured})
@@ -125,14 +134,15 @@ def mean_table(frame: pd.DataFrame, settings: Sequence[str] = ()) -> pd.DataFram
     return table
 
 
-def comparisons_for(variants: Sequence[str]) -> list[tuple[str, str]]:
-    """The paper's comparisons, then those of a bank query's rules among `variants`: stable and each best_/oracle_
+def comparisons_for(variants: Sequence[str], declarations: Sequence[Declaration | None] = ()) -> list[tuple[str, str]]:
+    """The declared comparisons, then those of a bank query's rules among `variants`: stable and each best_/oracle_
     pick vs random, and each best_/oracle_ pick vs stable."""
     present = list(dict.fromkeys(str(v) for v in variants))
     picks = [v for v in present if v.startswith(BANK_PICKS)]
     extra = [(v, "random") for v in ["stable", *picks] if v in present and "random" in present]
     extra += [(v, "stable") for v in picks if "stable" in present]
-    return [*COMPARISONS, *extra]
+    declared = declared_pairs(declarations)
+    return [*declared, *(pair for pair in extra if pair not in declared)]
 
 
 def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -221,11 +231,12 @@ def ties_rule(tolerances: Mapping[str, float] | None, metrics: Sequence[str]) ->
             f"scorer's batch noise (`report.tie_tolerance`, `--tie-tolerance METRIC=VALUE`).")
 
 
-def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
+def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] | None = None,
                   settings: Sequence[str] = (), tie_tolerance: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """Per (setting columns..., dataset), comparison and metric (the evaluators', then `stability`): the share of
-    prompts on which A beats B (ties half; for LPIPS lower wins), with a 95% Wilson interval. A pair whose scores
-    differ by at most `tie_tolerance_of(metric, tie_tolerance)` is a tie."""
+    """Per (setting columns..., dataset), comparison (default: the methods' declared ones) and metric (the
+    evaluators', then `stability`): the share of prompts on which A beats B (ties half; for LPIPS lower wins), with
+    a 95% Wilson interval. A pair whose scores differ by at most `tie_tolerance_of(metric, tie_tolerance)` is a tie."""
+    comparisons = declared_pairs() if comparisons is None else comparisons
     rows = []
     tolerances = dict(tie_tolerance or {})
     metrics = measured_columns(frame)
@@ -248,13 +259,20 @@ def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = 
     return pd.DataFrame(rows, columns=[*settings, *RATE_COLUMNS])
 
 
-def paper_layout(means: pd.DataFrame, settings: Sequence[str] = ()) -> pd.DataFrame:
-    """The means in the paper's layout, after the setting columns:
+def labels_for(declarations: Sequence[Declaration | None] = ()) -> dict[str, str]:
+    """variant -> row label: the registered methods' labels, then those only the runs declare."""
+    declared = {spec.name: spec.label for d in declarations if d for spec in d.variants}
+    return {**declared, **variant_labels()}
+
+
+def paper_layout(means: pd.DataFrame, settings: Sequence[str] = (), labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The means in the paper's layout, after the setting columns (Noise: the declared label, `labels_for`):
     Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | Average | Stability."""
+    labels = labels_for() if labels is None else labels
     measured = [c for c in means.columns if c not in {*settings, "dataset", "variant", "n"}]
     table = means[list(settings)].copy()
     table["Dataset"] = means["dataset"].to_numpy()
-    table["Noise"] = [VARIANT_LABELS.get(v, v) for v in means["variant"]]
+    table["Noise"] = [labels.get(v, v) for v in means["variant"]]
     for metric in measured:
         label = "Average" if metric == "average" else METRIC_LABELS.get(metric, metric)
         if metric in LOWER_IS_BETTER:
