@@ -158,7 +158,7 @@ speed-study: $(STAMP) ## cheap proxies, short lists and faster optimizers (docs/
 
 # How much of s(eps) is the seed's alone (docs/seed_share.md): the prompt x seed decomposition, a seed prior and the
 # noise's norm as zero-NFE proxies, on small_digits, small_shapes, tiny_sdxl (control) and small_shapes_l at K = 100.
-# 35 min measured on 2 CPU cores shared with other sessions (load ~6.6); a real model on a GPU: make seed-share MODEL=sdxl_turbo
+# 13 min of CPU on one thread (17.5 min wall at load 2-4; docs/seed_share.md); a real model on a GPU: make seed-share MODEL=sdxl_turbo
 MODEL ?=
 SEED_SHARE_ARGS ?=
 .PHONY: seed-share
