@@ -32,3 +32,11 @@ def test_make_help_lists_every_phony_target():
     makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
     phony = {name for line in makefile.splitlines() if line.startswith(".PHONY:") for name in line.split()[1:]}
     assert phony - names == set()
+
+
+def test_what_a_run_writes_names_every_declared_variant():
+    from noise_exp.methods.registry import known_variants
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## What a run writes"):].split("\n## ")[0]
+    assert [v for v in known_variants() if f"`{v}`" not in section] == []
