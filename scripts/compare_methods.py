@@ -1,9 +1,10 @@
 """`make compare`: the equal-compute comparison of noise methods, run and reported (docs/compare_methods.md).
 
 Loads the model once to count the NFEs of one generation (G) and one round trip (R), sets every method's settings
-per rung of the budget ladder from its `at_budget` (each registered method that has one, unless --methods), runs `experiment=compare_methods` as one Hydra
-multirun (methods x rungs, one torch thread), then writes the table and the quality-vs-NFE plot; with `--doc` the
-table goes into that Markdown file between its `<!-- compare:begin -->` / `<!-- compare:end -->` markers.
+per rung of the budget ladder from its `at_budget` (each registered method that has one, unless --methods), runs
+`experiment=compare_methods` as one Hydra multirun (methods x rungs, one torch thread), then writes the table and
+the quality-vs-NFE plot; with `--doc` the table goes into that Markdown file between its `<!-- compare:begin -->` /
+`<!-- compare:end -->` markers.
 
     python scripts/compare_methods.py                                     # small_shapes, shapes_reward vs the judge
     python scripts/compare_methods.py --model small_digits --dataset digits --verifier digit_classifier \\

@@ -79,7 +79,8 @@ def compare_method_yaml(cls: type, budget: Budget) -> str:
              f"report.compare.compare_method_yaml)",
              "defaults:", f"  - override /method: {cls.name}", "method:"]
     for key, value in (cls.at_budget(budget) or {}).items():
-        source = "compare.verifier" if value == budget.verifier else f"compare.knobs.{cls.name}.{key}.${{compare.budget}}"
+        knob = f"compare.knobs.{cls.name}.{key}.${{compare.budget}}"
+        source = "compare.verifier" if value == budget.verifier else knob
         lines.append(f"  {key}: ${{{source}}}")
     return "\n".join(lines) + "\n"
 
@@ -168,8 +169,8 @@ def compared_rows(runs: Sequence[ComparedRun]) -> pd.DataFrame:
 def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str, float] | None = None
                   ) -> pd.DataFrame:
     """Per (budget, method): n, mean NFEs and seconds, and per scorer the mean, its bootstrap interval and the
-    win rate against the declared baseline (`compare_baseline`, random) at the same budget with its Wilson interval (a difference within
-    `tie_tolerance_of(metric, tolerances)` is a tie, half a win)."""
+    win rate against the declared baseline (`compare_baseline`: random) at the same budget with its Wilson interval
+    (a difference within `tie_tolerance_of(metric, tolerances)` is a tie, half a win)."""
     metrics = [m for m in metric_columns(rows) if m != "budget"]
     reference = compare_baseline()
     out = []
@@ -197,13 +198,14 @@ def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str
 def table_markdown(table: pd.DataFrame, held_out: Sequence[str]) -> str:
     """One line per (budget, method): `mean [low, high]` per scorer, its win rate vs the baseline, and what it saw."""
     metrics = [c for c in table.columns if f"{c}_low" in table.columns and not c.endswith("_win")]
+    baseline = compare_baseline()
     shown = pd.DataFrame({"budget (generations)": table["budget"], "method": table["method"], "saw": table["saw"],
                           "n": table["n"], "NFEs": table["nfe"].round(1), "seconds": table["time_s"].round(2)})
     for metric in metrics:
         label = METRIC_LABELS.get(metric, metric) + (" (held out)" if metric in held_out else "")
         shown[label] = [_cell(r[metric], r[f"{metric}_low"], r[f"{metric}_high"], seen=r["saw"] == metric)
                         for _, r in table.iterrows()]
-        shown[f"{label}: wins vs {compare_baseline()}"] = [_cell(r[f"{metric}_win"], r[f"{metric}_win_low"], r[f"{metric}_win_high"])
+        shown[f"{label}: wins vs {baseline}"] = [_cell(r[f"{metric}_win"], r[f"{metric}_win_low"], r[f"{metric}_win_high"])
                                              for _, r in table.iterrows()]
     return to_markdown(shown, digits=1)
 

@@ -17,7 +17,7 @@ from tests.conftest import ROOT as REPO, compose_cfg
 
 pytestmark = pytest.mark.xdist_group("compare_ladder")  # its module fixture runs the ladder once
 
-METHODS = ("random", "select", "optimize", "best_of_n", "reward_opt")  # the declared baseline first, then registry order
+METHODS = ("random", "select", "optimize", "best_of_n", "reward_opt")  # declared baseline first, then registry
 G, R, D = 20, 30, 256  # small_shapes: T = 10 at guidance 2 (CFG), inversion without CFG; 4x8x8 latents
 
 
