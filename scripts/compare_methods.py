@@ -1,13 +1,14 @@
 """`make compare`: the equal-compute comparison of noise methods, run and reported (docs/compare_methods.md).
 
-Loads the model once to count the NFEs of one generation (G) and one round trip (R), sets every method's knob per
-rung of the budget ladder (`noise_exp.report.compare.ladder_knobs`), runs `experiment=compare_methods` as one Hydra
-multirun (methods x rungs, one torch thread), then writes the table and the quality-vs-NFE plot; with `--doc` the
-table goes into that Markdown file between its `<!-- compare:begin -->` / `<!-- compare:end -->` markers.
+Loads the model once to count the NFEs of one generation (G) and one round trip (R), sets every method's settings
+per rung of the budget ladder from its `at_budget` (each registered method that has one, unless --methods), runs
+`experiment=compare_methods` as one Hydra multirun (methods x rungs, one torch thread), then writes the table and
+the quality-vs-NFE plot; with `--doc` the table goes into that Markdown file between its `<!-- compare:begin -->` /
+`<!-- compare:end -->` markers.
 
     python scripts/compare_methods.py                                     # small_shapes, shapes_reward vs the judge
     python scripts/compare_methods.py --model small_digits --dataset digits --verifier digit_classifier \\
-        --judge digit_realism --methods select,optimize,best_of_n,random  # digit scorers are not differentiable
+        --judge digit_realism --methods random,select,optimize,best_of_n  # digit scorers are not differentiable
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +29,6 @@ from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
 from noise_exp.files import atomic_write_bytes, writable_file, writable_folder  # noqa: E402
 from noise_exp.params import integer_param  # noqa: E402
 
-METHODS = "select,optimize,best_of_n,reward_opt,random"
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
 
 
@@ -46,14 +47,25 @@ def model_costs(overrides: list[str]) -> tuple[int, int, int]:
     return generation_nfe(model, cond), model.unet_calls_per_roundtrip, int(model.draw_noise([0]).numel())
 
 
-def sweep_command(args, knobs: dict[str, dict]) -> list[str]:
-    from noise_exp.report.compare import knob_overrides, rung_name
+def sweep_command(args, costs: tuple[int, int, int], conf_dir: Path) -> list[str]:
+    """run.py -m of the study's jobs; each method's compare_method yaml is written to `conf_dir` (Hydra's search
+    path: conf/compare_method's own copies come first)."""
+    from noise_exp.methods.registry import REGISTRY, compare_classes
+    from noise_exp.report.compare import ladder_budgets, study_overrides
 
+    classes = compare_classes()
+    if args.methods:
+        names = args.methods.split(",")
+        unknown = [name for name in names if name not in {cls.name for cls in classes}]
+        if unknown:
+            raise NoiseExpError(f"--methods: {', '.join(unknown)} has no at_budget (the study's methods: "
+                                f"{', '.join(cls.name for cls in classes)})")
+        classes = [REGISTRY[name] for name in names]
+    budgets = ladder_budgets(args.ladder, *costs, args.verifier)
     return [sys.executable, str(ROOT / "run.py"), "-m", "experiment=compare_methods", f"model={args.model}",
             f"dataset={args.dataset}", f"dataset.limit={args.prompts}", f"evaluator=[{args.verifier},{args.judge}]",
             f"compare.verifier={args.verifier}", f"compare.held_out=[{args.judge}]",
-            f"+compare_method={args.methods}", f"compare.budget={','.join(rung_name(b) for b in args.ladder)}",
-            *knob_overrides(knobs),
+            *study_overrides(budgets, conf_dir, classes), f"hydra.searchpath=[file://{conf_dir}]",
             f"hydra.sweep.dir={args.out}"]
 
 
@@ -79,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", default="shapes_geneval", help="the held-out scorer no method sees")
     parser.add_argument("--ladder", type=lambda s: [int(v) for v in s.split(",")], default=[1, 4, 16],
                         help="budgets in generations, comma-separated")
-    parser.add_argument("--methods", default=METHODS)
+    parser.add_argument("--methods", default=None, help="comma-separated (default: every method with an at_budget)")
     parser.add_argument("--out", type=Path, default=ROOT / "multirun" / "compare_methods")
     parser.add_argument("--doc", type=Path, default=None, help="Markdown file whose measured block gets the table")
     args = parser.parse_args(argv)
@@ -89,15 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         writable_file(args.doc, "--doc")
     if args.verifier == args.judge:
         raise NoiseExpError(f"--verifier and --judge are both {args.judge}: the judge must stay held out")
-    from noise_exp.report.compare import ladder_knobs, write_compare
+    from noise_exp.report.compare import write_compare
 
     costs = model_costs([f"model={args.model}"])
-    knobs = ladder_knobs(args.ladder, *costs)
-    command = sweep_command(args, knobs)
-    print(" ".join(command), flush=True)
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="compare_conf_") as conf_dir:
+        command = sweep_command(args, costs, Path(conf_dir))
+        print(" ".join(command), flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        seconds = time.perf_counter() - start
     if done.returncode:
         raise NoiseExpError(f"the sweep failed (exit {done.returncode}); see its run.log files under {args.out}")
     result = write_compare(args.out)

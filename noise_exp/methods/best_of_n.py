@@ -18,7 +18,7 @@ import torch
 from noise_exp.bank.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
-from noise_exp.methods.declaration import Comparison, VariantSpec
+from noise_exp.methods.declaration import Budget, Comparison, VariantSpec
 from noise_exp.methods.method import Method, MethodOutput, Progress
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.verifier import check_held_out, load_verifier
@@ -129,6 +129,11 @@ class BestOfN(SeededCandidates):
     main_variant = "best"
     sees = "verifier"
 
+    @classmethod
+    def at_budget(cls, budget: Budget) -> dict[str, Any] | None:
+        """N = b candidates, each one generation, scored by the study's verifier."""
+        return {"num_seeds": budget.generations, "verifier": budget.verifier}
+
     def __init__(self, verifier: str, num_seeds: int = 16, seed_start: int = 0, batch_size: int = 8,
                  pick_seed: int = 0, budget_nfe: int | None = None, verifier_options: Mapping[str, Any] | None = None,
                  held_out: Sequence[str] | None = None, similarity: str = "cosine") -> None:
@@ -205,6 +210,12 @@ class RandomPick(SeededCandidates):
     name = "random"
     variants = (RANDOM,)
     main_variant = "random"
+    compare_baseline = True
+
+    @classmethod
+    def at_budget(cls, budget: Budget) -> dict[str, Any] | None:
+        """N = b seeds to pick one from (one generation is spent)."""
+        return {"num_seeds": budget.generations}
 
     def __init__(self, num_seeds: int = 16, seed_start: int = 0, pick_seed: int = 0, similarity: str = "cosine") -> None:
         super().__init__(similarity, seed_start, num_seeds)

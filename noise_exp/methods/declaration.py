@@ -39,6 +39,22 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """What the equal-compute study gives a method at one rung: b generations of G NFEs (a round trip costs R)."""
+
+    generations: int  # b
+    generation_nfe: int  # G
+    roundtrip_nfe: int  # R
+    latent_dim: int  # d
+    verifier: str  # compare.verifier: the scorer a method that sees a verifier may use
+
+    @property
+    def roundtrips(self) -> int:
+        """K = max(1, floor(bG / R)): the round trips of F(eps) the budget buys."""
+        return max(1, self.generations * self.generation_nfe // self.roundtrip_nfe)
+
+
+@dataclass(frozen=True)
 class Declaration:
     """A method's variants (in report order) and comparisons, as a run folder records them (method.json)."""
 

@@ -17,7 +17,7 @@ from noise_exp.bank.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
 from noise_exp.methods.banked import select_with_bank
-from noise_exp.methods.declaration import Comparison, Declaration, VariantSpec
+from noise_exp.methods.declaration import Budget, Comparison, Declaration, VariantSpec
 from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, OptimizationResult, optimize_noise
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import SelectionResult, select_noise
@@ -73,6 +73,12 @@ class Method(ABC):
     main_variant: ClassVar[str] = ""  # the variant whose mean stability a sweeper optimises
     sees: ClassVar[str | None] = None  # what it looks at when it picks: "stability", "verifier" or nothing
     report_rank: ClassVar[int] = 100  # registry order (the paper's methods first); others follow by name
+    compare_baseline: ClassVar[bool] = False  # the equal-compute study's win rates are against this method
+
+    @classmethod
+    def at_budget(cls, budget: Budget) -> dict[str, Any] | None:
+        """The `method.*` settings that spend `budget` in the equal-compute study; None: the method sits out."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,6 +157,11 @@ class NoiseSelection(Method):
     sees = "stability"
     report_rank = 0
 
+    @classmethod
+    def at_budget(cls, budget: Budget) -> dict[str, Any] | None:
+        """K = max(1, floor(bG / R)) candidates."""
+        return {"num_seeds": budget.roundtrips}
+
     def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",
                  seeds_per_prompt: bool = False, score_candidates: bool = False, config_key: str = "method") -> None:
         super().__init__(similarity, seed_start, num_seeds, config_key)
@@ -208,6 +219,14 @@ class NoiseOptimization(Method):
     main_variant = "optimized"
     sees = "stability"
     report_rank = 1
+
+    @classmethod
+    def at_budget(cls, budget: Budget) -> dict[str, Any] | None:
+        """n = K - 1 steps from the prompt's first seed, at Algorithm 2's lr for that n (the paper's total move)."""
+        from noise_exp.methods.optimization import paper_equivalent_lr
+
+        steps = budget.roundtrips - 1
+        return {"steps": steps, "lr": round(paper_equivalent_lr(budget.latent_dim, max(1, steps)), 4), "num_seeds": 1}
 
     def __init__(self, steps: int = 100, lr: float = 100.0, momentum: float = 0.5, lr_schedule: str = "cosine",
                  optimizer: str = "sgd", keep_best: bool = False, early_stop_tol: float | None = None,

@@ -8,7 +8,8 @@ from typing import Iterable
 import yaml
 
 from noise_exp.config import CONF_DIR
-from noise_exp.methods.declaration import Comparison, Declaration
+from noise_exp.errors import NoiseExpError
+from noise_exp.methods.declaration import Budget, Comparison, Declaration
 from noise_exp.methods.method import REGISTRY, Method
 
 METHOD_CONF = CONF_DIR / "method"
@@ -46,6 +47,21 @@ def declared_pairs(declarations: Iterable[Declaration | None] = ()) -> list[tupl
     (a run folder's method.json of a method this process does not import)."""
     found = [*declared_comparisons(), *(c for d in declarations if d for c in d.comparisons)]
     return [c.pair for c in dict.fromkeys(found)]
+
+
+def compare_classes() -> list[type[Method]]:
+    """The methods of the equal-compute study (an `at_budget`): the declared baseline first, then registry order."""
+    probe = Budget(1, 1, 1, 1, "verifier")
+    joined = [cls for cls in method_classes() if cls.at_budget(probe) is not None]
+    return sorted(joined, key=lambda cls: not cls.compare_baseline)
+
+
+def compare_baseline() -> str:
+    """The method the equal-compute study's win rates are against (the one that declares `compare_baseline`)."""
+    found = [cls.name for cls in method_classes() if cls.compare_baseline]
+    if len(found) != 1:
+        raise NoiseExpError(f"the equal-compute study needs one method with compare_baseline = True, found {found}")
+    return found[0]
 
 
 def paper_classes() -> list[type[Method]]:

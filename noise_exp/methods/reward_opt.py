@@ -21,7 +21,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.best_of_n import NO_STABILITY, budget_count
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler, generation_nfe
-from noise_exp.methods.declaration import Comparison, VariantSpec
+from noise_exp.methods.declaration import Budget, Comparison, VariantSpec
 from noise_exp.methods.method import ORIGINAL, Method, MethodOutput, Progress
 from noise_exp.methods.optimization import norm_ratio
 from noise_exp.methods.verifier import check_held_out, load_verifier
@@ -144,6 +144,11 @@ class RewardOptimization(Method):
     comparisons = (Comparison("reward_optimized", "original"),)
     main_variant = "reward_optimized"
     sees = "verifier"
+
+    @classmethod
+    def at_budget(cls, budget: Budget) -> dict[str, Any] | None:
+        """n = floor((b - 1) / STEP_COST) gradient steps of the study's verifier after the first generation."""
+        return {"steps": (budget.generations - 1) // STEP_COST, "verifier": budget.verifier, "num_seeds": 1}
 
     def __init__(self, verifier: str, steps: int = 50, lr: float = 5.0, momentum: float = 0.9, grad_clip: float = 0.1,
                  reg_weight: float = 0.01, keep_best: bool = True, early_stop_reward: float | None = None,

@@ -69,6 +69,7 @@ class FastSelection(NoiseSelection):
 
     name = "select_fast"
     attach_bank = Method.attach_bank  # the bank stores exact candidates; proxy scores are not candidates
+    at_budget = Method.at_budget  # sits out of the equal-compute study (its proxy passes are not counted there)
 
     def __init__(self, num_seeds: int = 100, seed_start: int = 0, batch_size: int = 8, similarity: str = "cosine",
                  seeds_per_prompt: bool = False, proxy: str = "partial:2", shortlist: int = 10,

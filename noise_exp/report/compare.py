@@ -26,13 +26,14 @@ from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.files import atomic_write_bytes
 from noise_exp.merge import find_runs
+from noise_exp.methods.declaration import Budget
+from noise_exp.methods.registry import compare_baseline, compare_classes
 from noise_exp.report.figures import save_figure
 from noise_exp.report.sweep import tie_tolerances
 from noise_exp.report.tables import (METRIC_LABELS, count_pairs, metric_columns, tie_tolerance_of, ties_rule,
                                      to_markdown)
 from noise_exp.scoring import read_results
 
-METHOD_ORDER = ("random", "select", "optimize", "best_of_n", "reward_opt")
 SAW_STABILITY = "stability s(ε)"
 
 
@@ -48,29 +49,59 @@ def rung_budget(name: str) -> int:
     return int(str(name)[1:])
 
 
-def ladder_knobs(ladder: Sequence[int], generation_nfe: int, roundtrip_nfe: int, latent_dim: int) -> dict[str, dict]:
-    """Each method's knob per rung x<b> (b generations of G NFEs; a round trip costs R): K = max(1, floor(bG/R)),
-    n_opt = K - 1, N = b, n_reward = floor((b - 1) / 4), and Algorithm 2's lr = `paper_equivalent_lr(d, n_opt)`."""
-    from noise_exp.methods.optimization import paper_equivalent_lr
-    from noise_exp.methods.reward_opt import STEP_COST
-
+def ladder_budgets(ladder: Sequence[int], generation_nfe: int, roundtrip_nfe: int, latent_dim: int,
+                   verifier: str) -> dict[str, Budget]:
+    """x<b> -> the Budget of b generations of G NFEs (a round trip costs R) for every rung of the ladder."""
     if not ladder or min(ladder) < 1:
         raise NoiseExpError(f"the budget ladder must be budgets of at least one generation, got {list(ladder)}")
+    return {rung_name(b): Budget(b, generation_nfe, roundtrip_nfe, latent_dim, verifier) for b in ladder}
+
+
+def ladder_knobs(budgets: Mapping[str, Budget], classes: Sequence[type] | None = None) -> dict[str, dict]:
+    """method -> setting -> rung -> value, from each study method's `at_budget` (the verifier, `compare.verifier`
+    in its compare_method yaml, is left out)."""
     knobs: dict[str, dict] = {}
-    for budget in ladder:
-        roundtrips = max(1, int(budget * generation_nfe // roundtrip_nfe))
-        values = {"select": roundtrips, "optimize": roundtrips - 1,
-                  "optimize_lr": round(paper_equivalent_lr(latent_dim, max(1, roundtrips - 1)), 4),
-                  "best_of_n": budget, "reward_opt": (budget - 1) // STEP_COST, "random": budget}
-        for method, value in values.items():
-            knobs.setdefault(method, {})[rung_name(budget)] = value
+    for cls in classes if classes is not None else compare_classes():
+        for rung, budget in budgets.items():
+            settings = cls.at_budget(budget)
+            if settings is None:
+                raise NoiseExpError(f"method {cls.name} sits out of rung {rung} but not of every rung")
+            for key, value in settings.items():
+                if value != budget.verifier:
+                    knobs.setdefault(cls.name, {}).setdefault(key, {})[rung] = value
     return knobs
+
+
+def compare_method_yaml(cls: type, budget: Budget) -> str:
+    """conf/compare_method/<name>.yaml of a study method: its `at_budget` settings read from `compare.knobs` at the
+    swept rung (the verifier from `compare.verifier`)."""
+    lines = ["# @package _global_", f"# experiment=compare_methods: method={cls.name} at the swept rung (written by "
+             f"report.compare.compare_method_yaml)",
+             "defaults:", f"  - override /method: {cls.name}", "method:"]
+    for key, value in (cls.at_budget(budget) or {}).items():
+        knob = f"compare.knobs.{cls.name}.{key}.${{compare.budget}}"
+        source = "compare.verifier" if value == budget.verifier else knob
+        lines.append(f"  {key}: ${{{source}}}")
+    return "\n".join(lines) + "\n"
 
 
 def knob_overrides(knobs: dict[str, dict]) -> list[str]:
     """Hydra overrides that set `compare.knobs` to `knobs` (rungs the experiment file lacks are added)."""
-    return [f"++compare.knobs.{method}={{{','.join(f'{rung}:{value}' for rung, value in values.items())}}}"
-            for method, values in knobs.items()]
+    return [f"++compare.knobs.{method}.{key}={{{','.join(f'{rung}:{value}' for rung, value in values.items())}}}"
+            for method, settings in knobs.items() for key, values in settings.items()]
+
+
+def study_overrides(budgets: Mapping[str, Budget], conf_dir: Path, classes: Sequence[type] | None = None
+                    ) -> list[str]:
+    """The multirun overrides of the study's jobs (methods x rungs): each method's compare_method yaml written to
+    `conf_dir` (put on Hydra's search path) and the knobs it reads."""
+    classes = list(classes if classes is not None else compare_classes())
+    first = next(iter(budgets.values()))
+    for cls in classes:
+        atomic_write_bytes(Path(conf_dir) / "compare_method" / f"{cls.name}.yaml",
+                           compare_method_yaml(cls, first).encode("utf-8"))
+    return [f"+compare_method={','.join(cls.name for cls in classes)}", f"compare.budget={','.join(budgets)}",
+            *knob_overrides(ladder_knobs(budgets, classes))]
 
 
 def bootstrap_interval(values: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -138,14 +169,15 @@ def compared_rows(runs: Sequence[ComparedRun]) -> pd.DataFrame:
 def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str, float] | None = None
                   ) -> pd.DataFrame:
     """Per (budget, method): n, mean NFEs and seconds, and per scorer the mean, its bootstrap interval and the
-    win rate against `random` at the same budget with its Wilson interval (a difference within
-    `tie_tolerance_of(metric, tolerances)` is a tie, half a win)."""
+    win rate against the declared baseline (`compare_baseline`: random) at the same budget with its Wilson interval
+    (a difference within `tie_tolerance_of(metric, tolerances)` is a tie, half a win)."""
     metrics = [m for m in metric_columns(rows) if m != "budget"]
+    reference = compare_baseline()
     out = []
     for (budget, method), part in rows.groupby(["budget", "method"], sort=False):
         row: dict[str, Any] = {"budget": budget, "method": method, "saw": part["saw"].iloc[0], "n": len(part),
                                "nfe": float(part["unet_calls"].mean()), "time_s": float(part["time_s"].mean())}
-        baseline = rows[(rows["budget"] == budget) & (rows["method"] == "random")]
+        baseline = rows[(rows["budget"] == budget) & (rows["method"] == reference)]
         for metric in metrics:
             row[metric] = float(part[metric].mean())
             row[f"{metric}_low"], row[f"{metric}_high"] = bootstrap_interval(part[metric].to_numpy(), draws)
@@ -153,26 +185,27 @@ def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str
                                                                  on=["dataset", "prompt_id"], suffixes=("", "_random"))
             difference = (pairs[metric] - pairs[f"{metric}_random"]).dropna().to_numpy()
             counts = count_pairs(difference, tie_tolerance_of(metric, tolerances))
-            row[f"{metric}_win"] = counts.win_rate if method != "random" else math.nan
-            low, high = counts.interval if method != "random" else (math.nan, math.nan)
+            row[f"{metric}_win"] = counts.win_rate if method != reference else math.nan
+            low, high = counts.interval if method != reference else (math.nan, math.nan)
             row[f"{metric}_win_low"], row[f"{metric}_win_high"] = low, high
         out.append(row)
     table = pd.DataFrame(out)
-    order = {name: i for i, name in enumerate(METHOD_ORDER)}
+    order = {cls.name: i for i, cls in enumerate(compare_classes())}
     table["_order"] = table["method"].map(lambda m: order.get(m, len(order)))
     return table.sort_values(["budget", "_order"]).drop(columns="_order").reset_index(drop=True)
 
 
 def table_markdown(table: pd.DataFrame, held_out: Sequence[str]) -> str:
-    """One line per (budget, method): `mean [low, high]` per scorer, its win rate vs random, and what it saw."""
+    """One line per (budget, method): `mean [low, high]` per scorer, its win rate vs the baseline, and what it saw."""
     metrics = [c for c in table.columns if f"{c}_low" in table.columns and not c.endswith("_win")]
+    baseline = compare_baseline()
     shown = pd.DataFrame({"budget (generations)": table["budget"], "method": table["method"], "saw": table["saw"],
                           "n": table["n"], "NFEs": table["nfe"].round(1), "seconds": table["time_s"].round(2)})
     for metric in metrics:
         label = METRIC_LABELS.get(metric, metric) + (" (held out)" if metric in held_out else "")
         shown[label] = [_cell(r[metric], r[f"{metric}_low"], r[f"{metric}_high"], seen=r["saw"] == metric)
                         for _, r in table.iterrows()]
-        shown[f"{label}: wins vs random"] = [_cell(r[f"{metric}_win"], r[f"{metric}_win_low"], r[f"{metric}_win_high"])
+        shown[f"{label}: wins vs {baseline}"] = [_cell(r[f"{metric}_win"], r[f"{metric}_win_low"], r[f"{metric}_win_high"])
                                              for _, r in table.iterrows()]
     return to_markdown(shown, digits=1)
 

@@ -2,7 +2,7 @@
 stability. Nothing else in the project names it; tests/extending/test_add_a_method.py checks that it is wired."""
 from __future__ import annotations
 
-from noise_exp.methods.declaration import Comparison, VariantSpec
+from noise_exp.methods.declaration import Budget, Comparison, VariantSpec
 from noise_exp.methods.method import UNSTABLE, MethodOutput, NoiseSelection, Progress
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.models.base import Conditioning, NoiseModel
@@ -16,6 +16,11 @@ class MedianSelection(NoiseSelection):
     comparisons = (Comparison("median", "unstable"),)
     main_variant = "median"
     sees = "stability"
+
+    @classmethod
+    def at_budget(cls, budget: Budget) -> dict[str, int]:
+        """K - 1 candidates in the equal-compute study: the median's image costs one more round trip."""
+        return {"num_seeds": max(1, budget.roundtrips - 1)}
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         result, seconds = self.select(model, cond, progress, prompt_index)

@@ -9,23 +9,32 @@ import pytest
 from omegaconf import OmegaConf
 
 from noise_exp.errors import NoiseExpError
-from noise_exp.report.compare import knob_overrides, ladder_knobs, read_compared_run, write_compare
+from noise_exp.methods.registry import compare_classes
+from noise_exp.report.compare import (compare_method_yaml, ladder_budgets, ladder_knobs, read_compared_run,
+                                      study_overrides, write_compare)
 from noise_exp.runner import build, run_experiment
-from tests.conftest import compose_cfg
+from tests.conftest import ROOT as REPO, compose_cfg
 
 pytestmark = pytest.mark.xdist_group("compare_ladder")  # its module fixture runs the ladder once
 
-METHODS = ("select", "optimize", "best_of_n", "reward_opt", "random")
+METHODS = ("random", "select", "optimize", "best_of_n", "reward_opt")  # declared baseline first, then registry
 G, R, D = 20, 30, 256  # small_shapes: T = 10 at guidance 2 (CFG), inversion without CFG; 4x8x8 latents
 
 
-def test_the_experiment_file_holds_the_knobs_ladder_knobs_computes():
+def test_the_experiment_file_holds_the_knobs_the_methods_at_budget_computes():
     cfg = compose_cfg(["experiment=compare_methods"])
     written = OmegaConf.to_container(cfg.compare.knobs)
-    assert ladder_knobs([1, 4, 16], G, R, D) == written
-    assert written["select"] == {"x1": 1, "x4": 2, "x16": 10} and written["reward_opt"] == {"x1": 0, "x4": 0, "x16": 3}
+    budgets = ladder_budgets([1, 4, 16], G, R, D, "shapes_reward")
+    assert ladder_knobs(budgets) == written
+    assert [cls.name for cls in compare_classes()] == list(METHODS) == list(written)
+    assert written["select"] == {"num_seeds": {"x1": 1, "x4": 2, "x16": 10}}
+    assert written["reward_opt"]["steps"] == {"x1": 0, "x4": 0, "x16": 3}
+    assert written["optimize"]["lr"] == {"x1": 39.0625, "x4": 39.0625, "x16": 4.3403}
+    for cls in compare_classes():  # conf/compare_method holds what the study writes for each method
+        assert (REPO / "conf" / "compare_method" / f"{cls.name}.yaml").read_text() == compare_method_yaml(
+            cls, budgets["x1"]), cls.name
     with pytest.raises(NoiseExpError, match="at least one generation"):
-        ladder_knobs([0, 4], G, R, D)
+        ladder_budgets([0, 4], G, R, D, "shapes_reward")
 
 
 @pytest.mark.parametrize("method", ["best_of_n", "reward_opt"])
@@ -41,7 +50,9 @@ def test_no_method_may_see_the_held_out_judge(method):
 def ladder(tmp_path_factory):
     """Every method at a budget of 5 generations on the first shapes_bench prompt, as the sweep's jobs would run."""
     folder = tmp_path_factory.mktemp("compare")
-    knobs = knob_overrides(ladder_knobs([5], G, R, D))
+    planned = study_overrides(ladder_budgets([5], G, R, D, "shapes_reward"), tmp_path_factory.mktemp("conf"))
+    assert planned[:2] == [f"+compare_method={','.join(METHODS)}", "compare.budget=x5"]
+    knobs = planned[2:]
     for method in METHODS:
         cfg = compose_cfg(["experiment=compare_methods", f"+compare_method={method}", "compare.budget=x5",
                            "dataset.limit=1", "model.device=cpu", *knobs])
