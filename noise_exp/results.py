@@ -42,7 +42,7 @@ def write_declaration(run_dir: Path, declaration: Declaration) -> None:
 
 def read_declaration(run_dir: Path) -> Declaration | None:
     """The run's method declaration: method.json, else the class its `.hydra/config.yaml` names (folders written
-    before method.json existed), else None (a bank query's folder, a synthetic run)."""
+    before method.json existed), else None (a synthetic run, a bank query's folder from before method.json)."""
     path = Path(run_dir) / METHOD_FILE
     if path.is_file():
         try:

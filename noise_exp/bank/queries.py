@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from noise_exp.bank.keys import BankScope, candidate_key
 from noise_exp.bank.session import read_run_link
 from noise_exp.bank.storage import SCORE_PREFIX, STABILITY_PREFIX, BankContents, CandidateBank
 from noise_exp.errors import NoiseExpError
+
+if TYPE_CHECKING:
+    from noise_exp.methods.declaration import Declaration
 
 SIMILARITY_NAMES = ("cosine", "pearson", "neg_rmse")
 # what running a rule from scratch costs per prompt: K round trips (Algorithm 1), one denoising pass (a random
@@ -52,6 +55,34 @@ def parse_rule(text: str, similarity: str = "cosine") -> Rule:
         raise NoiseExpError(f"cannot read the rule {text!r}: use stability, unstable, random, <evaluator> or "
                             f"oracle:<evaluator>")
     return Rule(f"{'oracle' if oracle else 'best'}_{name}", f"{SCORE_PREFIX}{name}", cost=SCORED)
+
+
+BANK_METHOD = "bank_select"  # method.json's `method` of a bank query's run folder
+RULE_LABELS = {"stable": "Stable noise (argmax s)", "unstable": "Unstable noise (argmin s)",
+               "random": "Random seed"}
+
+
+def rule_label(variant: str) -> str:
+    """A rule's row label: `best_<score>` -> "Best of K by <score>", `oracle_<score>` -> "Oracle by <score>"."""
+    kind, _, score = variant.partition("_")
+    if variant in RULE_LABELS:
+        return RULE_LABELS[variant]
+    return f"{'Oracle' if kind == 'oracle' else 'Best of K'} by {score}"
+
+
+def rule_declaration(rules: Sequence[Rule]) -> "Declaration":
+    """What a bank query's run folder holds (its method.json): one variant per rule, in rule order; stable and
+    each best_/oracle_ pick vs random, then each best_/oracle_ pick vs stable (where those variants exist)."""
+    from noise_exp.methods.declaration import Comparison, Declaration, VariantSpec
+
+    names = list(dict.fromkeys(r.variant for r in rules))
+    picks = [v for v in names if v.startswith(("best_", "oracle_"))]
+    pairs = [(v, "random") for v in ["stable", *picks] if v in names and "random" in names]
+    pairs += [(v, "stable") for v in picks if "stable" in names]
+    main = (picks or [v for v in names if v == "stable"] or names)[0]
+    return Declaration(method=BANK_METHOD,
+                       variants=tuple(VariantSpec(v, rule_label(v), "kept") for v in names),
+                       comparisons=tuple(Comparison(a, b) for a, b in pairs), main_variant=main)
 
 
 @dataclass

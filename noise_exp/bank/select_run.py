@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from noise_exp.bank.queries import CandidateSet, Choice, Rule, apply_rules
+from noise_exp.bank.queries import CandidateSet, Choice, Rule, apply_rules, rule_declaration
 from noise_exp.bank.storage import SCORE_PREFIX, STABILITY_PREFIX
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes, writable_folder
@@ -33,7 +33,7 @@ def write_select_run(candidates: CandidateSet, rules: Sequence[Rule], out: Path,
     from noise_exp.data.prompts import Prompt
     from noise_exp.methods.method import MethodOutput, Variant
     from noise_exp.report import write_report
-    from noise_exp.results import RunStore
+    from noise_exp.results import RunStore, write_declaration
 
     _prepare(out)  # only now: a query that fails leaves no folder behind
     store = RunStore(out, save_noise=False)
@@ -51,6 +51,7 @@ def write_select_run(candidates: CandidateSet, rules: Sequence[Rule], out: Path,
              "model": candidates.scope.settings, "rules": [r.variant for r in rules], "similarity": similarity,
              "k": int(len(candidates.prompts[0].frame)), "seed": seed, "images": made}
     atomic_write_bytes(out / QUERY_FILE, json.dumps(query, indent=1, default=str).encode("utf-8"))
+    write_declaration(out, rule_declaration(rules))  # the report and the human-eval page read it like any run's
     write_report([out], out / "report")
     return out, made
 
@@ -69,7 +70,8 @@ def check_images(mode: str) -> None:
 
 
 def _prepare(out: Path) -> None:
-    """The output folder, emptied of an earlier query's records, images and report."""
+    """The output folder, emptied of an earlier query's records, images, report and declaration."""
+    (out / "method.json").unlink(missing_ok=True)
     for name in ("prompts", "images", "report"):
         shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ from noise_exp.scoring import read_results
 
 # Variant names, labels, order and comparisons ("A vs B": the share of prompts on which A beats B,
 # docs/CONVENTIONS.md) come from the methods' declarations (noise_exp.methods.declaration).
-# A candidate-bank query (`python -m noise_exp.bank select`) writes one variant per rule: random, best_<score>,
-# oracle_<score> (and stable/unstable); each pick is compared with a random pick, and with the stable noise.
+# A candidate-bank query (`python -m noise_exp.bank select`) declares its rules' variants and comparisons in its
+# method.json (noise_exp.bank.queries.rule_declaration); BANK_PICKS gives the same comparisons to a query folder
+# written before method.json existed.
 BANK_PICKS = ("best_", "oracle_")
 # The paper's four metrics, in its column order; "Average" is their mean (Tables 1 and 2).
 PAPER_METRICS = ("hpsv2", "aes", "pickscore", "imagereward")
@@ -135,13 +136,15 @@ def mean_table(frame: pd.DataFrame, settings: Sequence[str] = (), order: Sequenc
 
 
 def comparisons_for(variants: Sequence[str], declarations: Sequence[Declaration | None] = ()) -> list[tuple[str, str]]:
-    """The declared comparisons, then those of a bank query's rules among `variants`: stable and each best_/oracle_
-    pick vs random, and each best_/oracle_ pick vs stable."""
+    """The declared comparisons, then (for a bank query's folder without method.json) those of its rules among
+    `variants`: stable and each best_/oracle_ pick vs random, and each best_/oracle_ pick vs stable."""
+    declared = declared_pairs(declarations)
+    if declarations and all(declarations):
+        return declared
     present = list(dict.fromkeys(str(v) for v in variants))
     picks = [v for v in present if v.startswith(BANK_PICKS)]
     extra = [(v, "random") for v in ["stable", *picks] if v in present and "random" in present]
     extra += [(v, "stable") for v in picks if "stable" in present]
-    declared = declared_pairs(declarations)
     return [*declared, *(pair for pair in extra if pair not in declared)]
 
 

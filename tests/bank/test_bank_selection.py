@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +14,9 @@ from PIL import Image
 from noise_exp.bank import CandidateBank
 from noise_exp.bank.__main__ import main as bank_main
 from noise_exp.errors import NoiseExpError
+from noise_exp.methods.registry import run_pairs
+from noise_exp.report import write_report
+from noise_exp.results import read_declaration
 from tests.bank.helpers import SCORERS, run_digits
 from tests.conftest import compose_cfg
 
@@ -138,6 +141,26 @@ def test_scored_candidates_answer_every_rule_and_reuse_their_images(tmp_path, ca
     assert difference <= 2
     query = json.loads((out / "bank_query.json").read_text())
     assert query["rules"] == ["stable", "random", "best_digit_realism", "oracle_digit_classifier"]
+    # the folder declares its variants and comparisons (method.json) and its report shows exactly those
+    declaration = read_declaration(out)
+    assert declaration.names == ("stable", "random", "best_digit_realism", "oracle_digit_classifier")
+    assert declaration.spec("best_digit_realism").label == "Best of K by digit_realism"
+    pairs = [("stable", "random"), ("best_digit_realism", "random"), ("oracle_digit_classifier", "random"),
+             ("best_digit_realism", "stable"), ("oracle_digit_classifier", "stable")]
+    assert [c.pair for c in declaration.comparisons] == pairs
+    rates = pd.read_csv(out / "report" / "winning_rates.csv")
+    assert set(zip(rates["a"], rates["b"])) >= set(pairs)
+    assert ("best_digit_realism", "stable") in run_pairs(declaration)  # the human-eval page's pairs
+    (out / "method.json").write_text(replace(declaration, comparisons=declaration.comparisons[:1]).to_json())
+    write_report([out], tmp_path / "narrowed")
+    narrowed = pd.read_csv(tmp_path / "narrowed" / "winning_rates.csv")
+    assert ("best_digit_realism", "stable") not in set(zip(narrowed["a"], narrowed["b"]))
+    assert ("stable", "random") in set(zip(narrowed["a"], narrowed["b"]))
+    # a query folder written before method.json: the same comparisons, from its variant names
+    (out / "method.json").unlink()
+    write_report([out], tmp_path / "old")
+    old = pd.read_csv(tmp_path / "old" / "winning_rates.csv")
+    pd.testing.assert_frame_equal(old, rates)
 
 
 def test_network_passes_are_measured_per_candidate(banked):

@@ -95,7 +95,7 @@ def test_a_run_folder_reads_its_declaration_from_method_json_then_hydra_then_non
     from noise_exp.methods.best_of_n import BestOfN
     from noise_exp.results import read_declaration, write_declaration
 
-    assert read_declaration(tmp_path) is None  # a bank query's folder, a synthetic run
+    assert read_declaration(tmp_path) is None  # a synthetic run, a bank query's folder from before method.json
     hydra = tmp_path / ".hydra"
     hydra.mkdir()
     (hydra / "config.yaml").write_text("method:\n  _target_: noise_exp.methods.best_of_n.BestOfN\n")
