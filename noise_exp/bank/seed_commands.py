@@ -37,6 +37,8 @@ def run_seed_command(args: argparse.Namespace) -> int:
 
     if args.k is not None and args.k < 2:
         raise NoiseExpError(f"--k must be >= 2, got {args.k}")
+    if args.command == "decompose" and args.bootstrap < 1:  # every argument before any candidate is read
+        raise NoiseExpError(f"--bootstrap must be >= 1, got {args.bootstrap}")
     candidates = load_candidates(args.source, args.scope, args.bank).first(args.k)
     table = seed_table(candidates, args.similarity)
     if args.command == "prior":
@@ -47,8 +49,6 @@ def run_seed_command(args: argparse.Namespace) -> int:
         return 0
     if len(table.prompts) < 2:
         raise NoiseExpError(f"{args.source} holds one prompt; a decomposition needs at least 2")
-    if args.bootstrap < 1:
-        raise NoiseExpError(f"--bootstrap must be >= 1, got {args.bootstrap}")
     from noise_exp.bank.decompose import decompose
 
     result = decompose(table.values, args.bootstrap, args.seed)
