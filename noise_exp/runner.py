@@ -173,9 +173,10 @@ def _check_prompts(prompts: list[Prompt], method: Method, evaluators: dict[str, 
 
 def _candidate_bank(cfg: DictConfig) -> CandidateBank | None:
     """The bank folder of `bank.path` (made if missing), or None."""
-    path = (cfg.get("bank") or {}).get("path")
+    bank = cfg.get("bank") or {}
+    path = bank.get("path")
     if path:
-        flag_param("bank.images", (cfg.get("bank") or {}).get("images", True))
+        flag_param("bank.images", bank.get("images", True))
     return CandidateBank(Path(str(path)).expanduser(), create=True) if path else None
 
 
