@@ -106,7 +106,10 @@ def majority_labels(labels: pd.DataFrame) -> pd.Series:
 def load_labels(folder: Path, labels_csv: Path | None = None) -> pd.DataFrame:
     """The labels that concern `folder`: from a CSV (as `export --labels` writes) or the folder's database."""
     if labels_csv is not None:
-        labels = pd.read_csv(labels_csv, dtype={"item_id": str, "label": str})
+        try:
+            labels = pd.read_csv(labels_csv, dtype={"item_id": str, "label": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise NoiseExpError(f"cannot read {labels_csv}: {err}") from err
         missing = {"annotator", "item_id", "label"} - set(labels.columns)
         if missing:
             raise NoiseExpError(f"{labels_csv} lacks column(s) {', '.join(sorted(missing))}")
