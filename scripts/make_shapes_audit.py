@@ -63,8 +63,11 @@ def build(picks: list[Path], out: Path) -> None:
 def rescore(out: Path) -> None:
     from evaluators.shapes import ShapesGenEval
 
+    found = sorted(out.glob("*/results.csv"))
+    if not found:
+        raise NoiseExpError(f"no <model>/results.csv under {out}: build the audit set first")
     judge = ShapesGenEval()
-    for results in sorted(out.glob("*/results.csv")):
+    for results in found:
         frame = pd.read_csv(results)
         images = [Image.open(results.parent / path).convert("RGB") for path in frame["image"]]
         frame["shapes_geneval"] = judge.score(images, list(frame["prompt"])).numpy()
