@@ -81,11 +81,12 @@ def sheets(out: Path, annotator: str, dest: Path, per_sheet: int = 16, tile: int
     from noise_exp.human_eval.labels import build_items, labelling_order
 
     _, items, _ = build_items(out)
+    items = labelling_order(annotator, items)
     dest.mkdir(parents=True, exist_ok=True)
     index = []
     columns, label_height = 4, 30
     for start in range(0, len(items), per_sheet):
-        chunk = labelling_order(annotator, items)[start:start + per_sheet]
+        chunk = items[start:start + per_sheet]
         rows = -(-len(chunk) // columns)
         sheet = Image.new("RGB", (columns * (tile + 8), rows * (tile + label_height + 8)), (128, 128, 128))
         draw = ImageDraw.Draw(sheet)
