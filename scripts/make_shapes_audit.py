@@ -63,8 +63,11 @@ def build(picks: list[Path], out: Path) -> None:
 def rescore(out: Path) -> None:
     from evaluators.shapes import ShapesGenEval
 
+    found = sorted(out.glob("*/results.csv"))
+    if not found:
+        raise NoiseExpError(f"no <model>/results.csv under {out}: build the audit set first")
     judge = ShapesGenEval()
-    for results in sorted(out.glob("*/results.csv")):
+    for results in found:
         frame = pd.read_csv(results)
         images = [Image.open(results.parent / path).convert("RGB") for path in frame["image"]]
         frame["shapes_geneval"] = judge.score(images, list(frame["prompt"])).numpy()
@@ -78,11 +81,12 @@ def sheets(out: Path, annotator: str, dest: Path, per_sheet: int = 16, tile: int
     from noise_exp.human_eval.labels import build_items, labelling_order
 
     _, items, _ = build_items(out)
+    items = labelling_order(annotator, items)
     dest.mkdir(parents=True, exist_ok=True)
     index = []
     columns, label_height = 4, 30
     for start in range(0, len(items), per_sheet):
-        chunk = labelling_order(annotator, items)[start:start + per_sheet]
+        chunk = items[start:start + per_sheet]
         rows = -(-len(chunk) // columns)
         sheet = Image.new("RGB", (columns * (tile + 8), rows * (tile + label_height + 8)), (128, 128, 128))
         draw = ImageDraw.Draw(sheet)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -120,6 +121,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
     if args.command == "serve" and not 1 <= args.port <= 65535:
         raise NoiseExpError(f"--port must be in 1..65535, got {args.port}")
+    if args.command == "audit" and not math.isfinite(args.threshold):
+        raise NoiseExpError(f"--threshold must be a finite number, got {args.threshold}")
     out = {"export": getattr(args, "out", None), "analyze": getattr(args, "csv", None),
            "audit": getattr(args, "out", None)}.get(args.command)
     if isinstance(out, Path):

@@ -19,7 +19,7 @@ import pandas as pd
 from noise_exp.data.shapes import TAGS, tag_of
 from noise_exp.errors import NoiseExpError
 from noise_exp.human_eval.analysis import find_database, wilson_interval
-from noise_exp.human_eval.labels import LABEL_COLUMNS, build_items, read_labels
+from noise_exp.human_eval.labels import LABEL_COLUMNS, build_items, item_id_of, read_labels
 from noise_exp.human_eval.pairs import RESULTS_FILE, run_results
 
 
@@ -106,7 +106,10 @@ def majority_labels(labels: pd.DataFrame) -> pd.Series:
 def load_labels(folder: Path, labels_csv: Path | None = None) -> pd.DataFrame:
     """The labels that concern `folder`: from a CSV (as `export --labels` writes) or the folder's database."""
     if labels_csv is not None:
-        labels = pd.read_csv(labels_csv, dtype={"item_id": str, "label": str})
+        try:
+            labels = pd.read_csv(labels_csv, dtype={"item_id": str, "label": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise NoiseExpError(f"cannot read {labels_csv}: {err}") from err
         missing = {"annotator", "item_id", "label"} - set(labels.columns)
         if missing:
             raise NoiseExpError(f"{labels_csv} lacks column(s) {', '.join(sorted(missing))}")
@@ -136,7 +139,7 @@ def _scores(root: Path, evaluator: str) -> pd.DataFrame:
         if evaluator not in frame.columns:
             raise NoiseExpError(f"{run_folder / RESULTS_FILE} has no {evaluator!r} column: score it first "
                                 f"(python -m noise_exp.score {run_folder} evaluator=[{evaluator}])")
-        frame = frame.assign(item_id=[f"{run}/{d}/{int(p)}/{v}" for d, p, v in
+        frame = frame.assign(item_id=[item_id_of(run, d, p, v) for d, p, v in
                                       zip(frame["dataset"], frame["prompt_id"], frame["variant"])], run=run)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

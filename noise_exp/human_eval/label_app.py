@@ -55,7 +55,7 @@ def build_app(folder: Path, comparisons: Comparisons | None = None,
 
 def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -> None:
     by_key = {item.key: item for item in items}
-    total = len(items)
+    item_ids = frozenset(item.item_id for item in items)
 
     def item_or_404(key: str) -> Item:
         item = by_key.get(key)
@@ -63,9 +63,8 @@ def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -
             raise ApiError(404, f"unknown item key {key[:64]!r}")
         return item
 
-    def progress(annotator: str) -> dict:
-        done = store.labelled_item_ids(annotator) & {item.item_id for item in items}
-        return {"done": len(done), "total": total}
+    def progress(labelled: set[str]) -> dict:
+        return {"done": len(labelled & item_ids), "total": len(items)}
 
     @app.get("/label", response_class=HTMLResponse)
     def label_page() -> HTMLResponse:
@@ -83,7 +82,7 @@ def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -
     def next_item(annotator: str = Query(min_length=1, max_length=64)) -> dict:
         annotator = _check_annotator(annotator)
         labelled = store.labelled_item_ids(annotator)
-        status = progress(annotator)
+        status = progress(labelled)
         for item in labelling_order(annotator, items):
             if item.item_id not in labelled:
                 return {"finished": False, "progress": status,
@@ -105,7 +104,7 @@ def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -
                                      item.prompt, body.label, utc_now()))
         except DuplicateLabel as err:
             raise ApiError(409, str(err)) from err
-        return {"status": "recorded", "progress": progress(annotator)}
+        return {"status": "recorded", "progress": progress(store.labelled_item_ids(annotator))}
 
 
 LABEL_HTML = page_html(

@@ -96,6 +96,11 @@ def item_key(item_id: str) -> str:
     return hashlib.sha256(("item\x1f" + item_id).encode("utf-8")).hexdigest()[:20]
 
 
+def item_id_of(run: str, dataset: object, prompt_id: object, variant: object) -> str:
+    """An image's label id, `<run>/<dataset>/<prompt_id>/<variant>`: what labels and audits join on."""
+    return f"{run}/{dataset}/{int(prompt_id)}/{variant}"
+
+
 def build_items(folder: Path) -> tuple[Path, tuple[Item, ...], tuple[str, ...]]:
     """(served root, every image of the run or sweep folder in canonical order, what was skipped and why)."""
     root = Path(folder).resolve()
@@ -103,7 +108,7 @@ def build_items(folder: Path) -> tuple[Path, tuple[Item, ...], tuple[str, ...]]:
     skipped: list[str] = []
     for run_folder, run, frame in run_results(root):
         for row in frame.sort_values(["dataset", "prompt_id", "variant"]).itertuples(index=False):
-            item_id = f"{run}/{row.dataset}/{int(row.prompt_id)}/{row.variant}"
+            item_id = item_id_of(run, row.dataset, row.prompt_id, row.variant)
             image = _safe_image(root, run_folder, row.image)
             if image is None:
                 skipped.append(f"{item_id}: image missing, not an image, or outside {root}")
