@@ -21,7 +21,7 @@ from noise_exp.human_eval.app import ApiError, _check_annotator, create_app, db_
 from noise_exp.human_eval.labels import (DuplicateLabel, Item, Label, LabelStore, build_items, label_rule,
                                          labelling_order)
 from noise_exp.human_eval.page import page_html, page_script
-from noise_exp.human_eval.pairs import Comparisons, PairSet, build_pairs
+from noise_exp.human_eval.pairs import Comparisons, PairSet, build_pairs, served_image
 from noise_exp.human_eval.store import utc_now
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,11 @@ def build_app(folder: Path, comparisons: Comparisons | None = None,
         pair_set = PairSet(root=root, pairs=(), skipped=())
     store = LabelStore(db_path(root))
     app = create_app(pair_set, store, token=token)
-    add_label_routes(app, items, store)
+    add_label_routes(app, root, items, store)
     return app, pair_set, items, store
 
 
-def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -> None:
+def add_label_routes(app: FastAPI, root: Path, items: tuple[Item, ...], store: LabelStore) -> None:
     by_key = {item.key: item for item in items}
     item_ids = frozenset(item.item_id for item in items)
 
@@ -92,8 +92,10 @@ def add_label_routes(app: FastAPI, items: tuple[Item, ...], store: LabelStore) -
 
     @app.get("/api/label/image")
     def item_image(key: str = Query(min_length=1, max_length=64)) -> FileResponse:
-        # The path was resolved and checked to be inside the served folder when the items were built.
-        return FileResponse(item_or_404(key).image, headers={"Cache-Control": "private, max-age=3600"})
+        path = served_image(root, item_or_404(key).image)
+        if path is None:  # checked at start too, but the file may have been replaced since (e.g. by a symlink)
+            raise ApiError(404, "the image is gone or no longer inside the served folder")
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/labels", status_code=201)
     def record(body: LabelIn) -> dict:

@@ -58,6 +58,19 @@ def test_browser_labels_with_clicks_and_keys_then_resumes(run_folder: Path):
         assert len(read_labels(server.store.path)) == 4
 
 
+def test_label_image_replaced_by_an_outside_symlink_after_start_is_refused(live_server: LiveServer):
+    item = live_server.items[0]
+    secret = live_server.pair_set.root.parent / "secret.png"
+    secret.write_bytes(b"top secret")
+    with httpx.Client(base_url=live_server.url, timeout=10) as client:
+        assert client.get("/api/label/image", params={"key": item.key}).status_code == 200
+        item.image.unlink()
+        item.image.symlink_to(secret)  # swapped after the server checked it at start
+        response = client.get("/api/label/image", params={"key": item.key})
+    assert response.status_code == 404 and b"top secret" not in response.content
+    assert "no longer inside the served folder" in response.json()["error"]
+
+
 def test_label_api_refuses_duplicates_and_bad_labels(live_server: LiveServer):
     item = live_server.items[0]
     with httpx.Client(base_url=live_server.url, timeout=10) as client:
