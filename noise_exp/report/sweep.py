@@ -10,6 +10,8 @@ separate. Keys with one value in all jobs are no columns, nor are dataset keys t
 """
 from __future__ import annotations
 
+import argparse
+
 import json
 import math
 from dataclasses import dataclass
@@ -155,6 +157,14 @@ def tolerance_option(text: str) -> tuple[str, float]:
     if not metric or not math.isfinite(tolerance) or tolerance < 0:
         raise ValueError(text)
     return metric.strip(), tolerance
+
+
+def add_tie_tolerance_option(parser: argparse.ArgumentParser) -> None:
+    """`--tie-tolerance METRIC=VALUE` (repeatable) of the commands that write a report; read it as
+    `dict(args.tie_tolerance)`."""
+    parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
+                        help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
+                             "of the runs' config)")
 
 
 def column_names(keys: Sequence[str], reserved: Collection[str] = ()) -> dict[str, str]:
