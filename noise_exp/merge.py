@@ -16,7 +16,7 @@ from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.files import writable_folder
 from noise_exp.logging import RunLogger
-from noise_exp.report.sweep import check_unique_prompts, sweep_settings, tolerance_option
+from noise_exp.report.sweep import add_tie_tolerance_option, check_unique_prompts, sweep_settings
 from noise_exp.report.tables import RESERVED
 from noise_exp.scoring import write_results_atomically
 
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tracker", action="store_true", help="don't log the summary to the sweep's W&B group")
     parser.add_argument("--pool", action="store_true",
                         help="pool all runs into one row per dataset and variant, whatever their settings")
-    parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
-                        help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
-                             "of the runs' config)")
+    add_tie_tolerance_option(parser)
     parser.add_argument("--allow-missing", action="store_true",
                         help="merge the finished jobs of a sweep whose other jobs failed or never started")
     args = parser.parse_args(argv)

@@ -359,12 +359,25 @@ def write_summary(out: Path, summary: dict, rows: list[Comparison]) -> int:
     return 0
 
 
+# What summary_markdown reads of a summary.json and of each of its runs.
+SUMMARY_KEYS = {"args", "runs", "weights", "command", "finished_utc", "wall_s", "load_average"}
+RUN_KEYS = {"model", "dim", "guidance", "select_prompts", "optimize_prompts", "lr", "seconds"}
+
+
 def recount(out: Path) -> tuple[dict, list[Comparison]]:
     """The summary of an earlier run in `out`, its comparisons counted again from its run folders (nothing sampled)."""
     saved = out / "summary.json"
     if not saved.is_file():
         raise NoiseExpError(f"{saved} is missing: --from-runs re-counts the runs of an earlier reproduce_shapes --out")
-    summary = json.loads(saved.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(saved.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise NoiseExpError(f"{saved} is not valid JSON ({err}): --from-runs needs an earlier run's summary") from err
+    runs = summary.get("runs") if isinstance(summary, dict) else None
+    missing = (SUMMARY_KEYS - set(summary) if isinstance(runs, list) else {"runs"}) | {
+        key for run in (runs or []) for key in (RUN_KEYS - set(run) if isinstance(run, dict) else RUN_KEYS)}
+    if missing:
+        raise NoiseExpError(f"{saved} lacks {', '.join(sorted(missing))}: it is not a reproduce_shapes summary")
     rows = []
     for run in summary["runs"]:
         for table, method, count in (("selection", "select", run["select_prompts"]),

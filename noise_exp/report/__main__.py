@@ -10,7 +10,7 @@ from noise_exp.errors import exit_on_user_error
 from noise_exp.files import writable_folder
 from noise_exp.params import integer_param
 from noise_exp.report.report import write_report
-from noise_exp.report.sweep import tolerance_option
+from noise_exp.report.sweep import add_tie_tolerance_option
 
 
 @exit_on_user_error
@@ -22,9 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-settings", type=int, default=4, help="settings with image grids (the first N)")
     parser.add_argument("--pool", action="store_true",
                         help="pool all runs into one row per dataset and variant, whatever their settings")
-    parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
-                        help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
-                             "of the runs' config)")
+    add_tie_tolerance_option(parser)
     args = parser.parse_args(argv)
     integer_param("--grid-rows", args.grid_rows, 1)
     integer_param("--grid-settings", args.grid_settings, 0)

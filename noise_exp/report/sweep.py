@@ -10,6 +10,8 @@ separate. Keys with one value in all jobs are no columns, nor are dataset keys t
 """
 from __future__ import annotations
 
+import argparse
+
 import json
 import math
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import pandas as pd
 import yaml
 
 from noise_exp.errors import NoiseExpError
+from noise_exp.params import real_param
 from noise_exp.settings import flatten, is_result_key, override_key
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "config.yaml"  # defaults for runs without `.hydra/`
@@ -133,8 +136,11 @@ def tie_tolerances(run_dirs: Sequence[Path], overrides: Mapping[str, float] | No
     for run_dir in run_dirs:
         config = _read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
         node = (config.get("report") or {}).get("tie_tolerance") if isinstance(config, Mapping) else None
+        if node is not None and not isinstance(node, Mapping):
+            raise NoiseExpError(f"report.tie_tolerance of {run_dir} must map metrics to tolerances, got {node!r}")
         for metric, value in (default if node is None else node).items():
-            found.setdefault(str(metric), {}).setdefault(float(value), Path(run_dir))
+            tolerance = real_param(f"report.tie_tolerance.{metric} of {run_dir}", value, 0.0)
+            found.setdefault(str(metric), {}).setdefault(tolerance, Path(run_dir))
     overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
     for metric, values in found.items():
         if len(values) > 1 and metric not in overrides:
@@ -151,6 +157,14 @@ def tolerance_option(text: str) -> tuple[str, float]:
     if not metric or not math.isfinite(tolerance) or tolerance < 0:
         raise ValueError(text)
     return metric.strip(), tolerance
+
+
+def add_tie_tolerance_option(parser: argparse.ArgumentParser) -> None:
+    """`--tie-tolerance METRIC=VALUE` (repeatable) of the commands that write a report; read it as
+    `dict(args.tie_tolerance)`."""
+    parser.add_argument("--tie-tolerance", type=tolerance_option, action="append", default=[], metavar="METRIC=VALUE",
+                        help="winning rates count |A - B| <= VALUE as a tie for METRIC (default: report.tie_tolerance "
+                             "of the runs' config)")
 
 
 def column_names(keys: Sequence[str], reserved: Collection[str] = ()) -> dict[str, str]:
