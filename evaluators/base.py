@@ -80,7 +80,7 @@ class Evaluator(ABC):
         """Which scorer made a score (`name@revision:digest`): class, `revision`, dtype and options, local weights by
         content. The candidate bank reuses a stored score only under the same identity."""
         if self._identity is None:
-            from noise_exp.fingerprint import file_identity, weights_identity
+            from noise_exp.hashing import file_identity, weights_identity
 
             def option(value: Any) -> Any:  # a local file or folder an option names counts by its content
                 path = Path(value) if isinstance(value, (str, Path)) and str(value) else None

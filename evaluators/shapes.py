@@ -269,11 +269,11 @@ def run_tag_accuracy(run_dir: Path, column: str = ShapesGenEval.name):
     """Per-variant, per-tag accuracy of a scored run folder: a DataFrame (rows: variants; columns: tags, overall)."""
     import pandas as pd
 
-    from noise_exp.scoring import RESULTS, read_results
+    from noise_exp.rundir.results import RESULTS_FILE, read_results
 
     frame = read_results(Path(run_dir))
     if column not in frame.columns:
-        raise NoiseExpError(f"{Path(run_dir) / RESULTS} has no {column!r} column: score it first "
+        raise NoiseExpError(f"{Path(run_dir) / RESULTS_FILE} has no {column!r} column: score it first "
                             f"(python -m noise_exp.score {run_dir} evaluator=[{column}])")
     frame = frame[frame[column].notna()]
     rows = {variant: tag_accuracy(list(group["prompt"].astype(str)), list(group[column]))

@@ -18,15 +18,7 @@ from noise_exp.files import writable_folder
 from noise_exp.logging import RunLogger
 from noise_exp.report.sweep import add_tie_tolerance_option, check_unique_prompts, sweep_settings
 from noise_exp.report.tables import RESERVED
-from noise_exp.scoring import write_results_atomically
-
-
-def find_runs(folder: Path) -> list[Path]:
-    """Every run folder (one holding results.csv) below `folder`, excluding earlier merges."""
-    runs = sorted(p.parent for p in Path(folder).rglob("results.csv") if "merged" not in p.relative_to(folder).parts)
-    if not runs:
-        raise NoiseExpError(f"no run folders with results.csv under {folder}")
-    return runs
+from noise_exp.rundir.results import MERGED, RESULTS_FILE, find_runs, read_results, write_results
 
 
 def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | None = None,
@@ -35,12 +27,12 @@ def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | N
     (setting, dataset, prompt, variant) appears once unless `pool`, and write `<out>/results.csv` and the report
     (one row per setting, or pooled). Returns the output folder."""
     folder = Path(folder)
-    out_dir = Path(out_dir) if out_dir else folder / "merged"
+    out_dir = Path(out_dir) if out_dir else folder / MERGED
     runs = find_runs(folder)
     settings = sweep_settings(runs, RESERVED)
     frames = []
     for run in runs:
-        frame = pd.read_csv(run / "results.csv", keep_default_na=False)
+        frame = read_results(run, keep_default_na=False)
         name = str(run.relative_to(folder)) if run != folder else "."
         frame.insert(0, "run", name)
         settings.add_columns(frame, run)
@@ -52,7 +44,7 @@ def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | N
     if not pool:
         check_unique_prompts(merged, settings.columns)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_results_atomically(merged, out_dir)
+    write_results(merged, out_dir)
     from noise_exp.report import write_report
 
     report = write_report(runs, out_dir / "report", pool=pool, tie_tolerance=tie_tolerance)
@@ -77,7 +69,7 @@ def unfinished_jobs(folder: Path) -> list[str]:
     started = {}
     for saved in sorted(folder.rglob(".hydra/overrides.yaml")):
         job = saved.parent.parent
-        if "merged" not in job.relative_to(folder).parts:
+        if MERGED not in job.relative_to(folder).parts:
             started[_normalized(yaml.safe_load(saved.read_text()) or ())] = job
     expected = _sweep_jobs(folder / "multirun.yaml") or list(started)
     jobs = list(dict.fromkeys([*expected, *started]))
@@ -88,8 +80,8 @@ def unfinished_jobs(folder: Path) -> list[str]:
         job = started.get(overrides)
         if job is None:
             unfinished.append(f"job #{number} ({own}) never started")
-        elif not (job / "results.csv").is_file():
-            unfinished.append(f"job {job.relative_to(folder) if job != folder else '.'} ({own}) has no results.csv "
+        elif not (job / RESULTS_FILE).is_file():
+            unfinished.append(f"job {job.relative_to(folder) if job != folder else '.'} ({own}) has no {RESULTS_FILE} "
                               f"(failed or still running: see its run.log)")
     return unfinished
 
@@ -171,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     out = merge_runs(args.folder, args.out, None if args.no_tracker else sweep_tracker(args.folder), pool=args.pool,
                      tie_tolerance=dict(args.tie_tolerance))
-    print(f"merged: {out / 'results.csv'}\nreport: {out / 'report' / 'report.md'}")
+    print(f"merged: {out / RESULTS_FILE}\nreport: {out / 'report' / 'report.md'}")
     return 0
 
 

@@ -19,15 +19,17 @@ from noise_exp.bank.storage import CandidateBank
 from noise_exp.data.prompts import Prompt, PromptSet, single_prompt
 from noise_exp.errors import NoiseExpError, RunInterrupted
 from noise_exp.files import write_failure
-from noise_exp.fingerprint import (RUN_FILE, WEIGHTS_KEY, RunFingerprint, check_fingerprint, read_fingerprint,
-                                   run_fingerprint, with_weights, write_fingerprint)
 from noise_exp.methods.compute import PeakMemory
 from noise_exp.params import flag_param
 from noise_exp.methods.declaration import Comparison, VariantSpec
 from noise_exp.methods.method import Method, MethodOutput, validate_variants
 from noise_exp.logging import NullLogger, RunLogger
-from noise_exp.results import RunStore, record_rows, write_declaration
-from noise_exp.run_lock import RunLock
+from noise_exp.rundir.declaration import write_declaration
+from noise_exp.rundir.fingerprint import (RUN_FILE, WEIGHTS_KEY, RunFingerprint, check_fingerprint, read_fingerprint,
+                                          run_fingerprint, with_weights, write_fingerprint)
+from noise_exp.rundir.lock import RunLock
+from noise_exp.rundir.results import RESULTS_FILE
+from noise_exp.rundir.store import RunStore, record_rows
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if todo:
                 session = _generate(cfg, method, todo, len(prompts), save_images, store, tracker, fingerprint,
                                     bank, evaluators)
-            elif not (run_dir / "results.csv").exists():
+            elif not (run_dir / RESULTS_FILE).exists():
                 store.write_tables()
             metrics = summarize(store, prompts, resumed, time.perf_counter() - start,
                                 session.summary() if session else "", method.variants)
@@ -273,7 +275,7 @@ def summarize(store: RunStore, prompts: list[Prompt], resumed: int, seconds: flo
     extra = f" | {worse} of {len(records)} prompts ended less stable than they started" if worse is not None else ""
     extra += f" | {note}" if note else ""
     print(f"noise-exp: {len(prompts)} prompts ({resumed} already done) in {seconds:.1f}s | mean stability {parts}"
-          f"{extra}\nresults: {store.run_dir / 'results.csv'}", flush=True)
+          f"{extra}\nresults: {store.run_dir / RESULTS_FILE}", flush=True)
     return {"num_prompts": len(prompts), "seconds": seconds, **means,
             **({"less_stable_after_optimization": worse} if worse is not None else {})}
 
@@ -312,7 +314,7 @@ def _score_and_report(store: RunStore, evaluators: dict[str, Any], tracker: RunL
     """Score the kept images that have no score yet (scores live in the per-prompt records), then rewrite the
     report so it always matches results.csv (and track it)."""
     from noise_exp.report import write_report
-    from noise_exp.scoring import score_records
+    from noise_exp.rundir.scoring import score_records
 
     if evaluators and score_records(store, evaluators, missing_only=True):
         store.write_tables()

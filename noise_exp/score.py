@@ -1,8 +1,8 @@
 """`python -m noise_exp.score <run_dir>... [evaluator=[hpsv2,aes,...]] [evaluator.hpsv2.checkpoint=...]`
 
-Scores finished run folders in place (adds columns to results.csv). Evaluator configs are composed from this
-repository's conf/evaluator with Hydra's compose API; without an `evaluator=` override the run's own
-`.hydra/config.yaml` evaluator section is used.
+Scores finished run folders in place (adds columns to results.csv) and refreshes the report of a folder that has
+one. Evaluator configs are composed from this repository's conf/evaluator with Hydra's compose API; without an
+`evaluator=` override the run's own `.hydra/config.yaml` evaluator section is used.
 """
 from __future__ import annotations
 
@@ -41,6 +41,15 @@ def evaluators_of_run(run_dir: Path):
     return OmegaConf.to_container(group, resolve=True) if group else {}
 
 
+def refresh_report(run_dir: Path) -> Path | None:
+    """Rewrite `<run_dir>/report` from the current results.csv when the folder has one; returns report.md."""
+    from noise_exp.report import write_report
+
+    if not (Path(run_dir) / "report").is_dir():
+        return None
+    return write_report([Path(run_dir)], Path(run_dir) / "report").markdown
+
+
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m noise_exp.score", description=__doc__.split("\n\n", 1)[1])
     parser.add_argument("items", nargs="+", metavar="RUN_DIR | KEY=VALUE",
@@ -52,7 +61,7 @@ def _parser() -> ArgumentParser:
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     from evaluators import build_evaluators
-    from noise_exp.scoring import score_run
+    from noise_exp.rundir.scoring import score_run
 
     items = _parser().parse_args(argv).items
     run_dirs = [Path(item) for item in items if "=" not in item]
@@ -66,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not evaluators:
             raise NoiseExpError(f"no evaluators selected for {run_dir}")
         frame = score_run(run_dir, evaluators)
+        refresh_report(run_dir)
         means = ", ".join(f"{name}={frame[name].mean():.4f}" for name in evaluators)
         print(f"{run_dir}: scored {len(frame)} rows ({means})")
     return 0

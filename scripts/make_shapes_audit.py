@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
+from noise_exp.rundir.results import RESULTS_FILE, read_results, write_results  # noqa: E402
 
 AUDIT = REPO / "datasets" / "shapes_audit"
 RULES = ("stable", "unstable", "best_shapes_reward", "random")
@@ -40,7 +41,7 @@ COLUMNS = ["dataset", "prompt_id", "prompt", "variant", "picked_by", "seed", "st
 
 def build(picks: list[Path], out: Path) -> None:
     for folder in picks:
-        frame = pd.read_csv(folder / "results.csv")
+        frame = read_results(folder)
         model = folder.name.removeprefix("picks_")  # picks_<model>, as in the commands above
         frame["rank"] = frame["variant"].map({rule: i for i, rule in enumerate(RULES)})
         if frame["rank"].isna().any():
@@ -56,22 +57,22 @@ def build(picks: list[Path], out: Path) -> None:
             shutil.copyfile(folder / row.image, target / name)
             images.append(name)
         rows = rows.assign(image=images, shapes_geneval_before=rows["shapes_geneval"])
-        rows[COLUMNS].to_csv(target / "results.csv", index=False)
+        write_results(rows[COLUMNS], target)
         print(f"{model}: {len(rows)} distinct images of {len(frame)} picks -> {target}")
 
 
 def rescore(out: Path) -> None:
     from evaluators.shapes import ShapesGenEval
 
-    found = sorted(out.glob("*/results.csv"))
+    found = sorted(out.glob(f"*/{RESULTS_FILE}"))
     if not found:
-        raise NoiseExpError(f"no <model>/results.csv under {out}: build the audit set first")
+        raise NoiseExpError(f"no <model>/{RESULTS_FILE} under {out}: build the audit set first")
     judge = ShapesGenEval()
     for results in found:
-        frame = pd.read_csv(results)
+        frame = read_results(results.parent)
         images = [Image.open(results.parent / path).convert("RGB") for path in frame["image"]]
         frame["shapes_geneval"] = judge.score(images, list(frame["prompt"])).numpy()
-        frame.to_csv(results, index=False)
+        write_results(frame, results.parent)
         changed = int((frame["shapes_geneval"] != frame["shapes_geneval_before"]).sum())
         print(f"{results}: mean {frame['shapes_geneval'].mean():.3f} (before {frame['shapes_geneval_before'].mean():.3f}),"
               f" {changed} verdicts changed")
@@ -109,8 +110,8 @@ def stable_vs_unstable(out: Path, labels_csv: Path) -> None:
     from noise_exp.human_eval.audit import majority_labels
 
     decided = majority_labels(pd.read_csv(labels_csv))
-    for results in sorted(out.glob("*/results.csv")):
-        frame = pd.read_csv(results)
+    for results in sorted(out.glob(f"*/{RESULTS_FILE}")):
+        frame = read_results(results.parent)
         frame["human"] = (results.parent.name + "/" + frame["dataset"] + "/" + frame["prompt_id"].astype(str) + "/"
                           + frame["variant"]).map(decided)
         picks = {rule: frame[frame["picked_by"].str.split("+").apply(lambda rules: rule in rules)].set_index("prompt_id")

@@ -33,7 +33,7 @@ def _canonical(value: Any) -> Any:
 @dataclass
 class BankScope:
     """The model and sampler settings a candidate depends on, flat and without the `model.` prefix; `weights` is
-    the content identity of the weights (`noise_exp.fingerprint.weights_identity`), never a folder name."""
+    the content identity of the weights (`noise_exp.hashing.weights_identity`), never a folder name."""
 
     settings: dict[str, Any]
 

@@ -156,8 +156,8 @@ def _one_scope(bank: CandidateBank, contents: BankContents, wanted: str | None) 
 
 def _run_candidates(run_dir: Path, bank_path: Path | None) -> CandidateSet:
     """The candidates a run selected among: its prompts, the seeds in its records, its scope (run.json)."""
-    from noise_exp.fingerprint import read_fingerprint
-    from noise_exp.results import RunStore
+    from noise_exp.rundir.fingerprint import read_fingerprint
+    from noise_exp.rundir.store import RunStore
 
     bank_path = bank_path or read_run_link(run_dir)
     if bank_path is None:

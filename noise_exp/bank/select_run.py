@@ -33,7 +33,8 @@ def write_select_run(candidates: CandidateSet, rules: Sequence[Rule], out: Path,
     from noise_exp.data.prompts import Prompt
     from noise_exp.methods.method import MethodOutput, Variant
     from noise_exp.report import write_report
-    from noise_exp.results import RunStore, write_declaration
+    from noise_exp.rundir.declaration import write_declaration
+    from noise_exp.rundir.store import RunStore
 
     _prepare(out)  # only now: a query that fails leaves no folder behind
     store = RunStore(out, save_noise=False)
@@ -110,7 +111,7 @@ def _regenerate(candidates: CandidateSet, choices: list[list[Choice]]) -> dict[t
     from hydra.utils import instantiate
 
     from noise_exp.data.prompts import Prompt
-    from noise_exp.fingerprint import weights_identity
+    from noise_exp.hashing import weights_identity
 
     config = candidates.model_config
     if not config:

@@ -20,7 +20,8 @@ from noise_exp.data.shapes import TAGS, tag_of
 from noise_exp.errors import NoiseExpError
 from noise_exp.human_eval.analysis import find_database, wilson_interval
 from noise_exp.human_eval.labels import LABEL_COLUMNS, build_items, item_id_of, read_labels
-from noise_exp.human_eval.pairs import RESULTS_FILE, run_results
+from noise_exp.human_eval.pairs import run_results
+from noise_exp.rundir.results import RESULTS_FILE
 
 
 @dataclass(frozen=True)

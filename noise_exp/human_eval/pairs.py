@@ -20,11 +20,11 @@ import pandas as pd
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.registry import declared_pairs, known_variants, run_pairs
-from noise_exp.results import read_declaration
+from noise_exp.rundir.declaration import read_declaration
+from noise_exp.rundir.results import RESULTS_FILE, find_runs, read_results
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.csv"
 # The comparisons shown are the methods' declared ones (docs/CONVENTIONS.md: "A:B", the winning rate is A's),
 # unless `--comparisons` names others.
 Comparisons = tuple[tuple[str, str], ...]
@@ -87,23 +87,6 @@ def parse_comparisons(text: str | None) -> Comparisons | None:
     return tuple(dict.fromkeys(comparisons))
 
 
-def find_run_folders(folder: Path) -> list[Path]:
-    """The folder itself when it holds a results.csv, else every folder below it that does (a sweep)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NoiseExpError(f"{folder} is not a folder")
-    if (folder / RESULTS_FILE).is_file():
-        return [folder]
-    runs = sorted(
-        path.parent
-        for path in folder.rglob(RESULTS_FILE)
-        if not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
-    if not runs:
-        raise NoiseExpError(f"no {RESULTS_FILE} in {folder} or below it: not a run or sweep folder")
-    return runs
-
-
 def _safe_image(root: Path, run_folder: Path, relative: object) -> Path | None:
     if not isinstance(relative, str) or not relative.strip():
         return None
@@ -122,20 +105,14 @@ def served_image(root: Path, path: Path) -> Path | None:
     return resolved if resolved.is_file() else None
 
 
-def _read_results(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, dtype={"image": str, "prompt": str, "variant": str, "dataset": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise NoiseExpError(f"cannot read {path}: {err}") from err
-    missing = {"prompt_id", "prompt", "variant", "image"} - set(frame.columns)
-    if missing:
-        raise NoiseExpError(f"{path} lacks column(s) {', '.join(sorted(missing))} (see docs/CONVENTIONS.md)")
+def _read_results(run_folder: Path) -> pd.DataFrame:
+    frame = read_results(run_folder, dtype={"image": str, "prompt": str, "variant": str, "dataset": str})
     if "dataset" not in frame.columns:
         frame["dataset"] = ""
     frame["dataset"] = frame["dataset"].fillna("")
     prompt_ids = pd.to_numeric(frame["prompt_id"], errors="coerce")
     if prompt_ids.isna().any() or (prompt_ids % 1 != 0).any():
-        raise NoiseExpError(f"{path}: column prompt_id must hold integers")
+        raise NoiseExpError(f"{run_folder / RESULTS_FILE}: column prompt_id must hold integers")
     frame["prompt_id"] = prompt_ids.astype(int)
     return frame
 
@@ -143,8 +120,8 @@ def _read_results(path: Path) -> pd.DataFrame:
 def run_results(root: Path) -> Iterator[tuple[Path, str, pd.DataFrame]]:
     """(run folder, its path relative to `root` ("." for root itself), its results with one row per dataset, prompt
     and variant) for every run folder of the run or sweep folder `root`."""
-    for run_folder in find_run_folders(root):
-        frame = _read_results(run_folder / RESULTS_FILE)
+    for run_folder in find_runs(root):
+        frame = _read_results(run_folder)
         # A resumed run may list a variant twice; the last row is the one whose image is on disk.
         yield (run_folder, run_folder.relative_to(root).as_posix(),
                frame.drop_duplicates(subset=["dataset", "prompt_id", "variant"], keep="last"))

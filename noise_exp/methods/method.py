@@ -1,7 +1,7 @@
 """The `method` config group: each class runs one of the paper's algorithms for one prompt.
 
 They turn Algorithms 1 and 2 into named variants (stable, unstable, original, optimized, baseline);
-writing files happens in `noise_exp.results`, never here.
+writing files happens in `noise_exp.rundir`, never here.
 """
 from __future__ import annotations
 

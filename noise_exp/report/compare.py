@@ -25,14 +25,13 @@ import pandas as pd
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.files import atomic_write_bytes
-from noise_exp.merge import find_runs
 from noise_exp.methods.declaration import Budget
 from noise_exp.methods.registry import compare_baseline, compare_classes
 from noise_exp.report.figures import save_figure
 from noise_exp.report.sweep import tie_tolerances
 from noise_exp.report.tables import (METRIC_LABELS, count_pairs, metric_columns, tie_tolerance_of, ties_rule,
                                      to_markdown)
-from noise_exp.scoring import read_results
+from noise_exp.rundir.results import find_runs, read_results
 
 SAW_STABILITY = "stability s(ε)"
 

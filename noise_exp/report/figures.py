@@ -10,8 +10,8 @@ from typing import Sequence
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from noise_exp.files import atomic_write_bytes
 from noise_exp.report.tables import METRIC_LABELS, NFE
-from noise_exp.results import atomic_write_bytes
 
 BLUE, ORANGE = "#1f77b4", "#ff7f0e"  # the paper's colours: blue = side A, orange = side B
 

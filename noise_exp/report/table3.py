@@ -25,7 +25,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.imaging import horizontal_strip, open_image, prepare_view, split_strip, stack_rows
 from noise_exp.methods.registry import variant_labels
 from noise_exp.report.tables import LOWER_IS_BETTER, METRIC_LABELS, to_markdown, variant_order
-from noise_exp.results import RunStore
+from noise_exp.rundir.store import RunStore
 
 PAPER_METRICS = ("lpips", "ssim", "clip_s")
 

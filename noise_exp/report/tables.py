@@ -14,7 +14,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.declaration import Declaration
 from noise_exp.methods.registry import declared_pairs, known_variants, paper_classes, variant_labels
 from noise_exp.report.sweep import SweepSettings, check_unique_prompts, natural_key, sweep_settings
-from noise_exp.scoring import read_results
+from noise_exp.rundir.results import read_results
 
 # Variant names, labels, order and comparisons ("A vs B": the share of prompts on which A beats B,
 # docs/CONVENTIONS.md) come from the methods' declarations (noise_exp.methods.declaration).

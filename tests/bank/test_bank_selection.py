@@ -16,7 +16,7 @@ from noise_exp.bank.__main__ import main as bank_main
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.registry import run_pairs
 from noise_exp.report import write_report
-from noise_exp.results import read_declaration
+from noise_exp.rundir.declaration import read_declaration
 from tests.bank.helpers import SCORERS, run_digits
 from tests.conftest import compose_cfg
 

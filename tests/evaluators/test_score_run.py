@@ -14,7 +14,7 @@ from evaluators.hpsv2 import HPSv2
 from evaluators.ssim import SSIM
 from noise_exp import score as score_cli
 from noise_exp.errors import NoiseExpError
-from noise_exp.scoring import score_run
+from noise_exp.rundir.scoring import score_run
 
 PROMPTS = {"drawbench": ["a photo of a cat", "a red car"], "pickapic": ["an oil painting of a green tree"]}
 

@@ -93,7 +93,7 @@ def test_a_declaration_round_trips_through_json():
 
 def test_a_run_folder_reads_its_declaration_from_method_json_then_hydra_then_none(tmp_path):
     from noise_exp.methods.best_of_n import BestOfN
-    from noise_exp.results import read_declaration, write_declaration
+    from noise_exp.rundir.declaration import read_declaration, write_declaration
 
     assert read_declaration(tmp_path) is None  # a synthetic run, a bank query's folder from before method.json
     hydra = tmp_path / ".hydra"

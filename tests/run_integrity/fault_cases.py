@@ -100,7 +100,7 @@ def garbage_checkpoint(case: Path) -> list[str]:
 def live_lock_holder(case: Path) -> list[str]:
     """A second process that holds the run folder's lock for a minute (terminated by `_cleanup`)."""
     ready = case / "holder.ready"
-    code = ("import sys, time; from pathlib import Path; from noise_exp.run_lock import RunLock; "
+    code = ("import sys, time; from pathlib import Path; from noise_exp.rundir.lock import RunLock; "
             f"RunLock(Path({str(case / 'run')!r})).acquire(); Path({str(ready)!r}).touch(); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=ENV)
     (case / "holder.pid").write_text(str(holder.pid))

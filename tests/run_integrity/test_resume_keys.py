@@ -15,8 +15,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from noise_exp.errors import NoiseExpError
-from noise_exp.fingerprint import RUN_FILE, WEIGHTS_KEY, read_fingerprint, run_fingerprint, write_fingerprint
-from noise_exp.results import RunStore
+from noise_exp.rundir.fingerprint import (RUN_FILE, WEIGHTS_KEY, read_fingerprint, run_fingerprint,
+                                          write_fingerprint)
+from noise_exp.rundir.store import RunStore
 from noise_exp.runner import _checked_fingerprint, _record_weights, run_experiment
 from noise_exp.settings import flatten
 from tests.conftest import compose_cfg

@@ -17,7 +17,7 @@ import pytest
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import FILE_MODE
-from noise_exp.run_lock import LOCK_NAME, RunLock
+from noise_exp.rundir.lock import LOCK_NAME, RunLock
 from noise_exp.runner import run_experiment
 from tests.conftest import compose_cfg
 from tests.run_integrity.helpers import MEAN_PIXEL, timeless
@@ -183,7 +183,7 @@ def test_optimization_summary_counts_prompts_that_lost_stability(tmp_path, capsy
 
 def test_scoring_a_run_without_images_is_one_clear_line(tmp_path):
     from evaluators import build_evaluators
-    from noise_exp.scoring import score_run
+    from noise_exp.rundir.scoring import score_run
 
     run_dir = tmp_path / "run"
     with pytest.raises(NoiseExpError, match=r"save_images=\[\] saves none"):

@@ -94,7 +94,7 @@ def test_prior_of_another_scope_and_a_missing_prior_are_one_line_errors(digits_p
 
 def test_a_run_records_its_prior_by_content_not_by_path(digits_prior, tmp_path):
     """A prior rewritten in place changes the run's settings (a resume is refused); a prior moved does not."""
-    from noise_exp.fingerprint import run_fingerprint
+    from noise_exp.rundir.fingerprint import run_fingerprint
 
     def recorded(path):
         cfg = compose_config(["model=small_digits", "method=select_fast", f"method.proxy=prior:{path}"])

@@ -17,30 +17,11 @@ from PIL import Image
 from evaluators.base import Evaluator
 from noise_exp.errors import NoiseExpError
 from noise_exp.imaging import open_image
-from noise_exp.files import atomic_write_bytes
-from noise_exp.results import RunStore
-from noise_exp.run_lock import RunLock
+from noise_exp.rundir.lock import RunLock
+from noise_exp.rundir.results import RESULTS_FILE, read_results, write_results
+from noise_exp.rundir.store import RunStore
 
-RESULTS = "results.csv"
 CHUNK = 64  # images held in memory at once
-
-
-def read_results(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / RESULTS
-    if not path.is_file():
-        raise NoiseExpError(f"{path} does not exist: not a finished run folder")
-    frame = pd.read_csv(path)
-    missing = {"prompt_id", "prompt", "variant", "image"} - set(frame.columns)
-    if missing:
-        raise NoiseExpError(f"{path} lacks the columns {sorted(missing)}")
-    return frame
-
-
-def write_results_atomically(frame: pd.DataFrame, run_dir: Path) -> Path:
-    """Replace results.csv atomically: readers never see a half-written file."""
-    target = Path(run_dir) / RESULTS
-    atomic_write_bytes(target, frame.to_csv(index=False).encode("utf-8"))
-    return target
 
 
 def _load(run_dir: Path, relative: str) -> Image.Image:
@@ -67,7 +48,7 @@ def score_items(run_dir: Path, items: Sequence[ScoreItem], evaluators: Mapping[s
     with_references = any(item.reference for item in items)
     for name, evaluator in evaluators.items():
         if getattr(evaluator, "needs_references", False) and not with_references:
-            raise NoiseExpError(f"evaluator {name} needs reference images, but {run_dir / RESULTS} has no "
+            raise NoiseExpError(f"evaluator {name} needs reference images, but {run_dir / RESULTS_FILE} has no "
                                 f"`reference` column")
     scores = {name: np.full(len(items), np.nan, dtype=np.float64) for name in evaluators}
     for start in range(0, len(rows), CHUNK):
@@ -106,13 +87,12 @@ def score_records(store: RunStore, evaluators: Mapping[str, Evaluator], missing_
     return len(targets)
 
 
-def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: bool = False,
-              report: bool = True) -> pd.DataFrame:
+def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: bool = False) -> pd.DataFrame:
     """Add (or overwrite) one float column per evaluator in `run_dir/results.csv`; returns the new frame.
 
     A run folder with per-prompt records keeps the scores in them (under the folder's lock); a results.csv
-    without records (a merged sweep, a table made elsewhere) is scored in place. The report is refreshed
-    when the folder has one.
+    without records (a merged sweep, a table made elsewhere) is scored in place. The report is not touched: the
+    `score` CLI and the runner refresh it.
     """
     run_dir = Path(run_dir)
     frame = read_results(run_dir)
@@ -132,14 +112,5 @@ def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: 
         for name, values in score_items(run_dir, items, evaluators).items():
             if not (missing_only and name in frame.columns):
                 frame[name] = values
-        write_results_atomically(frame, run_dir)
-    if report and (run_dir / "report").is_dir():
-        refresh_report(run_dir)
+        write_results(frame, run_dir)
     return read_results(run_dir)
-
-
-def refresh_report(run_dir: Path) -> Path:
-    """Rewrite `<run_dir>/report` from the current results.csv; returns report.md."""
-    from noise_exp.report import write_report
-
-    return write_report([Path(run_dir)], Path(run_dir) / "report").markdown
