@@ -16,7 +16,7 @@ from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.files import writable_folder
 from noise_exp.logging import RunLogger
-from noise_exp.report.sweep import add_tie_tolerance_option, check_unique_prompts, sweep_settings
+from noise_exp.report.sweep import add_tie_tolerance_option, check_unique_prompts, read_sweep_spec, sweep_settings
 from noise_exp.report.tables import RESERVED
 from noise_exp.rundir.results import MERGED, RESULTS_FILE, find_runs, read_results, write_results
 
@@ -88,19 +88,14 @@ def unfinished_jobs(folder: Path) -> list[str]:
 
 def _sweep_jobs(saved: Path) -> list[tuple[str, ...]] | None:
     """The jobs (override lists) Hydra's basic sweeper makes from a sweep's multirun.yaml; None if unknown."""
-    if not saved.is_file():
-        return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
-    hydra = OmegaConf.load(saved).get("hydra") or {}
-    sweeper = hydra.get("sweeper") or {}
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+    spec = read_sweep_spec(saved.parent)
+    if spec is None or not spec.sweeper.endswith("BasicSweeper"):
         return None
-    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
     try:
-        parsed = OverridesParser.create().parse_overrides(params + list(hydra.overrides.task))
+        parsed = OverridesParser.create().parse_overrides(spec.params + spec.task)
         return [_normalized(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
     except Exception:  # an override this Hydra cannot parse again: judge by the started jobs only
         return None

@@ -67,17 +67,14 @@ def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
 def swept_keys(sweep_dir: Path) -> list[str]:
     """The keys a Hydra sweep varies (`model.num_steps=5,10` on the command line or under `hydra.sweeper.params`),
     read from the sweep folder's multirun.yaml; [] when there is none."""
-    import yaml
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    saved = Path(sweep_dir) / "multirun.yaml"
-    if not saved.is_file():
+    from noise_exp.report.sweep import read_sweep_spec
+
+    spec = read_sweep_spec(sweep_dir)
+    if spec is None:
         return []
-    hydra = (yaml.safe_load(saved.read_text()) or {}).get("hydra") or {}
-    task = list((hydra.get("overrides") or {}).get("task") or [])
-    params = ((hydra.get("sweeper") or {}).get("params") or {}).items()
-    lines = [*map(str, task), *(f"{key}={value}" for key, value in params)]
-    parsed = OverridesParser.create().parse_overrides(lines)
+    parsed = OverridesParser.create().parse_overrides([*spec.task, *spec.params])
     return list(dict.fromkeys(o.key_or_group.replace("/", ".") for o in parsed if o.is_sweep_override()))
 
 

@@ -96,6 +96,26 @@ def _read_yaml(path: Path) -> Any:
 
 
 @dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep folder's multirun.yaml says Hydra swept: its command-line overrides, its sweeper's params as
+    override lines, and the sweeper class."""
+    task: list[str]
+    params: list[str]
+    sweeper: str
+
+
+def read_sweep_spec(sweep_dir: Path) -> SweepSpec | None:
+    """The sweep's overrides as Hydra saved them in `<sweep_dir>/multirun.yaml`; None when there is none."""
+    hydra = (_read_yaml(Path(sweep_dir) / "multirun.yaml") or {}).get("hydra") or {}
+    if not hydra:
+        return None
+    sweeper = hydra.get("sweeper") or {}
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    task = [str(o) for o in (hydra.get("overrides") or {}).get("task") or []]
+    return SweepSpec(task, params, str(sweeper.get("_target_", "")))
+
+
+@dataclass(frozen=True)
 class _Job:
     overrides: dict[str, str]  # result keys this job overrode -> the override's value text
     config: dict[str, Any]     # the composed config, flattened to dotted keys
