@@ -13,9 +13,9 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from noise_exp.bank.keys import BankScope
-from noise_exp.bank.session import BankSession, write_run_link
-from noise_exp.bank.storage import CandidateBank
+from noise_exp.candidates.keys import BankScope
+from noise_exp.candidates.session import BankSession, write_run_link
+from noise_exp.candidates.storage import CandidateBank
 from noise_exp.data.prompts import Prompt, PromptSet, single_prompt
 from noise_exp.errors import NoiseExpError, RunInterrupted
 from noise_exp.files import write_failure

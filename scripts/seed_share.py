@@ -180,7 +180,7 @@ def shared_argmax(values: np.ndarray) -> dict[str, Any]:
 
 
 def table_of(candidates, judge: str | None):
-    from noise_exp.bank.seed_prior import seed_table
+    from noise_exp.bank.seed_table import seed_table
 
     table = seed_table(candidates)
     scores = None
@@ -195,7 +195,7 @@ def study_guidance(name: str, spec: Spec, model, guidance: float, config_guidanc
                    out: Path, args) -> dict[str, Any]:
     from noise_exp.bank.__main__ import main as bank_main
     from noise_exp.bank.queries import load_candidates
-    from noise_exp.bank.seed_prior import seed_table
+    from noise_exp.bank.seed_table import seed_table
 
     bank, tag = out / "bank", f"g{guidance:g}"
     judge = spec.judge if guidance == config_guidance else None

@@ -1,12 +1,7 @@
-"""The candidate bank: every candidate of a noise selection stored once, keyed by model, sampler, prompt and seed, so
-that later runs reuse it and any selection rule is a query (docs/candidate_bank.md).
+"""Questions asked of the candidate bank (docs/candidate_bank.md); the store itself, which runs write and reuse, is
+noise_exp.candidates.
 
-storage.py (append-only Parquet files and the index read from them), keys.py (the key), session.py (a run's view),
-queries.py (selection rules over stored candidates), stats.py (stability-quality correlations), seed_prior.py
-(the prompts x seeds table and the seed prior), decompose.py (the seed's share of var(s)); the command line is
-`python -m noise_exp.bank`.
+queries.py (selection rules over stored candidates), select_run.py (a query's answer as a run folder), stats.py and
+correlation.py (stability-quality correlations), seed_table.py (the prompts x seeds table and the seed prior
+measured from it), decompose.py (the seed's share of var(s)); the command line is `python -m noise_exp.bank`.
 """
-from noise_exp.bank.keys import BankScope, candidate_key
-from noise_exp.bank.storage import BankContents, BankWriter, CandidateBank, StoredCandidate
-
-__all__ = ["BankContents", "BankScope", "BankWriter", "CandidateBank", "StoredCandidate", "candidate_key"]

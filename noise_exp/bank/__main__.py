@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _checked_args(args, out: Path) -> list:
     """The select/correlate arguments checked in one line each (select's rules parsed); raises NoiseExpError."""
-    from noise_exp.bank.queries import SIMILARITY_NAMES, parse_rule
+    from noise_exp.candidates.rules import SIMILARITY_NAMES, parse_rule
     from noise_exp.errors import NoiseExpError
 
     for flag, value, least in (("--k", args.k, 1), ("--seed", args.seed, 0),
@@ -120,7 +120,7 @@ def _checked_args(args, out: Path) -> list:
 
 
 def _info(path: Path) -> int:
-    from noise_exp.bank.storage import CandidateBank
+    from noise_exp.candidates.storage import CandidateBank
 
     bank = CandidateBank(path)
     contents = bank.read()

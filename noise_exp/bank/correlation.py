@@ -10,9 +10,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from noise_exp.bank.queries import SIMILARITY_NAMES, CandidateSet
+from noise_exp.bank.queries import CandidateSet
 from noise_exp.bank.stats import PooledStats, pooled_stats, prompt_stats
-from noise_exp.bank.storage import SCORE_PREFIX, STABILITY_PREFIX
+from noise_exp.candidates.rules import SIMILARITY_NAMES
+from noise_exp.candidates.storage import SCORE_PREFIX, STABILITY_PREFIX
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
 

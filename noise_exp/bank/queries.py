@@ -13,76 +13,28 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from noise_exp.bank.keys import BankScope, candidate_key
-from noise_exp.bank.session import read_run_link
-from noise_exp.bank.storage import SCORE_PREFIX, STABILITY_PREFIX, BankContents, CandidateBank
+from noise_exp.candidates.keys import BankScope, candidate_key
+from noise_exp.candidates.rules import (BANK_METHOD, ONE_DENOISE, PICK_PREFIXES, ROUNDTRIPS, Rule, rule_comparisons,
+                                        rule_label)
+from noise_exp.candidates.session import read_run_link
+from noise_exp.candidates.storage import SCORE_PREFIX, STABILITY_PREFIX, BankContents, CandidateBank
 from noise_exp.errors import NoiseExpError
 
 if TYPE_CHECKING:
     from noise_exp.methods.declaration import Declaration
 
-SIMILARITY_NAMES = ("cosine", "pearson", "neg_rmse")
-# what running a rule from scratch costs per prompt: K round trips (Algorithm 1), one denoising pass (a random
-# seed), or K denoising passes, decodes and scorings (best of K by a score)
-ROUNDTRIPS, ONE_DENOISE, SCORED = "roundtrips", "one_denoise", "scored"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A selection rule: the variant it writes and the bank column whose argmax it keeps (None: a random pick)."""
-
-    variant: str
-    column: str | None
-    sign: float = 1.0  # -1: the argmin (the paper's unstable noise)
-    cost: str = ROUNDTRIPS
-
-
-def parse_rule(text: str, similarity: str = "cosine") -> Rule:
-    """`stability` (argmax s, Algorithm 1), `unstable` (argmin s), `random`, `<evaluator>` (best by that score) or
-    `oracle:<evaluator>` (best by the score it is judged by: the same pick, named as the upper bound it is)."""
-    if similarity not in SIMILARITY_NAMES:
-        raise NoiseExpError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITY_NAMES)}")
-    stability = f"{STABILITY_PREFIX}{similarity}"
-    if text == "stability":
-        return Rule("stable", stability)
-    if text == "unstable":
-        return Rule("unstable", stability, sign=-1.0)
-    if text == "random":
-        return Rule("random", None, cost=ONE_DENOISE)
-    oracle = text.startswith("oracle:")
-    name = text.split(":", 1)[1] if oracle else text
-    if not name.isidentifier():
-        raise NoiseExpError(f"cannot read the rule {text!r}: use stability, unstable, random, <evaluator> or "
-                            f"oracle:<evaluator>")
-    return Rule(f"{'oracle' if oracle else 'best'}_{name}", f"{SCORE_PREFIX}{name}", cost=SCORED)
-
-
-BANK_METHOD = "bank_select"  # method.json's `method` of a bank query's run folder
-RULE_LABELS = {"stable": "Stable noise (argmax s)", "unstable": "Unstable noise (argmin s)",
-               "random": "Random seed"}
-
-
-def rule_label(variant: str) -> str:
-    """A rule's row label: `best_<score>` -> "Best of K by <score>", `oracle_<score>` -> "Oracle by <score>"."""
-    kind, _, score = variant.partition("_")
-    if variant in RULE_LABELS:
-        return RULE_LABELS[variant]
-    return f"{'Oracle' if kind == 'oracle' else 'Best of K'} by {score}"
-
 
 def rule_declaration(rules: Sequence[Rule]) -> "Declaration":
-    """What a bank query's run folder holds (its method.json): one variant per rule, in rule order; stable and
-    each best_/oracle_ pick vs random, then each best_/oracle_ pick vs stable (where those variants exist)."""
+    """What a bank query's run folder holds (its method.json): one variant per rule, in rule order, and the rules'
+    comparisons (noise_exp.candidates.rules.rule_comparisons)."""
     from noise_exp.methods.declaration import Comparison, Declaration, VariantSpec
 
     names = list(dict.fromkeys(r.variant for r in rules))
-    picks = [v for v in names if v.startswith(("best_", "oracle_"))]
-    pairs = [(v, "random") for v in ["stable", *picks] if v in names and "random" in names]
-    pairs += [(v, "stable") for v in picks if "stable" in names]
+    picks = [v for v in names if v.startswith(PICK_PREFIXES)]
     main = (picks or [v for v in names if v == "stable"] or names)[0]
     return Declaration(method=BANK_METHOD,
                        variants=tuple(VariantSpec(v, rule_label(v), "kept") for v in names),
-                       comparisons=tuple(Comparison(a, b) for a, b in pairs), main_variant=main)
+                       comparisons=tuple(Comparison(a, b) for a, b in rule_comparisons(names)), main_variant=main)
 
 
 @dataclass

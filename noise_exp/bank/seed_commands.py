@@ -33,7 +33,8 @@ def add_seed_commands(commands) -> None:
 
 def run_seed_command(args: argparse.Namespace) -> int:
     from noise_exp.bank.queries import load_candidates
-    from noise_exp.bank.seed_prior import seed_prior, seed_table, write_prior
+    from noise_exp.bank.seed_table import seed_prior, seed_table
+    from noise_exp.candidates.seed_prior import write_prior
 
     if args.k is not None and args.k < 2:
         raise NoiseExpError(f"--k must be >= 2, got {args.k}")

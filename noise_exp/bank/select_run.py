@@ -14,8 +14,9 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from noise_exp.bank.queries import CandidateSet, Choice, Rule, apply_rules, rule_declaration
-from noise_exp.bank.storage import SCORE_PREFIX, STABILITY_PREFIX
+from noise_exp.bank.queries import CandidateSet, Choice, apply_rules, rule_declaration
+from noise_exp.candidates.rules import Rule
+from noise_exp.candidates.storage import SCORE_PREFIX, STABILITY_PREFIX
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes, writable_folder
 

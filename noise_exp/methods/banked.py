@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 
-from noise_exp.bank.session import BankSession
-from noise_exp.bank.storage import StoredCandidate
+from noise_exp.candidates.session import BankSession
+from noise_exp.candidates.storage import StoredCandidate
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import Candidate, SelectionResult, select_noise

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from noise_exp.bank.session import BankSession
+from noise_exp.candidates.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.declaration import Budget, Comparison, VariantSpec

@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
-from noise_exp.bank.session import BankSession
+from noise_exp.candidates.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
 from noise_exp.methods.banked import select_with_bank

@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from noise_exp.bank.keys import BankScope
-from noise_exp.bank.seed_prior import SeedPrior, read_prior
+from noise_exp.candidates.keys import BankScope
+from noise_exp.candidates.seed_prior import SeedPrior, read_prior
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.proxies import Proxy, ProxyScorer, downsample_noise, parse_proxy
 from noise_exp.models.base import Conditioning, NoiseModel

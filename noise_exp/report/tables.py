@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from noise_exp.candidates.rules import rule_comparisons
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.declaration import Declaration
 from noise_exp.methods.registry import declared_pairs, known_variants, paper_classes, variant_labels
@@ -19,9 +20,8 @@ from noise_exp.rundir.results import read_results
 # Variant names, labels, order and comparisons ("A vs B": the share of prompts on which A beats B,
 # docs/CONVENTIONS.md) come from the methods' declarations (noise_exp.methods.declaration).
 # A candidate-bank query (`python -m noise_exp.bank select`) declares its rules' variants and comparisons in its
-# method.json (noise_exp.bank.queries.rule_declaration); BANK_PICKS gives the same comparisons to a query folder
-# written before method.json existed.
-BANK_PICKS = ("best_", "oracle_")
+# method.json (noise_exp.bank.queries.rule_declaration); rule_comparisons gives the same comparisons to a query
+# folder written before method.json existed.
 # The paper's four metrics, in its column order; "Average" is their mean (Tables 1 and 2).
 PAPER_METRICS = ("hpsv2", "aes", "pickscore", "imagereward")
 METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "imagereward": "ImageReward",
@@ -141,11 +141,7 @@ def comparisons_for(variants: Sequence[str], declarations: Sequence[Declaration 
     declared = declared_pairs(declarations)
     if declarations and all(declarations):
         return declared
-    present = list(dict.fromkeys(str(v) for v in variants))
-    picks = [v for v in present if v.startswith(BANK_PICKS)]
-    extra = [(v, "random") for v in ["stable", *picks] if v in present and "random" in present]
-    extra += [(v, "stable") for v in picks if "stable" in present]
-    return [*declared, *(pair for pair in extra if pair not in declared)]
+    return [*declared, *(pair for pair in rule_comparisons(variants) if pair not in declared)]
 
 
 def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, float]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from noise_exp.bank import BankScope, StoredCandidate
+from noise_exp.candidates import BankScope, StoredCandidate
 
 SCOPE = BankScope({"weights": "sha256:0123456789abcdef", "dtype": "torch.float32", "num_steps": 10,
                    "guidance_scale": 3.0, "inversion_guidance_scale": 1.0, "height": 16, "width": 16,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from noise_exp.bank import CandidateBank
+from noise_exp.candidates import CandidateBank
 from noise_exp.bank.__main__ import main as bank_main
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.registry import run_pairs

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from noise_exp.bank import CandidateBank
+from noise_exp.candidates import CandidateBank
 from noise_exp.bank.__main__ import main as bank_main
 from noise_exp.bank.stats import pooled_stats, prompt_stats
 from tests.bank.helpers import SCOPE, synthetic

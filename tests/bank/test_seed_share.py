@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from noise_exp.bank import CandidateBank
+from noise_exp.candidates import CandidateBank
 from noise_exp.bank.decompose import (anova_mean_squares, decompose, mean_pairwise_spearman, variance_components,
                                       variance_shares)
 from tests.bank.helpers import SCOPE, synthetic

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from noise_exp.bank.keys import BankScope, candidate_key
+from noise_exp.candidates.keys import BankScope, candidate_key
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from noise_exp.bank.keys import BankScope, candidate_key
-from noise_exp.bank.storage import CandidateBank, StoredCandidate
+from noise_exp.candidates.keys import BankScope, candidate_key
+from noise_exp.candidates.storage import CandidateBank, StoredCandidate
 from noise_exp.files import atomic_write_bytes
 
 RUN_LINK = "bank.json"

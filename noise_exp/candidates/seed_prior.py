@@ -1,5 +1,5 @@
-"""The seeds x prompts view of a bank: the table of s(eps) that `decompose` reads, and the seed prior (each seed's
-mean stability over the bank's prompts) that `method.proxy=prior:<file>` ranks candidates by with no network call.
+"""The seed prior file: each seed's mean stability over a bank's prompts, which `method.proxy=prior:<file>` ranks
+candidates by with no network call (measured by noise_exp.bank.seed_table: `python -m noise_exp.bank prior`).
 
 A prior file (JSON) keeps the scope it was measured in (model and sampler settings, weights by content), the
 similarity, the calibration prompts and what measuring it cost, so a run of another model or sampler refuses it.
@@ -13,39 +13,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from noise_exp.bank.keys import BankScope
-from noise_exp.bank.queries import SIMILARITY_NAMES, CandidateSet
-from noise_exp.bank.storage import STABILITY_PREFIX
+from noise_exp.candidates.keys import BankScope
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
 
 PRIOR_FORMAT = "noise-exp seed prior 1"
-
-
-@dataclass
-class SeedTable:
-    """s(eps) of every (prompt, seed) pair: `values[p, k]` for `prompts[p]` and `seeds[k]`; `nfe` the round trips'
-    total NFEs."""
-
-    prompts: list[str]
-    seeds: list[int]
-    values: np.ndarray
-    nfe: float
-
-
-def seed_table(candidates: CandidateSet, similarity: str = "cosine") -> SeedTable:
-    """The seeds every prompt of `candidates` has (their intersection, in seed order) by the prompts."""
-    if similarity not in SIMILARITY_NAMES:
-        raise NoiseExpError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITY_NAMES)}")
-    frames = [p.frame.drop_duplicates("seed").set_index("seed") for p in candidates.prompts]
-    shared = sorted(set.intersection(*(set(frame.index) for frame in frames)))
-    if len(shared) < 2:
-        raise NoiseExpError(f"the prompts of {candidates.source} share {len(shared)} seed(s): a seed table needs the "
-                            f"same seeds for every prompt (method.seeds_per_prompt=false)")
-    column = f"{STABILITY_PREFIX}{similarity}"
-    values = np.stack([frame.loc[shared, column].to_numpy(dtype=np.float64) for frame in frames])
-    nfe = float(sum(frame.loc[shared, "nfe"].sum() for frame in frames))
-    return SeedTable([p.prompt for p in candidates.prompts], [int(s) for s in shared], values, nfe)
 
 
 @dataclass
@@ -83,12 +55,6 @@ class SeedPrior:
         if similarity != self.similarity:
             raise NoiseExpError(f"the seed prior {self.source} ranks seeds by {self.similarity} stability, this run "
                                 f"selects by {similarity}")
-
-
-def seed_prior(table: SeedTable, scope: BankScope, similarity: str, source: str = "") -> SeedPrior:
-    """prior_k = (1/P) sum_p s[p, k]."""
-    return SeedPrior(dict(scope.settings), similarity, list(table.seeds), table.values.mean(axis=0).tolist(),
-                     list(table.prompts), table.nfe, source)
 
 
 def write_prior(prior: SeedPrior, path: Path) -> None:
