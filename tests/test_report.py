@@ -68,7 +68,7 @@ def test_winning_rates_against_hand_counts(run):
 def test_wilson_interval_matches_scipy_and_closed_form():
     from scipy.stats import binomtest
 
-    for k, n in [(7, 10), (0, 5), (5, 5), (57, 100)]:
+    for k, n in [(7, 10), (0, 5), (5, 5), (57, 100), (1, 3), (10, 10)]:
         expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
         assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-9)
     # half successes (ties): closed form with p = 0.625, n = 4, z = 1.96

@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from noise_exp.human_eval.analysis import load_votes
+    from noise_exp.report.human import load_votes
 
     if args.labels:
         from noise_exp.human_eval.audit import export_labels
@@ -96,7 +96,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> None:
-    from noise_exp.human_eval.analysis import human_report_markdown, write_human_winning_rates_csv
+    from noise_exp.report.human import human_report_markdown, write_human_winning_rates_csv
 
     print(human_report_markdown(args.folder), end="")
     if args.csv is not None:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from noise_exp.human_eval import page
 from noise_exp.human_eval.page import CRITERIA
 from noise_exp.human_eval.pairs import PairSet, annotator_sequence, image_for_side, served_image, shown_order
-from noise_exp.human_eval.store import DB_NAME, TIE, DuplicateVote, Vote, VoteStore, utc_now
+from noise_exp.rundir.votes import DB_NAME, TIE, DuplicateVote, Vote, VoteStore, utc_now
 
 # No leading/trailing space, so "alice" and "alice " cannot become two annotators.
 _ANNOTATOR_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.@-]{0,62}[A-Za-z0-9_.@-])?")

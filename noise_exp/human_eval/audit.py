@@ -18,9 +18,10 @@ import pandas as pd
 
 from noise_exp.data.shapes import TAGS, tag_of
 from noise_exp.errors import NoiseExpError
-from noise_exp.human_eval.analysis import find_database, wilson_interval
 from noise_exp.human_eval.labels import LABEL_COLUMNS, build_items, item_id_of, read_labels
 from noise_exp.human_eval.pairs import run_results
+from noise_exp.report.human import find_database
+from noise_exp.report.tables import wilson_interval
 from noise_exp.rundir.results import RESULTS_FILE
 
 
@@ -37,7 +38,7 @@ class Rate:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.value, self.n) if self.n else (math.nan, math.nan)
+        return wilson_interval(self.k, self.n) if self.n else (math.nan, math.nan)
 
     def text(self) -> str:
         if not self.n:

@@ -22,7 +22,7 @@ from noise_exp.human_eval.labels import (DuplicateLabel, Item, Label, LabelStore
                                          labelling_order)
 from noise_exp.human_eval.page import page_html, page_script
 from noise_exp.human_eval.pairs import Comparisons, PairSet, build_pairs, served_image
-from noise_exp.human_eval.store import utc_now
+from noise_exp.rundir.votes import utc_now
 
 log = logging.getLogger(__name__)
 

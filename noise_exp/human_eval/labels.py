@@ -21,7 +21,7 @@ import pandas as pd
 from noise_exp.data.shapes import parse_caption
 from noise_exp.errors import NoiseExpError
 from noise_exp.human_eval.pairs import _safe_image, run_results
-from noise_exp.human_eval.store import VoteStore
+from noise_exp.rundir.votes import VoteStore
 
 LABELS = ("yes", "no", "unsure")
 

@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from noise_exp.files import atomic_write_bytes
-from noise_exp.human_eval.analysis import human_report_markdown
 from noise_exp.report import curves, figures, tables
+from noise_exp.report.human import human_report_markdown
 from noise_exp.report.sweep import natural_key, tie_tolerances
 from noise_exp.rundir.declaration import read_declaration
 

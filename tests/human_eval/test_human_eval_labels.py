@@ -12,11 +12,11 @@ from PIL import Image
 
 from human_eval_helpers import LiveServer
 from noise_exp.human_eval.__main__ import main
-from noise_exp.human_eval.analysis import wilson_interval
 from noise_exp.human_eval.app import db_path
 from noise_exp.human_eval.audit import audit, audit_markdown
 from noise_exp.human_eval.labels import Label, LabelStore, label_rule, labelling_order, read_labels
-from noise_exp.human_eval.store import utc_now
+from noise_exp.report.tables import wilson_interval
+from noise_exp.rundir.votes import utc_now
 from test_human_eval_browser import CHROMIUM, browser_on, open_page, wait_for_change
 
 
@@ -133,7 +133,7 @@ def test_audit_matches_hand_counts(labelled_run: Path):
     assert (overall.n, overall.agreement.k, overall.precision.k, overall.precision.n, overall.recall.n) == (8, 5, 3, 4, 5)
     assert overall.agreement.value == pytest.approx(5 / 8) and overall.precision.value == pytest.approx(3 / 4)
     assert overall.recall.value == pytest.approx(3 / 5)
-    assert single.agreement.interval == pytest.approx(wilson_interval(3 / 5, 5))
+    assert single.agreement.interval == pytest.approx(wilson_interval(3, 5))
     assert result.unlabelled == 20 - 8  # two ties and every unstable image
     assert [row.group for row in result.by_variant] == ["stable"]
     wrong = result.table[~result.table["agree"]]

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from noise_exp.human_eval.pairs import comparison_key
-from noise_exp.methods.registry import declared_pairs
-from noise_exp.human_eval.store import DB_NAME, TIE, VOTE_COLUMNS, read_votes
+from noise_exp.methods.registry import declared_comparisons
+from noise_exp.report.tables import wilson_interval
+from noise_exp.rundir.votes import DB_NAME, TIE, VOTE_COLUMNS, read_votes
 
-Z_95 = 1.959963984540054
 RATES_CSV = "human_winning_rates.csv"
 
 
@@ -62,16 +61,6 @@ class HumanEvalSummary:
     fleiss_kappa: float = math.nan
 
 
-def wilson_interval(rate: float, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a proportion `rate` observed on `n` trials."""
-    if n <= 0:
-        return math.nan, math.nan
-    denominator = 1.0 + z * z / n
-    centre = (rate + z * z / (2 * n)) / denominator
-    half = z / denominator * math.sqrt(max(rate * (1 - rate), 0.0) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def agreement(counts: np.ndarray) -> tuple[int, float, float]:
     """(items used, percent agreement, Fleiss' kappa) for an items x categories matrix of rating counts.
 
@@ -105,7 +94,7 @@ def _rate(comparison: str, votes: pd.DataFrame) -> ComparisonRate:
     scores = pd.Series(_vote_scores(votes), index=votes.index)
     per_pair = scores.groupby(votes["pair_id"]).mean()
     win_rate = float(per_pair.mean())
-    low, high = wilson_interval(win_rate, len(per_pair))
+    low, high = wilson_interval(float(per_pair.sum()), len(per_pair))
     items, percent, kappa = agreement(_category_counts(votes))
     return ComparisonRate(
         comparison=comparison,
@@ -130,7 +119,7 @@ def summarize(votes: pd.DataFrame, database: Path | None = None) -> HumanEvalSum
     """Winning rates per comparison (the methods' declared comparisons first, then by name), counts, overall agreement."""
     if votes.empty:
         return HumanEvalSummary(database=database, n_votes=0, n_annotators=0, annotators=())
-    conventional = {comparison_key(a, b): rank for rank, (a, b) in enumerate(declared_pairs())}
+    conventional = {c.key: rank for rank, c in enumerate(declared_comparisons())}
     rates = tuple(
         sorted(
             (_rate(str(name), group) for name, group in votes.groupby("comparison")),
