@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +41,35 @@ def register_resolvers() -> None:
 
 
 CONF_DIR = PROJECT_ROOT / "conf"
+
+
+# Where a class that a run folder or a bank may have saved as a `_target_` lives now (issue 21 moved them): old
+# prefix -> new prefix. Saved configs are upgraded when they are re-instantiated (`upgrade_targets`); every value
+# must resolve (tests/test_legacy_targets.py).
+LEGACY_TARGETS: dict[str, str] = {
+    # S3: the evaluators package moved under noise_exp.
+    "evaluators.": "noise_exp.evaluators.",
+}
+
+
+def upgrade_target(target: str) -> str:
+    """`target` with its `LEGACY_TARGETS` prefix (the longest that matches) replaced by today's module path."""
+    old = max((prefix for prefix in LEGACY_TARGETS if target.startswith(prefix)), key=len, default=None)
+    return target if old is None else LEGACY_TARGETS[old] + target[len(old):]
+
+
+def upgrade_targets(node: Any) -> Any:
+    """A saved config with every `_target_` it holds (at any depth, in mappings and lists) upgraded by
+    `LEGACY_TARGETS`. A DictConfig/ListConfig comes back as one, its interpolations kept unresolved: pass the
+    whole saved config, so that they still resolve against its root."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.create(upgrade_targets(OmegaConf.to_container(node, resolve=False)))
+    if isinstance(node, Mapping):
+        return {key: upgrade_target(value) if key == "_target_" and isinstance(value, str) else upgrade_targets(value)
+                for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [upgrade_targets(item) for item in node]
+    return node
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str | None = "config") -> DictConfig:
