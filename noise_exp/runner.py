@@ -296,7 +296,7 @@ def _less_stable_after_optimization(records: list[dict[str, Any]], variants: Seq
 
 def _evaluators(cfg: DictConfig) -> dict[str, Any]:
     """The configured evaluators, built (and their weights loaded) the same way `noise_exp.score` builds them."""
-    from evaluators import build_evaluators
+    from noise_exp.evaluators import build_evaluators
 
     if not cfg.get("evaluator"):
         return {}

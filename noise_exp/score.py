@@ -32,12 +32,15 @@ def compose_evaluators(overrides: Sequence[str]):
 
 
 def evaluators_of_run(run_dir: Path):
+    """The run's own `evaluator` group, from its `.hydra/config.yaml` (targets saved before a move upgraded)."""
     from omegaconf import OmegaConf
+
+    from noise_exp.config import upgrade_targets
 
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file():
         raise NoiseExpError(f"no evaluator=[...] given and {saved} does not exist")
-    group = OmegaConf.load(saved).get("evaluator")
+    group = upgrade_targets(OmegaConf.load(saved)).get("evaluator")
     return OmegaConf.to_container(group, resolve=True) if group else {}
 
 
@@ -60,7 +63,7 @@ def _parser() -> ArgumentParser:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    from evaluators import build_evaluators
+    from noise_exp.evaluators import build_evaluators
     from noise_exp.rundir.scoring import score_run
 
     items = _parser().parse_args(argv).items

@@ -62,7 +62,7 @@ def build(picks: list[Path], out: Path) -> None:
 
 
 def rescore(out: Path) -> None:
-    from evaluators.shapes import ShapesGenEval
+    from noise_exp.evaluators.shapes import ShapesGenEval
 
     found = sorted(out.glob(f"*/{RESULTS_FILE}"))
     if not found:

@@ -10,7 +10,7 @@ grammar drawn with another seed, other noises) and reported on shapes_bench. Eac
 `evaluator=shapes_geneval` against its caption. Prints the per-tag table
 (n, correct and the sub-checks) and `overall` = GenEval's score, the mean over tags. Equivalent to
 `python run.py model=small_shapes dataset=shapes_bench method=baseline method.num_seeds=300
-"evaluator=[shapes_geneval]"` followed by `evaluators.shapes.run_tag_accuracy(run_dir)`, without the run folder.
+"evaluator=[shapes_geneval]"` followed by `noise_exp.report.tags.run_tag_accuracy(run_dir)`, without the run folder.
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def sample(model, prompts: Sequence[str], seeds: Sequence[int], batch_size: int 
 
 def measure(model, prompts: Sequence[str], seeds: Sequence[int]):
     """(images, judgements, per-tag summaries) of one sample per prompt."""
-    from evaluators.shapes import ShapesGenEval, summarize
     from noise_exp.data.shapes import parse_caption
+    from noise_exp.evaluators.shapes import ShapesGenEval, summarize
 
     images = sample(model, prompts, seeds)
     judgements = ShapesGenEval().judge(images, list(prompts))
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     check_args(args)  # every argument, before torch is imported or a model loaded
     import torch
 
-    from evaluators.shapes import ShapesGenEval
+    from noise_exp.evaluators.shapes import ShapesGenEval
     from noise_exp.runner import build
 
     torch.set_num_threads(args.threads)

@@ -19,9 +19,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluators.shapes import judge, summarize  # noqa: E402
 from noise_exp.data.shapes import TAGS  # noqa: E402
 from noise_exp.data.shapes_render import MODEL_LIKE, sample_renderings  # noqa: E402
+from noise_exp.evaluators.shapes import judge, summarize  # noqa: E402
 
 
 def study(n: int, size: int, level: float, seed: int) -> tuple[str, list[str]]:

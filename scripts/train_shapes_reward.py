@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluators.shapes_reward import WEIGHTS, RewardTrainingConfig, save_reward, train_reward  # noqa: E402
+from noise_exp.evaluators.shapes_reward import WEIGHTS, RewardTrainingConfig, save_reward, train_reward  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ def test_experiments_compose_to_the_paper_settings(experiment, model, target):
 
 
 def test_merge_joins_the_runs_of_a_sweep_into_one_table_and_report(tmp_path):
-    from evaluators.testing import write_synthetic_run
+    from tests.support.runs import write_synthetic_run
 
     sweep = tmp_path / "sweep"
     write_synthetic_run(sweep / "0", {"drawbench": ["a cat", "a dog"]}, ("stable", "unstable"), seed=0)

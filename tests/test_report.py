@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from evaluators.testing import write_synthetic_run
 from noise_exp.errors import NoiseExpError
 from noise_exp.report import wilson_interval, winning_rates, write_report
 from noise_exp.report.__main__ import main as report_main
 from noise_exp.report.tables import load_runs, mean_table
+from tests.support.runs import write_synthetic_run
 
 PROMPTS = {"drawbench": ["a cat", "a dog", "a red car", "a tree"], "pickapic": ["a house", "a blue bird"]}
 # prompt ids: drawbench 0-3, pickapic 4-5

@@ -7,7 +7,6 @@ import csv
 import pandas as pd
 import pytest
 
-from evaluators.testing import write_synthetic_run
 from noise_exp.errors import NoiseExpError
 from noise_exp.merge import main as merge_main
 from noise_exp.merge import merge_runs
@@ -15,6 +14,7 @@ from noise_exp.report import sweep_settings, write_report
 from noise_exp.report.__main__ import main as report_main
 from noise_exp.report.sweep import canonical, column_names
 from noise_exp.report.tables import RESERVED
+from tests.support.runs import write_synthetic_run
 
 PROMPTS = {"drawbench": ["a cat", "a dog"]}
 VARIANTS = ("original", "optimized")

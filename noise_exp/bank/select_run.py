@@ -111,10 +111,11 @@ def _regenerate(candidates: CandidateSet, choices: list[list[Choice]]) -> dict[t
     import torch
     from hydra.utils import instantiate
 
+    from noise_exp.config import upgrade_targets
     from noise_exp.data.prompts import Prompt
     from noise_exp.hashing import weights_identity
 
-    config = candidates.model_config
+    config = upgrade_targets(candidates.model_config)
     if not config:
         raise NoiseExpError(f"the bank {candidates.bank.path} records no model config for scope "
                             f"{candidates.scope.digest}; use --images none")

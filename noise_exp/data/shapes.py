@@ -26,7 +26,7 @@ never), each coloured group has that many objects of its colour, and a relation 
 objects by GenEval's rule (`relations`). `rules="geneval"` (`geneval_check`, what the judge applies): GenEval's
 include/exclude clauses, at least the named objects, exactly N only for counting, colour and position on the most
 confident objects, extra objects allowed. Images are drawn by `noise_exp.data.shapes_render`; the judge
-(`evaluators/shapes.py`) detects objects in pixels and applies `check(..., rules="geneval")`.
+(`noise_exp/evaluators/shapes.py`) detects objects in pixels and applies `check(..., rules="geneval")`.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.stability import SIMILARITIES, get_similarity
 
 if TYPE_CHECKING:
-    from evaluators.base import Evaluator
+    from noise_exp.evaluators.base import Evaluator
 
 
 @dataclass

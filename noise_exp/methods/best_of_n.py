@@ -26,7 +26,7 @@ from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.params import integer_param
 
 if TYPE_CHECKING:
-    from evaluators.base import Evaluator
+    from noise_exp.evaluators.base import Evaluator
 
 NO_STABILITY = float("nan")  # these methods never invert, so s(eps) is not measured
 RANDOM = VariantSpec("random", "Random pick", "reference")  # a uniform pick among the same N seeds

@@ -29,7 +29,7 @@ from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.params import flag_param, integer_param, real_param
 
 if TYPE_CHECKING:
-    from evaluators.base import Evaluator
+    from noise_exp.evaluators.base import Evaluator
 
 BACKWARD_COST = 2  # NFEs of back-propagating one network pass, in forward passes (the usual estimate)
 STEP_COST = 2 + BACKWARD_COST  # generations per gradient step: forward, checkpoint recompute, backward
@@ -170,7 +170,7 @@ class RewardOptimization(Method):
         self.verifier_name = verifier
         self.verifier: Evaluator = load_verifier(verifier, verifier_options)
         if not self.verifier.differentiable:
-            from evaluators.base import differentiable_evaluators
+            from noise_exp.evaluators.base import differentiable_evaluators
 
             raise NoiseExpError(f"method.verifier={verifier} is not differentiable (no score_pixels): method=reward_opt "
                                 f"needs one of {', '.join(differentiable_evaluators())}")

@@ -8,7 +8,7 @@ from noise_exp.config import CONF_DIR
 from noise_exp.errors import NoiseExpError
 
 if TYPE_CHECKING:
-    from evaluators.base import Evaluator
+    from noise_exp.evaluators.base import Evaluator
 
 EVALUATOR_CONF = CONF_DIR / "evaluator"
 
@@ -30,7 +30,7 @@ def load_verifier(name: str, options: Mapping[str, Any] | None = None, key: str 
     the runner builds `evaluator=[...]`."""
     from omegaconf import OmegaConf
 
-    from evaluators import build_evaluators
+    from noise_exp.evaluators import build_evaluators
 
     names = evaluator_names()
     if name not in names:

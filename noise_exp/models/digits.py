@@ -11,7 +11,7 @@ loaded back by `StableDiffusionModel.from_pretrained` like any other model:
   dropped to "" (so classifier-free guidance works), weights averaged by EMA;
 - scheduler: SD 1.x's `DDIMScheduler` (scaled-linear betas, leading spacing).
 
-The scorers (`evaluators/digits.py`) are fitted on the disjoint `heldout` split. Training is deterministic
+The scorers (`noise_exp/evaluators/digits.py`) are fitted on the disjoint `heldout` split. Training is deterministic
 from `seed` for a given thread count.
 """
 from __future__ import annotations

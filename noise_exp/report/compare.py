@@ -131,10 +131,12 @@ def read_compared_run(run_dir: Path) -> ComparedRun:
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
+    from noise_exp.config import upgrade_targets
+
     saved = Path(run_dir) / ".hydra" / "config.yaml"
     if not saved.is_file():
         raise NoiseExpError(f"{run_dir} has no .hydra/config.yaml: not a run of experiment=compare_methods")
-    cfg = OmegaConf.load(saved)
+    cfg = upgrade_targets(OmegaConf.load(saved))
     if OmegaConf.select(cfg, "compare.budget") is None:
         raise NoiseExpError(f"{saved} has no compare.budget: not a run of experiment=compare_methods")
     method = get_class(cfg.method._target_)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from evaluators.base import Evaluator
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.base import Evaluator
 from noise_exp.imaging import open_image
 from noise_exp.rundir.lock import RunLock
 from noise_exp.rundir.results import RESULTS_FILE, read_results, write_results

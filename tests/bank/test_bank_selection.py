@@ -194,7 +194,7 @@ def test_bad_bank_inputs_are_one_line(tmp_path, capsys):
 
 
 def test_a_changed_evaluator_rescores_instead_of_reusing_its_old_scores(tmp_path, monkeypatch, capsys):
-    from evaluators.digits import DigitClassifier
+    from noise_exp.evaluators.digits import DigitClassifier
 
     bank, scored = tmp_path / "bank", [SCORERS, "method.score_candidates=true"]
     assert run_digits(tmp_path / "a", bank, *scored, prompts=2, seeds=4)["bank_computed"] == 8  # version A

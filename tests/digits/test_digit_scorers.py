@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluators import build_evaluators
-from evaluators.digits import DigitClassifier, DigitRealism
 from noise_exp.data.digits import (digit_prompt, digits_to_pixels, images_to_digit_features, load_digit_splits,
                                    parse_digit, pixels_to_pil)
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import build_evaluators
+from noise_exp.evaluators.digits import DigitClassifier, DigitRealism
 from tests.conftest import compose_cfg
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-from evaluators.digits import DigitClassifier
 from noise_exp.data.digits import digit_prompt
+from noise_exp.evaluators.digits import DigitClassifier
 from noise_exp.runner import run_experiment
 from tests.conftest import compose_cfg
 from tests.test_ddim import drive_inverse_scheduler

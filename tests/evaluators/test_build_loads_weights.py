@@ -7,10 +7,11 @@ import shutil
 import pytest
 import torch
 
-from evaluators import build_evaluators, testing
-from evaluators.weights import clear_cache
 from noise_exp import score as score_cli
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import build_evaluators
+from noise_exp.evaluators.weights import clear_cache
+from tests.support import runs, scorers
 
 HTML_PAGE = b"<!DOCTYPE html><html><body>404: the download failed</body></html>\n"
 
@@ -18,11 +19,11 @@ HTML_PAGE = b"<!DOCTYPE html><html><body>404: the download failed</body></html>\
 @pytest.fixture(scope="module")
 def tiny(tiny_folder):
     """Valid tiny weights of every scorer in the official formats."""
-    hps_config, hps_checkpoint = testing.tiny_hps(tiny_folder)
-    _, clip_path, mlp_path = testing.tiny_aes(tiny_folder)
-    model_dir, processor_dir = testing.tiny_pickscore(tiny_folder)
+    hps_config, hps_checkpoint = scorers.tiny_hps(tiny_folder)
+    _, clip_path, mlp_path = scorers.tiny_aes(tiny_folder)
+    model_dir, processor_dir = scorers.tiny_pickscore(tiny_folder)
     return {"clip_config": hps_config, "hps": hps_checkpoint, "clip": clip_path, "mlp": mlp_path,
-            "pickscore": model_dir, "processor": processor_dir, "imagereward": testing.tiny_imagereward(tiny_folder)}
+            "pickscore": model_dir, "processor": processor_dir, "imagereward": scorers.tiny_imagereward(tiny_folder)}
 
 
 def corrupt_copy(source, target, kind: str):
@@ -35,31 +36,32 @@ def corrupt_copy(source, target, kind: str):
 
 def hpsv2(tiny, tmp_path, kind):
     bad = corrupt_copy(tiny["hps"], tmp_path / "HPS_v2_compressed.pt", kind)
-    return bad, {"_target_": "evaluators.hpsv2.HPSv2", "checkpoint": str(bad), "arch": str(tiny["clip_config"])}
+    return bad, {"_target_": "noise_exp.evaluators.hpsv2.HPSv2", "checkpoint": str(bad),
+                 "arch": str(tiny["clip_config"])}
 
 
 def aes_mlp(tiny, tmp_path, kind):
     bad = corrupt_copy(tiny["hps"], tmp_path / "sac+logos+ava1-l14-linearMSE.pth", kind)
-    return bad, {"_target_": "evaluators.aes.AES", "mlp_checkpoint": str(bad), "clip_checkpoint": str(tiny["clip"]),
-                 "clip_arch": str(tiny["clip_config"])}
+    return bad, {"_target_": "noise_exp.evaluators.aes.AES", "mlp_checkpoint": str(bad),
+                 "clip_checkpoint": str(tiny["clip"]), "clip_arch": str(tiny["clip_config"])}
 
 
 def aes_clip(tiny, tmp_path, kind):
     bad = corrupt_copy(tiny["clip"], tmp_path / "open_clip_pytorch_model.bin", kind)
-    return bad, {"_target_": "evaluators.aes.AES", "mlp_checkpoint": str(tiny["mlp"]), "clip_checkpoint": str(bad),
-                 "clip_arch": str(tiny["clip_config"])}
+    return bad, {"_target_": "noise_exp.evaluators.aes.AES", "mlp_checkpoint": str(tiny["mlp"]),
+                 "clip_checkpoint": str(bad), "clip_arch": str(tiny["clip_config"])}
 
 
 def clip_s(tiny, tmp_path, kind):
     bad = corrupt_copy(tiny["pickscore"] / "model.safetensors", tmp_path / "open_clip_model.safetensors", kind)
-    return bad, {"_target_": "evaluators.clip_score.CLIPScore", "checkpoint": str(bad),
+    return bad, {"_target_": "noise_exp.evaluators.clip_score.CLIPScore", "checkpoint": str(bad),
                  "arch": str(tiny["clip_config"])}
 
 
 def imagereward(tiny, tmp_path, kind):
     reward = tiny["imagereward"]
     bad = corrupt_copy(reward.checkpoint, tmp_path / "ImageReward.pt", kind)
-    return bad, {"_target_": "evaluators.imagereward.ImageReward", "checkpoint": str(bad),
+    return bad, {"_target_": "noise_exp.evaluators.imagereward.ImageReward", "checkpoint": str(bad),
                  "med_config": str(reward.med_config), "tokenizer": str(reward.tokenizer),
                  "vision_heads": reward.vision["num_heads"]}
 
@@ -68,13 +70,13 @@ def pickscore(tiny, tmp_path, kind):
     model_dir = tmp_path / "PickScore_v1"
     shutil.copytree(tiny["pickscore"], model_dir)
     bad = corrupt_copy(tiny["pickscore"] / "model.safetensors", model_dir / "model.safetensors", kind)
-    return bad, {"_target_": "evaluators.pickscore.PickScore", "model": str(model_dir),
+    return bad, {"_target_": "noise_exp.evaluators.pickscore.PickScore", "model": str(model_dir),
                  "processor": str(tiny["processor"])}
 
 
 def lpips(tiny, tmp_path, kind):
     bad = corrupt_copy(tiny["hps"], tmp_path / "alexnet-owt-7be5be79.pth", kind)
-    return bad, {"_target_": "evaluators.lpips.LPIPS", "net": "alex", "backbone_weights": str(bad)}
+    return bad, {"_target_": "noise_exp.evaluators.lpips.LPIPS", "net": "alex", "backbone_weights": str(bad)}
 
 
 @pytest.mark.parametrize("kind", ["truncated", "html"])
@@ -110,15 +112,16 @@ def test_weights_missing_offline_fail_at_build_naming_the_config_key(name, key, 
 def test_built_scorer_holds_its_weights(tiny, tmp_path, images, prompts):
     """Loaded at build: the checkpoint file is not needed any more when the images are scored."""
     def hps(checkpoint):
-        return build_evaluators({"hpsv2": {"_target_": "evaluators.hpsv2.HPSv2", "checkpoint": str(checkpoint),
-                                           "arch": str(tiny["clip_config"]), "device": "cpu"}})["hpsv2"]
+        return build_evaluators({"hpsv2": {"_target_": "noise_exp.evaluators.hpsv2.HPSv2",
+                                           "checkpoint": str(checkpoint), "arch": str(tiny["clip_config"]),
+                                           "device": "cpu"}})["hpsv2"]
 
     checkpoint = tmp_path / "HPS_v2_compressed.pt"
     shutil.copy(tiny["hps"], checkpoint)
     built = hps(checkpoint)
     checkpoint.unlink()  # before the first score
     scores = built.score(images, prompts)
-    testing.assert_valid_scores(scores, len(images))
+    scorers.assert_valid_scores(scores, len(images))
     # the scores of the same weights loaded from the file that still exists, and not those of other weights (the
     # AES CLIP tower, another seed): the built scorer holds the checkpoint's weights
     assert torch.allclose(scores, hps(tiny["hps"]).score(images, prompts), atol=1e-5)
@@ -126,7 +129,7 @@ def test_built_scorer_holds_its_weights(tiny, tmp_path, images, prompts):
 
 
 def test_score_cli_with_a_corrupt_checkpoint_exits_2_with_one_line(tiny, tmp_path, capsys):
-    run_dir = testing.write_synthetic_run(tmp_path / "run", {"drawbench": ["a photo of a cat"]}, ("stable",))
+    run_dir = runs.write_synthetic_run(tmp_path / "run", {"drawbench": ["a photo of a cat"]}, ("stable",))
     bad = corrupt_copy(tiny["hps"], tmp_path / "HPS_v2_compressed.pt", "truncated")
     code = score_cli.main([str(run_dir), "evaluator=[hpsv2]", f"evaluator.hpsv2.checkpoint={bad}",
                            f"evaluator.hpsv2.arch={tiny['clip_config']}", "evaluator.hpsv2.device=cpu"])

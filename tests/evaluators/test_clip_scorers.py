@@ -8,32 +8,32 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluators import testing
-from evaluators.testing import assert_valid_scores
-from evaluators.aes import AES
-from evaluators.clip_score import CLIPScore
-from evaluators.hpsv2 import HPSv2
-from evaluators.pickscore import PickScore
-from evaluators.weights import clear_cache
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.aes import AES
+from noise_exp.evaluators.clip_score import CLIPScore
+from noise_exp.evaluators.hpsv2 import HPSv2
+from noise_exp.evaluators.pickscore import PickScore
+from noise_exp.evaluators.weights import clear_cache
+from tests.support import scorers
+from tests.support.scorers import assert_valid_scores
 
 
 @pytest.fixture(scope="module")
 def hps(tiny_folder):
-    config, checkpoint = testing.tiny_hps(tiny_folder)
+    config, checkpoint = scorers.tiny_hps(tiny_folder)
     return HPSv2(checkpoint=str(checkpoint), arch=str(config), device="cpu", batch_size=2)
 
 
 @pytest.fixture(scope="module")
 def aes(tiny_folder):
-    config, clip_path, mlp_path = testing.tiny_aes(tiny_folder)
+    config, clip_path, mlp_path = scorers.tiny_aes(tiny_folder)
     return AES(mlp_checkpoint=str(mlp_path), clip_checkpoint=str(clip_path), clip_arch=str(config), device="cpu",
                batch_size=2)
 
 
 @pytest.fixture(scope="module")
 def pickscore(tiny_folder):
-    model_dir, processor_dir = testing.tiny_pickscore(tiny_folder)
+    model_dir, processor_dir = scorers.tiny_pickscore(tiny_folder)
     return PickScore(model=str(model_dir), processor=str(processor_dir), device="cpu", batch_size=2)
 
 
@@ -55,7 +55,7 @@ def test_hps_equals_the_definition_on_its_preprocessing(hps, images, prompts, ti
     """score = 100 * cos(image, text) with hpsv2's longest-side-resize-and-pad transform."""
     import open_clip
 
-    config, checkpoint = testing.tiny_hps(tiny_folder)
+    config, checkpoint = scorers.tiny_hps(tiny_folder)
     open_clip.add_model_config(config)
     model = open_clip.create_model(config.stem, pretrained=None)
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
@@ -77,7 +77,7 @@ def test_hps_equals_the_definition_on_its_preprocessing(hps, images, prompts, ti
 
 
 def test_hps_scale_option(tiny_folder, hps, images, prompts):
-    config, checkpoint = testing.tiny_hps(tiny_folder)
+    config, checkpoint = scorers.tiny_hps(tiny_folder)
     raw = HPSv2(checkpoint=str(checkpoint), arch=str(config), scale=1.0, device="cpu").score(images, prompts)
     torch.testing.assert_close(100 * raw, hps.score(images, prompts))
     assert raw.abs().max() <= 1.0
@@ -87,9 +87,9 @@ def test_pickscore_equals_clipmodel_forward(pickscore, tiny_folder, images, prom
     """The official recipe: processor per prompt, logit_scale.exp() * cos, here through CLIPModel.forward."""
     from transformers import CLIPModel
 
-    model_dir, processor_dir = testing.tiny_pickscore(tiny_folder)
+    model_dir, processor_dir = scorers.tiny_pickscore(tiny_folder)
     model = CLIPModel.from_pretrained(model_dir).eval()
-    from evaluators.pickscore import load_processor
+    from noise_exp.evaluators.pickscore import load_processor
 
     processor = load_processor(processor_dir)
     expected = []
@@ -101,9 +101,9 @@ def test_pickscore_equals_clipmodel_forward(pickscore, tiny_folder, images, prom
 
 
 def test_pickscore_processor_uses_pil_backend(tiny_folder):
-    from evaluators.pickscore import load_processor
+    from noise_exp.evaluators.pickscore import load_processor
 
-    _, processor_dir = testing.tiny_pickscore(tiny_folder)
+    _, processor_dir = scorers.tiny_pickscore(tiny_folder)
     assert "Pil" in type(load_processor(processor_dir).image_processor).__name__
 
 
@@ -119,7 +119,7 @@ def test_aes_equals_open_clip_preprocess_and_official_head(aes, tiny_folder, ima
     """Reference: open_clip's own eval transform (OpenAI CLIP's) + the predictor's MLP on the normalised embedding."""
     import open_clip
 
-    config, clip_path, mlp_path = testing.tiny_aes(tiny_folder)
+    config, clip_path, mlp_path = scorers.tiny_aes(tiny_folder)
     open_clip.add_model_config(config)
     model = open_clip.create_model(config.stem, pretrained=None)
     preprocess = open_clip.image_transform(224, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN,
@@ -139,7 +139,7 @@ def test_aes_equals_open_clip_preprocess_and_official_head(aes, tiny_folder, ima
 
 
 def test_clip_s_image_and_text_modes(tiny_folder, images, prompts):
-    config, clip_path, _ = testing.tiny_aes(tiny_folder)
+    config, clip_path, _ = scorers.tiny_aes(tiny_folder)
     clip_s = CLIPScore(checkpoint=str(clip_path), arch=str(config), device="cpu")
     to_self = clip_s.score(images, references=images)
     torch.testing.assert_close(to_self, torch.ones(3), rtol=0, atol=1e-5)
@@ -154,7 +154,7 @@ def test_clip_s_image_and_text_modes(tiny_folder, images, prompts):
 
 def test_models_are_cached_per_process(hps, images, prompts, tiny_folder):
     hps.score(images[:1], prompts[:1])
-    config, checkpoint = testing.tiny_hps(tiny_folder)
+    config, checkpoint = scorers.tiny_hps(tiny_folder)
     another = HPSv2(checkpoint=str(checkpoint), arch=str(config), device="cpu")
     assert another.load()[0] is hps.load()[0]
 
@@ -165,7 +165,7 @@ def test_wrong_inputs_raise_one_line_errors(hps):
 
 
 def test_checkpoint_of_another_architecture_is_a_clear_error(tiny_folder, images, prompts):
-    config, checkpoint = testing.tiny_hps(tiny_folder)
+    config, checkpoint = scorers.tiny_hps(tiny_folder)
     other = tiny_folder / "other" / "TinyCLIP-other.json"
     other.parent.mkdir(exist_ok=True)
     spec = json.loads(config.read_text())

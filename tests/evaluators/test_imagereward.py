@@ -8,16 +8,16 @@ import types
 import pytest
 import torch
 
-from evaluators import testing
-from evaluators.testing import assert_valid_scores
-from evaluators.imagereward import ImageReward
-from evaluators.weights import clear_cache
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.imagereward import ImageReward
+from noise_exp.evaluators.weights import clear_cache
+from tests.support import scorers
+from tests.support.scorers import assert_valid_scores
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_folder):
-    return testing.tiny_imagereward(tiny_folder)
+    return scorers.tiny_imagereward(tiny_folder)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def official_imagereward(tiny, tiny_folder, monkeypatch):
     for fairscale's checkpoint_wrapper (used only with gradient checkpointing); transformers-5 shims for the
     helpers med.py imports from `transformers.modeling_utils` and for `init_weights`/`invert_attention_mask`/
     `get_head_mask`; `create_vit` builds the tiny ViT; `init_tokenizer` takes the [ENC] id without the attribute v5 removed; the tokenizer comes from ./bert-base-uncased."""
-    root = testing.reference_wheel("image_reward", tiny_folder / "wheels")
+    root = scorers.reference_wheel("image_reward", tiny_folder / "wheels")
     if root is None:
         pytest.skip("image-reward wheel not found: run `make reference-wheels`")
     import transformers.modeling_utils as modeling_utils

@@ -8,12 +8,12 @@ import types
 import pytest
 import torch
 
-from evaluators import testing
-from evaluators.testing import assert_valid_scores
-from evaluators.hpsv2 import HPSv2
-from evaluators.lpips import LPIPS
-from evaluators.ssim import SSIM
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.hpsv2 import HPSv2
+from noise_exp.evaluators.lpips import LPIPS
+from noise_exp.evaluators.ssim import SSIM
+from tests.support import scorers
+from tests.support.scorers import assert_valid_scores
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def official_hpsv2(tiny_folder, monkeypatch):
     """The `hpsv2` 1.2.0 wheel, unpacked, not installed. Test-only adjustments, none of them in its scoring path:
     a stub for `clint` (a progress-bar import), the BPE vocabulary its wheel lacks (copied from open_clip), and
     the architecture swapped for the tiny one (as the real run swaps nothing but downloads ViT-H-14)."""
-    root = testing.reference_wheel("hpsv2", tiny_folder / "wheels")
+    root = scorers.reference_wheel("hpsv2", tiny_folder / "wheels")
     if root is None:
         pytest.skip("hpsv2 wheel not found: run `make reference-wheels`")
     import open_clip
@@ -39,7 +39,7 @@ def official_hpsv2(tiny_folder, monkeypatch):
     import hpsv2.img_score as img_score
     from hpsv2.src.open_clip import add_model_config, create_model_and_transforms
 
-    config, checkpoint = testing.tiny_hps(tiny_folder)
+    config, checkpoint = scorers.tiny_hps(tiny_folder)
     add_model_config(config)
 
     def tiny_model_and_transforms(name, pretrained, **kwargs):

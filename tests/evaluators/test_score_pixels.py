@@ -11,16 +11,16 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
-from evaluators import testing
-from evaluators.base import differentiable_evaluators
-from evaluators.digits import DigitClassifier, DigitRealism
-from evaluators.lpips import LPIPS
-from evaluators.preprocess import pil_bicubic_resize
-from evaluators.shapes import ShapesGenEval
-from evaluators.shapes_reward import ShapesReward
-from evaluators.ssim import SSIM
 from noise_exp.data.shapes_render import MODEL_LIKE, sample_renderings
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.base import differentiable_evaluators
+from noise_exp.evaluators.digits import DigitClassifier, DigitRealism
+from noise_exp.evaluators.lpips import LPIPS
+from noise_exp.evaluators.preprocess import pil_bicubic_resize
+from noise_exp.evaluators.shapes import ShapesGenEval
+from noise_exp.evaluators.shapes_reward import ShapesReward
+from noise_exp.evaluators.ssim import SSIM
+from tests.support.scorers import assert_valid_scores, tiny_differentiable_scorers
 
 # (width, height): upscaled square, upscaled and cropped, an odd crop excess (torchvision and transformers place the
 # crop one pixel apart), downscaled as a generated image is.
@@ -39,7 +39,7 @@ def smooth_and_noisy(width: int, height: int, seed: int = 0) -> list[Image.Image
 
 @pytest.fixture(scope="module")
 def scorers(tiny_folder):
-    built = testing.tiny_differentiable_scorers(tiny_folder)
+    built = tiny_differentiable_scorers(tiny_folder)
     built["shapes_reward"] = ShapesReward()  # the committed weights
     return built
 
@@ -128,18 +128,18 @@ def test_bad_pixels_and_missing_prompts_are_one_line(scorers):
 @pytest.mark.parametrize("name", ["hpsv2", "pickscore", "imagereward"])  # open_clip, transformers, our BLIP
 def test_half_precision_scorers_return_float32_and_a_finite_gradient(name, tiny_folder, shapes_cases):
     """What a GPU run in float16 does, in bfloat16 on CPU (where `dtype` itself falls back to float32)."""
-    evaluator = testing.tiny_differentiable_scorers(tiny_folder)[name]
+    evaluator = tiny_differentiable_scorers(tiny_folder)[name]
     evaluator.dtype = torch.bfloat16
     images, prompts = cases(name, shapes_cases)[(64, 48)]
     pixels = torch.stack([to_tensor(image) for image in images]).requires_grad_(True)
     scores = evaluator.score_pixels(pixels, prompts)
     scores.sum().backward()
     assert scores.dtype == torch.float32 and torch.isfinite(scores).all() and torch.isfinite(pixels.grad).all()
-    testing.assert_valid_scores(evaluator.score(images, prompts), 2)
+    assert_valid_scores(evaluator.score(images, prompts), 2)
 
 
 def test_a_processor_the_tensor_path_does_not_reproduce_is_one_line(scorers):
-    from evaluators.pickscore import processor_geometry
+    from noise_exp.evaluators.pickscore import processor_geometry
 
     _, processor = scorers["pickscore"].load()
     with pytest.raises(NoiseExpError, match=r"this one has do_center_crop=False, resample=2$"):

@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from evaluators import build_evaluators, testing
-from evaluators.base import Evaluator
-from evaluators.hpsv2 import HPSv2
-from evaluators.ssim import SSIM
 from noise_exp import score as score_cli
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import build_evaluators
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.hpsv2 import HPSv2
+from noise_exp.evaluators.ssim import SSIM
 from noise_exp.rundir.scoring import score_run
+from tests.support import runs, scorers
 
 PROMPTS = {"drawbench": ["a photo of a cat", "a red car"], "pickapic": ["an oil painting of a green tree"]}
 
@@ -29,7 +30,7 @@ class MeanPixel(Evaluator):
 
 @pytest.fixture
 def run_dir(tmp_path):
-    return testing.write_synthetic_run(tmp_path / "run", PROMPTS, ("stable", "unstable"), with_reference=True)
+    return runs.write_synthetic_run(tmp_path / "run", PROMPTS, ("stable", "unstable"), with_reference=True)
 
 
 def test_score_run_adds_columns_in_row_order_and_rewrites_atomically(run_dir, monkeypatch):
@@ -70,7 +71,7 @@ def test_score_run_overwrites_an_existing_column(run_dir):
 
 
 def test_reference_scorer_without_reference_column_is_a_clear_error(tmp_path):
-    run = testing.write_synthetic_run(tmp_path / "run", PROMPTS, ("stable",))
+    run = runs.write_synthetic_run(tmp_path / "run", PROMPTS, ("stable",))
     with pytest.raises(NoiseExpError, match="reference"):
         score_run(run, {"ssim": SSIM()})
 
@@ -84,7 +85,7 @@ def test_missing_results_or_image_are_clear_errors(tmp_path, run_dir):
 
 
 def test_cli_composes_conf_and_scores_with_local_weights(run_dir, tiny_folder, capsys):
-    config, checkpoint = testing.tiny_hps(tiny_folder)
+    config, checkpoint = scorers.tiny_hps(tiny_folder)
     code = score_cli.main([str(run_dir), "evaluator=[hpsv2,ssim]", f"evaluator.hpsv2.checkpoint={checkpoint}",
                            f"evaluator.hpsv2.arch={config}", "evaluator.hpsv2.device=cpu"])
     assert code == 0, capsys.readouterr().err

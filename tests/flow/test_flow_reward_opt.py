@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluators.shapes_reward import images_to_pixels
+from noise_exp.evaluators.shapes_reward import images_to_pixels
 
 from noise_exp.methods.differentiable import DifferentiableSampler, generation_nfe
 from noise_exp.methods.reward_opt import RewardOptimization, reward_opt_cost

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from evaluators.shapes_reward import images_to_pixels
+from noise_exp.evaluators.shapes_reward import images_to_pixels
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.best_of_n import BestOfN, RandomPick, random_position

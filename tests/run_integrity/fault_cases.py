@@ -89,7 +89,7 @@ def corrupt_record(case: Path) -> list[str]:
 
 def garbage_checkpoint(case: Path) -> list[str]:
     """An HPS v2 checkpoint that is an HTML error page saved in its place (a tiny open_clip architecture)."""
-    from evaluators.testing import tiny_open_clip_config
+    from tests.support.scorers import tiny_open_clip_config
 
     path = case / "HPS_v2_compressed.pt"
     path.write_bytes(b"<html><body>429 Too Many Requests</body></html>" * 50)

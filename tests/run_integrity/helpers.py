@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evaluators.base import Evaluator
+from noise_exp.evaluators.base import Evaluator
 
 
 class MeanPixel(Evaluator):

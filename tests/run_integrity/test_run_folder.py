@@ -182,7 +182,7 @@ def test_optimization_summary_counts_prompts_that_lost_stability(tmp_path, capsy
 
 
 def test_scoring_a_run_without_images_is_one_clear_line(tmp_path):
-    from evaluators import build_evaluators
+    from noise_exp.evaluators import build_evaluators
     from noise_exp.rundir.scoring import score_run
 
     run_dir = tmp_path / "run"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from evaluators import testing
-from evaluators.ssim import SSIM
 from noise_exp import score as score_cli
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.ssim import SSIM
 from noise_exp.human_eval.pairs import build_pairs
 from noise_exp.merge import merge_runs
 from noise_exp.report import write_report
 from noise_exp.rundir.results import find_runs, read_results
 from noise_exp.rundir.scoring import score_run
+from tests.support.runs import write_synthetic_run
 
 PROMPTS = {"drawbench": ["a photo of a cat", "a red car"]}
 
@@ -21,11 +21,11 @@ PROMPTS = {"drawbench": ["a photo of a cat", "a red car"]}
 def test_find_runs_skips_merges_and_hidden_folders_and_a_run_is_its_own_only_run(tmp_path):
     sweep = tmp_path / "sweep"
     for job in ("0", "1"):
-        testing.write_synthetic_run(sweep / job, PROMPTS, ("stable", "unstable"))
+        write_synthetic_run(sweep / job, PROMPTS, ("stable", "unstable"))
     merged = merge_runs(sweep, pool=True)  # the synthetic jobs share their prompts
     assert merged == sweep / "merged" and (merged / "results.csv").is_file()
-    testing.write_synthetic_run(sweep / ".trash" / "old", PROMPTS, ("stable", "unstable"))
-    testing.write_synthetic_run(sweep / "0" / "nested", PROMPTS, ("stable",))
+    write_synthetic_run(sweep / ".trash" / "old", PROMPTS, ("stable", "unstable"))
+    write_synthetic_run(sweep / "0" / "nested", PROMPTS, ("stable",))
     assert find_runs(sweep) == [sweep / "0", sweep / "0" / "nested", sweep / "1"]
     assert find_runs(sweep / "0") == [sweep / "0"]
     # merging again reads the two jobs (and the nested one), never the earlier merge
@@ -39,7 +39,7 @@ def test_find_runs_skips_merges_and_hidden_folders_and_a_run_is_its_own_only_run
 
 
 def test_read_results_names_the_file_and_what_is_wrong(tmp_path):
-    run = testing.write_synthetic_run(tmp_path / "run", PROMPTS, ("stable",))
+    run = write_synthetic_run(tmp_path / "run", PROMPTS, ("stable",))
     assert list(read_results(run)["variant"]) == ["stable", "stable"]
     pd.read_csv(run / "results.csv").drop(columns=["image", "prompt"]).to_csv(run / "results.csv", index=False)
     with pytest.raises(NoiseExpError, match=r"results.csv lacks column\(s\) image, prompt"):
@@ -50,7 +50,7 @@ def test_read_results_names_the_file_and_what_is_wrong(tmp_path):
 
 
 def test_the_score_cli_refreshes_the_report_and_score_run_does_not(tmp_path):
-    run = testing.write_synthetic_run(tmp_path / "run", PROMPTS, ("stable", "unstable"), with_reference=True)
+    run = write_synthetic_run(tmp_path / "run", PROMPTS, ("stable", "unstable"), with_reference=True)
     write_report([run], run / "report")
     score_run(run, {"ssim": SSIM()})
     assert "ssim" not in pd.read_csv(run / "report" / "means.csv").columns

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from evaluators.shapes import ShapesGenEval
+from noise_exp.evaluators.shapes import ShapesGenEval
 from noise_exp.human_eval.audit import audit
 
 AUDIT = Path(__file__).resolve().parents[2] / "datasets" / "shapes_audit"

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluators import build_evaluators
-from evaluators.shapes import ShapesGenEval, detect_objects, judge, summarize, tag_accuracy
 from noise_exp.data.shapes import (TAGS, ObjectSpec, SceneObject, Target, check, neighbours, parse_caption,
                                    sample_target)
 from noise_exp.data.shapes_render import MODEL_LIKE, render, sample_renderings
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import build_evaluators
+from noise_exp.evaluators.shapes import ShapesGenEval, detect_objects, judge, summarize, tag_accuracy
 from tests.conftest import compose_cfg
 
 

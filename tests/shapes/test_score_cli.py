@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluators import testing
-from evaluators.shapes import run_tag_accuracy
 from noise_exp import score as score_cli
 from noise_exp.data.shapes import parse_caption
 from noise_exp.data.shapes_render import render
+from noise_exp.report.tags import run_tag_accuracy
+from tests.support import runs
 
 PROMPTS = ["a circle", "a square and a triangle", "three yellow circles", "a green square",
            "a red circle left of a blue triangle", "a red square and a blue circle"]
@@ -20,7 +20,7 @@ WRONG = {"three yellow circles": "two yellow circles", "a red circle left of a b
 @pytest.fixture
 def shapes_run(tmp_path):
     """A run folder whose `stable` images show their prompt and `unstable` images a near miss for two prompts."""
-    run = testing.write_synthetic_run(tmp_path / "run", {"shapes_bench": PROMPTS}, ("stable", "unstable"))
+    run = runs.write_synthetic_run(tmp_path / "run", {"shapes_bench": PROMPTS}, ("stable", "unstable"))
     frame = pd.read_csv(run / "results.csv")
     rng = np.random.default_rng(0)
     for row in frame.itertuples():

@@ -141,7 +141,7 @@ def test_from_runs_recounts_an_earlier_run_with_the_reward_tie_tolerance(tmp_pat
     """stable vs unstable on four prompts; shapes_reward differs by 1.3e-5, 2e-4, -0.3 and 0.4: under
     conf/config.yaml's 1e-3, 1 win / 2 ties / 1 loss (win rate 0.5, sign test p = 1); counted exactly it would be
     3 / 0 / 1 (p = 0.625). The judge's 1 - 0, 0 - 0, 1 - 1, 0 - 1 is 1 / 2 / 1 either way."""
-    from evaluators.testing import write_synthetic_run
+    from tests.support.runs import write_synthetic_run
 
     captions = ["a circle", "a red square", "two triangles", "a blue square above a red triangle"]
     stable, unstable = (0.9990130, 0.5002, 0.2, 0.9), (0.9990, 0.5, 0.5, 0.5)

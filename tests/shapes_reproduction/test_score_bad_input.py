@@ -6,8 +6,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from evaluators import testing
 from noise_exp import score as score_cli
+from tests.support import runs
 
 
 def _no_images_folder(run):
@@ -30,7 +30,7 @@ def _no_results(run):
     (_no_results, "{run}/results.csv does not exist: not a finished run folder"),
 ])
 def test_a_run_folder_without_images_is_one_line_and_exit_2(tmp_path, capsys, damage, message):
-    run = testing.write_synthetic_run(tmp_path / "run", {"shapes_bench": ["a circle", "a green square"]},
+    run = runs.write_synthetic_run(tmp_path / "run", {"shapes_bench": ["a circle", "a green square"]},
                                       ("stable", "unstable"))
     damage(run)
     assert score_cli.main([str(run), "evaluator=[shapes_geneval]"]) == 2

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluators.testing import tiny_open_clip_config
 from tests.conftest import ROOT
+from tests.support.scorers import tiny_open_clip_config
 from tests.sv3d.conftest import FIXTURE_OBJECTS
 
 pytestmark = pytest.mark.slow

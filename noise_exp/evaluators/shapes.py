@@ -19,14 +19,13 @@ An image is read back into objects (`detect_objects`) and checked against its ca
 4. position: the object's bounding box, compared by GenEval's relative-position rule.
 
 The score is 1.0 when the image is correct, else 0.0; `judge` also returns the sub-checks (object present, count,
-colour, position), and `tag_accuracy` / `run_tag_accuracy` aggregate per tag like GenEval. Audited on the models'
-own samples: docs/shapes_world.md, "The judge audited on the models' own samples".
+colour, position), and `tag_accuracy` aggregates per tag like GenEval (`noise_exp.report.tags` does it per run
+folder). Audited on the models' own samples: docs/shapes_world.md, "The judge audited on the models' own samples".
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -34,10 +33,10 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from evaluators.base import Evaluator
 from noise_exp.data.shapes import (PALETTE, SHAPES, TAGS, UNRECOGNISED, Judgement, SceneObject, Target, check,
                                    parse_caption)
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.base import Evaluator
 from noise_exp.imaging import composite_on_white
 
 FOREGROUND_ALPHA = 0.5  # a pixel is foreground when it is at least half its colour
@@ -265,22 +264,5 @@ def tag_accuracy(prompts: Sequence[str], correct: Sequence[float]) -> dict[str, 
     return accuracy
 
 
-def run_tag_accuracy(run_dir: Path, column: str = ShapesGenEval.name):
-    """Per-variant, per-tag accuracy of a scored run folder: a DataFrame (rows: variants; columns: tags, overall)."""
-    import pandas as pd
-
-    from noise_exp.rundir.results import RESULTS_FILE, read_results
-
-    frame = read_results(Path(run_dir))
-    if column not in frame.columns:
-        raise NoiseExpError(f"{Path(run_dir) / RESULTS_FILE} has no {column!r} column: score it first "
-                            f"(python -m noise_exp.score {run_dir} evaluator=[{column}])")
-    frame = frame[frame[column].notna()]
-    rows = {variant: tag_accuracy(list(group["prompt"].astype(str)), list(group[column]))
-            for variant, group in frame.groupby("variant", sort=False)}
-    return pd.DataFrame.from_dict(rows, orient="index")[[t for t in (*TAGS, "overall")
-                                                          if any(t in r for r in rows.values())]]
-
-
-__all__ = ["ShapesGenEval", "TagSummary", "as_rgb", "detect_objects", "judge", "parse_prompts", "run_tag_accuracy",
-           "segment", "shape_fit", "summarize", "tag_accuracy"]
+__all__ = ["ShapesGenEval", "TagSummary", "as_rgb", "detect_objects", "judge", "parse_prompts", "segment",
+           "shape_fit", "summarize", "tag_accuracy"]

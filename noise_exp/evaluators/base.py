@@ -2,13 +2,13 @@
 
 `Evaluator.score(images, prompts=None, references=None)` returns one float per image as a 1-D float32 CPU
 tensor. Text-to-image scorers read `prompts`; reference-based scorers (LPIPS, SSIM, CLIP-S image mode) read
-`references`. Subclasses load their model in `_load` (once per process, see `evaluators.weights.cached`);
+`references`. Subclasses load their model in `_load` (once per process, see `noise_exp.evaluators.weights.cached`);
 `build_evaluators` calls `load()`, so a missing or corrupt checkpoint stops a run before its first image. They
 score in batches of `batch_size` on `device` in `dtype`.
 
 Evaluators with `differentiable = True` also have `score_pixels(pixels, prompts=None)`: pixels [B, 3, H, W] in
 [0, 1] (any size, device and floating dtype) -> [B] float32 scores on `pixels.device`, differentiable with respect
-to `pixels`, equal to `score` of the same 8-bit images (PIL's resizing is reproduced in torch, `evaluators.preprocess`;
+to `pixels`, equal to `score` of the same 8-bit images (PIL's resizing is reproduced in torch, `preprocess`;
 docs/evaluators.md). The whole batch goes through the model in one pass (no `batch_size` chunks): the caller sizes it.
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from evaluators.preprocess import checked_pixels
 from noise_exp.devices import resolve_device, resolve_dtype  # noqa: F401  (re-exported for scorers)
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.preprocess import checked_pixels
 
 class Evaluator(ABC):
     """One scorer. `score` returns one float per image (1-D tensor, on CPU, float32)."""
@@ -113,10 +113,10 @@ def differentiable_evaluators() -> list[str]:
     import importlib
     import pkgutil
 
-    import evaluators
+    import noise_exp.evaluators as package
 
-    for module in pkgutil.iter_modules(evaluators.__path__):
-        importlib.import_module(f"evaluators.{module.name}")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
     found, classes = set(), list(Evaluator.__subclasses__())
     while classes:
         cls = classes.pop()

@@ -9,10 +9,10 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from evaluators import preprocess
-from evaluators.base import to_rgb
-from evaluators.weights import cached, first_line, read_checkpoint
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import preprocess
+from noise_exp.evaluators.base import to_rgb
+from noise_exp.evaluators.weights import cached, first_line, read_checkpoint
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -81,7 +81,7 @@ def encode_images(model, images: Sequence[Image.Image], transform, device, dtype
 def encode_pixels(model, batch: torch.Tensor, resize: Callable[[torch.Tensor, int], torch.Tensor],
                   dtype: torch.dtype) -> torch.Tensor:
     """Normalised image embeddings (float32) of pixels [B, 3, H, W] in [0, 1] on the model's device, resized by
-    `resize` (an `evaluators.preprocess` transform, the twin of a PIL one above); differentiable w.r.t. `batch`."""
+    `resize` (a `preprocess` transform, the twin of a PIL one above); differentiable w.r.t. `batch`."""
     resized = resize(batch, image_size(model))
     return model.encode_image(preprocess.normalize(resized, OPENAI_MEAN, OPENAI_STD).to(dtype), normalize=True).float()
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from evaluators.base import Evaluator, to_rgb
-from evaluators.weights import cached, first_line, read_checkpoint, resolve
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.base import Evaluator, to_rgb
+from noise_exp.evaluators.weights import cached, first_line, read_checkpoint, resolve
 
 BACKBONE_URLS = {
     "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",

@@ -1,4 +1,4 @@
-"""Tiny random-weight checkpoints of every scorer, written in the official formats, for offline tests.
+"""Test fixtures: tiny random-weight checkpoints of every scorer in the official formats, for offline tests.
 
 Each builder writes the same kind of files the real weights come as (an open_clip `{'state_dict': ...}`
 checkpoint for HPS, a plain state dict for the aesthetic MLP, a `save_pretrained` folder for PickScore, a
@@ -7,7 +7,6 @@ loading code. Builders are deterministic (fixed seeds) and skip files that alrea
 """
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ def tiny_aes(folder: Path) -> tuple[Path, Path, Path]:
 
     The MLP is initialised with std 1 / sqrt(fan_in) instead of the predictor's training init, so that the
     random head is not near-constant."""
-    from evaluators.aes import AestheticMLP
+    from noise_exp.evaluators.aes import AestheticMLP
 
     config = tiny_open_clip_config(folder / "open_clip")
     clip_path = folder / "open_clip_pytorch_model.bin"
@@ -69,24 +68,6 @@ def tiny_aes(folder: Path) -> tuple[Path, Path, Path]:
     return config, clip_path, mlp_path
 
 
-def write_clip_tokenizer(folder: Path) -> tuple[Path, Path]:
-    """HF CLIPTokenizer files (vocab.json, merges.txt) made from the BPE file open_clip ships: the same
-    49408-token vocabulary as OpenAI CLIP, so ids equal open_clip's tokenizer."""
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
-    if vocab_path.exists() and merges_path.exists():
-        return vocab_path, merges_path
-    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [token + "</w>" for token in vocab] + ["".join(merge.split()) for merge in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    vocab_path.write_text(json.dumps({token: index for index, token in enumerate(vocab)}))
-    merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return vocab_path, merges_path
-
-
 def tiny_pickscore(folder: Path) -> tuple[Path, Path]:
     """(model folder, processor folder), both `save_pretrained` folders like the hub repositories."""
     from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer)
@@ -101,6 +82,8 @@ def tiny_pickscore(folder: Path) -> tuple[Path, Path]:
                       image_size=224, patch_size=32)
         CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(model_dir)
     if not (processor_dir / "preprocessor_config.json").exists():
+        from noise_exp.models.tiny import write_clip_tokenizer
+
         vocab, merges = write_clip_tokenizer(folder / "clip_bpe")
         tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
         image_processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
@@ -145,7 +128,7 @@ def reference_wheel(distribution: str, folder: Path) -> Path | None:
     import zipfile
 
     roots = [Path(p) for p in os.environ.get("NOISE_EXP_REFERENCE_WHEELS", "").split(os.pathsep) if p]
-    roots.append(Path(__file__).resolve().parents[1] / ".cache" / "reference")
+    roots.append(Path(__file__).resolve().parents[2] / ".cache" / "reference")
     for root in roots:
         wheels = sorted(root.glob(f"{distribution}-*.whl"))
         if wheels:
@@ -157,57 +140,12 @@ def reference_wheel(distribution: str, folder: Path) -> Path | None:
     return None
 
 
-def write_synthetic_run(folder: Path, prompts: dict[str, list[str]], variants: tuple[str, ...],
-                        metrics: dict[str, dict[tuple[str, int, str], float]] | None = None,
-                        image_size: int = 32, with_reference: bool = False, seed: int = 0,
-                        first_prompt_id: int = 0, overrides: list[str] | None = None,
-                        config: dict | None = None) -> Path:
-    """A run folder as docs/CONVENTIONS.md describes it: results.csv (+ optional metric columns, keyed by
-    (dataset, prompt_id, variant); a `stability` entry replaces the random stabilities) and one PNG per (prompt,
-    variant). Prompt ids count from `first_prompt_id` and are unique across datasets. With `overrides` / `config`,
-    the Hydra job files `.hydra/overrides.yaml` (a list of override strings) and `.hydra/config.yaml`."""
-    import numpy as np
-    import pandas as pd
-    import yaml
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    for name, content in (("overrides.yaml", overrides), ("config.yaml", config)):
-        if content is not None:
-            (folder / ".hydra").mkdir(exist_ok=True)
-            (folder / ".hydra" / name).write_text(yaml.safe_dump(content))
-    rows = []
-    prompt_id = first_prompt_id
-    for dataset, texts in prompts.items():
-        for text in texts:
-            for variant in variants:
-                relative = f"images/{prompt_id}_{variant}.png"
-                pixels = (rng.random((image_size, image_size, 3)) * 255).astype("uint8")
-                Image.fromarray(pixels).save(folder / relative)
-                row = {"dataset": dataset, "prompt_id": prompt_id, "prompt": text, "variant": variant,
-                       "seed": int(rng.integers(0, 100)), "stability": float(rng.uniform(0.9, 1.0)),
-                       "image": relative, "noise": "", "time_s": 0.1}
-                if with_reference:
-                    reference = f"images/{prompt_id}_reference.png"
-                    if not (folder / reference).exists():
-                        Image.fromarray((rng.random((image_size, image_size, 3)) * 255).astype("uint8")).save(
-                            folder / reference)
-                    row["reference"] = reference
-                for metric, values in (metrics or {}).items():
-                    row[metric] = values.get((dataset, prompt_id, variant), float("nan"))
-                rows.append(row)
-            prompt_id += 1
-    pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
-    return folder
-
-
 def tiny_imagereward(folder: Path) -> TinyImageReward:
     """A tiny ImageReward in the official formats: a state dict with the official key names (including the
     unused `vision_proj`/`text_proj`/`position_ids`), `med_config.json`, and a BERT vocab folder. BERT keeps hidden size 768
     because the official code hard-codes `MLP(768)`; one layer, tiny ViT (TINY_IR_VISION)."""
-    from evaluators.imagereward import ImageRewardModel, TextEncoder, VisionTransformer, load_tokenizer
-    from evaluators.aes import AestheticMLP
+    from noise_exp.evaluators.aes import AestheticMLP
+    from noise_exp.evaluators.imagereward import ImageRewardModel, TextEncoder, VisionTransformer, load_tokenizer
 
     tokenizer_dir = write_bert_vocab(folder / "bert-base-uncased")
     med_path, checkpoint = folder / "med_config.json", folder / "ImageReward.pt"
@@ -243,11 +181,11 @@ def tiny_imagereward(folder: Path) -> TinyImageReward:
 def tiny_differentiable_scorers(folder: Path, device: str = "cpu") -> dict:
     """HPSv2, AES, CLIP-S, PickScore and ImageReward on the tiny checkpoints above, built through their real loading
     code, keyed by evaluator name (the scorers with `score_pixels`, except shapes_reward, which has real weights)."""
-    from evaluators.aes import AES
-    from evaluators.clip_score import CLIPScore
-    from evaluators.hpsv2 import HPSv2
-    from evaluators.imagereward import ImageReward
-    from evaluators.pickscore import PickScore
+    from noise_exp.evaluators.aes import AES
+    from noise_exp.evaluators.clip_score import CLIPScore
+    from noise_exp.evaluators.hpsv2 import HPSv2
+    from noise_exp.evaluators.imagereward import ImageReward
+    from noise_exp.evaluators.pickscore import PickScore
 
     hps_config, hps_checkpoint = tiny_hps(folder)
     clip_config, clip_path, mlp_path = tiny_aes(folder)

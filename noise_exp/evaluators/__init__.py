@@ -1,4 +1,4 @@
-"""Image scorers behind one interface (see `evaluators.base.Evaluator`).
+"""Image scorers behind one interface (see `noise_exp.evaluators.base.Evaluator`).
 
 `build_evaluators(cfg.evaluator)` instantiates the Hydra `evaluator` group (a mapping name -> config with
 `_target_`) and loads each scorer's weights; the mapping's keys name the results.csv columns.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from evaluators.base import Evaluator
+from noise_exp.evaluators.base import Evaluator
 
 __all__ = ["Evaluator", "build_evaluators"]
 
@@ -17,8 +17,8 @@ def build_evaluators(config: Mapping[str, Any] | None, load: bool = True) -> dic
     loaded unless `load=False`: a missing or corrupt checkpoint fails here, before any image is generated."""
     from hydra.utils import instantiate
 
-    from evaluators.weights import first_line
     from noise_exp.errors import NoiseExpError
+    from noise_exp.evaluators.weights import first_line
 
     built: dict[str, Evaluator] = {}
     for name, entry in (config or {}).items():

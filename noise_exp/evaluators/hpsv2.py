@@ -11,9 +11,9 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from evaluators import _openclip, preprocess
-from evaluators.base import Evaluator
-from evaluators.weights import resolve
+from noise_exp.evaluators import _openclip, preprocess
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.weights import resolve
 
 CHECKPOINTS = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
 HUB_REPO = "xswu/HPSv2"

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from evaluators import _openclip, preprocess
-from evaluators.base import Evaluator
-from evaluators.weights import cached, first_line, read_checkpoint, resolve
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import _openclip, preprocess
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.weights import cached, first_line, read_checkpoint, resolve
 
 MLP_URL = ("https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
            "sac+logos+ava1-l14-linearMSE.pth")

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evaluators.base import Evaluator
-from evaluators.lpips import score_pairs
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.lpips import score_pairs
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

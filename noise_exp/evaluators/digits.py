@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evaluators.base import Evaluator
-from evaluators.weights import cached
 from noise_exp.data.digits import (HELDOUT_FRACTION, NUM_CLASSES, SPLIT_SEED, digits_to_pixels,
                                    images_to_digit_features, load_digit_splits, parse_digit, pixels_to_pil)
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.weights import cached
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ score = logit_scale.exp() * cos(text_emb, image_emb), model `yuvalkirstain/PickS
 default torchvision backend shifts pixels by up to 0.015 against the 4.x processor PickScore was made with.
 In transformers 5 `get_image_features`/`get_text_features` return an output object, in 4.x a tensor.
 `score_pixels` reads the processor's settings and does its resize (Pillow's bicubic), crop and normalisation in
-torch (`evaluators.preprocess`).
+torch (`noise_exp.evaluators.preprocess`).
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from evaluators import preprocess
-from evaluators.base import Evaluator, to_rgb
-from evaluators.weights import cached, first_line, read_checkpoint, resolve_dir
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import preprocess
+from noise_exp.evaluators.base import Evaluator, to_rgb
+from noise_exp.evaluators.weights import cached, first_line, read_checkpoint, resolve_dir
 
 
 def projected(output) -> torch.Tensor:

@@ -11,10 +11,10 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from evaluators import _openclip, preprocess
-from evaluators.base import Evaluator
-from evaluators.weights import resolve
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import _openclip, preprocess
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.weights import resolve
 
 
 class CLIPScore(Evaluator):

@@ -26,15 +26,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from evaluators.base import Evaluator
-from evaluators.preprocess import checked_pixels
-from evaluators.shapes import as_rgb, judge, parse_prompts
-from evaluators.weights import cached
 from noise_exp.config import PROJECT_ROOT
 from noise_exp.data.shapes import (COLORS, NUMBER_WORDS, PLURALS, RELATIONS, SHAPES, TAGS, Target, check,
                                    neighbours, relax, sample_target)
 from noise_exp.data.shapes_render import MODEL_LIKE, Rendering, perturb, render, sample_renderings
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.preprocess import checked_pixels
+from noise_exp.evaluators.shapes import as_rgb, judge, parse_prompts
+from noise_exp.evaluators.weights import cached
 
 WEIGHTS = PROJECT_ROOT / "weights" / "shapes-reward"
 VOCABULARY = ("<pad>", *NUMBER_WORDS.values(), *COLORS, *SHAPES, *PLURALS.values(), "and",

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from evaluators import _openclip, preprocess
-from evaluators.aes import AestheticMLP
-from evaluators.base import Evaluator
-from evaluators.weights import cached, read_checkpoint, resolve, resolve_dir
 from noise_exp.errors import NoiseExpError
+from noise_exp.evaluators import _openclip, preprocess
+from noise_exp.evaluators.aes import AestheticMLP
+from noise_exp.evaluators.base import Evaluator
+from noise_exp.evaluators.weights import cached, read_checkpoint, resolve, resolve_dir
 
 HUB_REPO = "THUDM/ImageReward"
 REWARD_MEAN, REWARD_STD = 0.16717362830052426, 1.0333394966054072
