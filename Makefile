@@ -69,7 +69,7 @@ merge: $(STAMP) ## merge a sweep's runs into one report (RUN=<sweep folder>)
 	$(PY) -m noise_exp.merge $(RUN)
 
 train-small: $(STAMP) ## train the small digits model (weights are committed)
-	$(PY) scripts/train_small.py
+	$(PY) -m noise_exp.training.digits
 
 reproduce-small: $(STAMP) ## the hypothesis on the digits model (docs/small_model.md)
 	$(PY) scripts/reproduce_small.py
@@ -119,21 +119,10 @@ reproduce-correlation: $(STAMP) ## s(eps) vs quality within prompts, from a cand
 	    --out $(CORR_OUT)/correlation_g$$g; \
 	done
 
-# The two shapes-world diffusion models (docs/shapes_world.md): 32 px (small_shapes) and 64 px (small_shapes_l),
-# one thread each, deterministic for the thread count: stage 1 from seed 0; stage 2 continues it on the seed-1 data
-# stream at lr 5e-4; stage 3 on the seed-2 stream with larger batches at lr 4e-4 (a 2,200-step schedule that the
-# 45-minute cap stopped after 1,412 / 1,095 steps: --stop-after repeats exactly that); then the judge's accuracy.
+# The two shapes-world diffusion models (docs/shapes_world.md), three stages each: the stage table is
+# conf/training/shapes_stages.yaml.
 train-shapes: $(STAMP) ## train small_shapes and small_shapes_l, three stages (weights are committed)
-	$(PY) scripts/train_shapes.py --size 32 --out .cache/shapes-stage1-32 --force
-	$(PY) scripts/train_shapes.py --size 32 --continue-from .cache/shapes-stage1-32 --out .cache/shapes-stage2-32 \
-	  --seed 1 --lr 5e-4 --steps 2000 --force
-	$(PY) scripts/train_shapes.py --size 32 --continue-from .cache/shapes-stage2-32 \
-	  --seed 2 --lr 4e-4 --steps 2200 --stop-after 1412 --batch-size 128 --force
-	$(PY) scripts/train_shapes.py --size 64 --out .cache/shapes-stage1-64 --force
-	$(PY) scripts/train_shapes.py --size 64 --continue-from .cache/shapes-stage1-64 --out .cache/shapes-stage2-64 \
-	  --seed 1 --lr 5e-4 --steps 1800 --force
-	$(PY) scripts/train_shapes.py --size 64 --continue-from .cache/shapes-stage2-64 \
-	  --seed 2 --lr 4e-4 --steps 2200 --stop-after 1095 --batch-size 64 --force
+	$(PY) -m noise_exp.training.shapes --stages
 
 shapes-accuracy: $(STAMP) ## the judge's accuracy of both shapes models on shapes_bench
 	$(PY) scripts/shapes_accuracy.py --model small_shapes

@@ -49,6 +49,13 @@ CONF_DIR = PROJECT_ROOT / "conf"
 LEGACY_TARGETS: dict[str, str] = {
     # S3: the evaluators package moved under noise_exp.
     "evaluators.": "noise_exp.evaluators.",
+    # S7: the model builders (a model config's `builder`, kept in a bank's model configs) moved to builders/ and,
+    # for the two trained worlds, to training/.
+    "noise_exp.models.tiny.TinyPipelineBuilder": "noise_exp.builders.tiny_sd.TinySDBuilder",
+    "noise_exp.models.tiny_flow.": "noise_exp.builders.tiny_flow.",
+    "noise_exp.models.sv3d_components.TinySV3DBuilder": "noise_exp.builders.tiny_sv3d.TinySV3DBuilder",
+    "noise_exp.models.digits.DigitsPipelineBuilder": "noise_exp.training.digits.DigitsPipelineBuilder",
+    "noise_exp.models.shapes.ShapesPipelineBuilder": "noise_exp.training.shapes.ShapesPipelineBuilder",
 }
 
 

@@ -50,7 +50,7 @@ from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
 from noise_exp.files import atomic_write_bytes  # noqa: E402
 from noise_exp.methods.optimization import paper_equivalent_lr  # noqa: E402
-from noise_exp.models.digits import training_id  # noqa: E402
+from noise_exp.training.common import training_id  # noqa: E402
 from noise_exp.report.tables import sign_test_p  # noqa: E402
 
 if TYPE_CHECKING:

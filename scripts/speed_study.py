@@ -48,7 +48,7 @@ from noise_exp.cli import ArgumentParser  # noqa: E402
 from noise_exp.errors import exit_on_user_error  # noqa: E402
 from noise_exp.files import atomic_write_bytes, writable_folder  # noqa: E402
 from noise_exp.methods.optimization import OPTIMIZERS, paper_equivalent_lr  # noqa: E402
-from noise_exp.models.digits import training_id  # noqa: E402
+from noise_exp.training.common import training_id  # noqa: E402
 from noise_exp.params import integer_param  # noqa: E402
 
 JUDGES = {"small_digits": ("digits", "digit_classifier"), "small_shapes": ("shapes_bench", "shapes_geneval")}

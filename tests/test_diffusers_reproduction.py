@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from noise_exp.models import StableDiffusionModel, StableDiffusionXLModel
 from noise_exp.models.stable_diffusion import ddim_scheduler_for
-from noise_exp.models.tiny import TinyPipelineBuilder
+from noise_exp.builders.tiny_sd import TinySDBuilder
 from tests.conftest import CONF, compose_cfg
 from tests.test_ddim import drive_inverse_scheduler
 
@@ -78,7 +78,7 @@ def test_spacings_where_ddim_step_skips_to_t_minus_1000_over_T_do_not_reproduce(
 def test_guidance_distilled_unet_gets_the_pipelines_guidance_embedding(tmp_path, adapter, kind):
     """LCM-style UNets (time_cond_proj_dim set) take w - 1 as `timestep_cond` and no CFG batch, denoising and inverting."""
     torch.set_num_threads(1)
-    builder = TinyPipelineBuilder(kind=kind, time_cond_proj_dim=8)
+    builder = TinySDBuilder(kind=kind, time_cond_proj_dim=8)
     model = adapter.from_pretrained(str(tmp_path / kind), num_steps=4, guidance_scale=5.0, inversion_guidance_scale=2.0,
                                     dtype="float32", device="cpu", builder=builder)
     assert model.unet_calls_per_roundtrip == 2 * 4  # one pass per step: the embedding replaces the CFG batch

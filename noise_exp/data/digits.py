@@ -1,6 +1,6 @@
 """scikit-learn's 8x8 handwritten digits as the small model's data: prompts, splits and the image format.
 
-The diffusion model (`noise_exp.models.digits`) trains on the `train` split; the scorers
+The diffusion model (`noise_exp.training.digits`) trains on the `train` split; the scorers
 (`noise_exp/evaluators/digits.py`) are fitted on the disjoint `heldout` split. Both see digits in one format:
 16x16 RGB, dark ink on white, bilinearly upsampled from the 8x8 originals, and both read images back
 into the digits' own units (8x8 box-averaged, ink 0..16) with `images_to_digit_features`.

@@ -1,9 +1,10 @@
-"""SV3D-U as diffusers components: the folder layout, its configs (real and tiny), saving and loading.
+"""SV3D-U as diffusers components: the folder layout, the real model's configs, saving and loading.
 
 diffusers has no SV3D pipeline, so a converted SV3D folder is four subfolders written with
 `save_pretrained` (unet/, vae/, image_encoder/, scheduler/) plus a `model_index.json` naming their classes.
-The real checkpoint is converted into this layout by `scripts/convert_sv3d.py`; the tiny test model is
-built into the same layout from configs, and both load through `SV3DComponents.from_pretrained`.
+The real checkpoint is converted into this layout by `scripts/convert_sv3d.py`; the tiny test model is built
+into the same layout from configs (`noise_exp.builders.tiny_sv3d`), and both load through
+`SV3DComponents.from_pretrained`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any
 import torch
 
 from noise_exp.edm import SV3D_SCHEDULER_CONFIG
-from noise_exp.models.tiny import TinyPipelineBuilder
 
 MODEL_INDEX = "model_index.json"
 
@@ -94,29 +94,3 @@ class SV3DComponents:
         for module in (self.unet, self.vae, self.image_encoder):
             module.to(device).eval().requires_grad_(False)
         return self
-
-
-@dataclass
-class TinySV3DBuilder(TinyPipelineBuilder):
-    """A tiny random-weight SV3D-shaped model (same classes, 2 UNet levels, small VAE and ViT); deterministic."""
-
-    kind: str = "sv3d"
-    num_frames: int = 4
-    hidden_size: int = 32
-
-    def configs(self) -> dict[str, dict[str, Any]]:
-        """The tiny unet / vae / image_encoder configs: SV3D-U's with fewer, narrower layers."""
-        width = self.hidden_size
-        unet = dict(SV3D_U_UNET, sample_size=self.sample_size, block_out_channels=(width, 2 * width),
-                    down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-                    up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-                    addition_time_embed_dim=width, projection_class_embeddings_input_dim=width, layers_per_block=1,
-                    cross_attention_dim=width, num_attention_heads=(2, 4), num_frames=self.num_frames)
-        vae = dict(SV3D_U_VAE, block_out_channels=(width,) * 4, layers_per_block=1, sample_size=self.sample_size * 8)
-        image_encoder = dict(SV3D_U_IMAGE_ENCODER, hidden_size=width, intermediate_size=2 * width, num_attention_heads=2,
-                             num_hidden_layers=2, patch_size=8, image_size=32, projection_dim=width)
-        return {"unet": unet, "vae": vae, "image_encoder": image_encoder}
-
-    def build(self) -> SV3DComponents:
-        torch.manual_seed(self.seed)
-        return SV3DComponents.from_config(**self.configs())

@@ -84,6 +84,37 @@ def test_a_query_equals_a_fresh_selection_run_with_the_same_seeds(banked, tmp_pa
                                                                                                    row["stability"])
 
 
+def _rewrite_model_configs(bank: Path, edit) -> None:
+    """Rewrite the model configs stored in each of the bank's parquet files, as an older version wrote them."""
+    import pyarrow.parquet as pq
+
+    from noise_exp.bank.storage import METADATA
+
+    for path in CandidateBank(bank).files():
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[METADATA])
+        meta["model_configs"] = {digest: edit(config) for digest, config in meta["model_configs"].items()}
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, METADATA: json.dumps(meta)}), path)
+
+
+def test_a_bank_naming_a_moved_builder_still_regenerates_its_images(banked, tmp_path):
+    """Banks written before issue 21 name the digits builder by its old path (noise_exp.config.LEGACY_TARGETS)."""
+    legacy = tmp_path / "legacy_bank"
+    shutil.copytree(banked.bank, legacy)
+    old = "noise_exp.models.digits.DigitsPipelineBuilder"
+    _rewrite_model_configs(legacy, lambda config: {**config, "builder": {**config["builder"], "_target_": old}})
+    assert [c["builder"]["_target_"] for c in CandidateBank(legacy).read().model_configs.values()] == [old]
+    images = {}
+    for name, bank in (("legacy", legacy), ("current", banked.bank)):
+        assert bank_main(["select", str(bank), "--by", "stability", "--images", "regenerate",
+                          "--out", str(tmp_path / name)]) == 0
+        images[name] = sorted((tmp_path / name / "images").glob("*.png"))
+    assert len(images["legacy"]) == 2
+    for legacy_image, image in zip(images["legacy"], images["current"]):
+        assert legacy_image.name == image.name
+        assert list(Image.open(legacy_image).getdata()) == list(Image.open(image).getdata())
+
+
 def test_another_sampler_is_never_mixed_in(banked, tmp_path, capsys):
     bank = tmp_path / "bank"
     shutil.copytree(banked.bank, bank)

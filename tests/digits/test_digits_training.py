@@ -6,15 +6,15 @@ from transformers import CLIPTokenizer
 
 from noise_exp.data.digits import digit_prompt
 from noise_exp.models import StableDiffusionModel
-from noise_exp.models.digits import DigitsPipelineBuilder, DigitsTrainingConfig, train_pipeline, write_digit_tokenizer
-from noise_exp.models.tiny import write_clip_tokenizer
+from noise_exp.builders.tokenizers import write_clip_tokenizer, write_digit_tokenizer
+from noise_exp.training.digits import PROMPT_WORDS, DigitsPipelineBuilder, DigitsTrainingConfig, train_pipeline
 
 QUICK = dict(vae_steps=2, unet_steps=2, batch_size=4)
 
 
 def test_tokenizer_slice_spells_the_prompts_like_clip(tmp_path):
     full = CLIPTokenizer(*map(str, write_clip_tokenizer(tmp_path / "full")))
-    small = CLIPTokenizer(*map(str, write_digit_tokenizer(tmp_path / "small")))
+    small = CLIPTokenizer(*map(str, write_digit_tokenizer(tmp_path / "small", PROMPT_WORDS)))
     assert len(small) < 600
     for prompt in [digit_prompt(k) for k in range(10)] + ["", "A Handwritten Digit 3"]:
         assert small.tokenize(prompt) == full.tokenize(prompt)

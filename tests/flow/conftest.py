@@ -5,7 +5,7 @@ import pytest
 from hydra.utils import instantiate
 
 from noise_exp.models.flow_matching import FluxModel
-from noise_exp.models.tiny_flow import TinyFluxBuilder
+from noise_exp.builders.tiny_flow import TinyFluxBuilder
 from tests.conftest import compose_cfg
 
 CPU_FLOAT32 = ["model.dtype=float32", "model.device=cpu"]

@@ -8,9 +8,8 @@ from transformers import CLIPTokenizer
 from noise_exp.data.shapes import targets_of_tag
 from noise_exp.errors import NoiseExpError
 from noise_exp.models import StableDiffusionModel
-from noise_exp.models.digits import write_digit_tokenizer
-from noise_exp.models.shapes import PROMPT_WORDS, ShapesPipelineBuilder, preset, train_pipeline
-from noise_exp.models.tiny import write_clip_tokenizer
+from noise_exp.builders.tokenizers import write_clip_tokenizer, write_digit_tokenizer
+from noise_exp.training.shapes import PROMPT_WORDS, ShapesPipelineBuilder, preset, train_pipeline
 
 QUICK = dict(vae_steps=2, unet_steps=3, batch_size=4, vae_batch_size=4, vae_images=8)
 
@@ -61,8 +60,8 @@ def test_a_size_without_a_preset_is_one_line():
 
 
 def test_continued_training_is_deterministic_and_keeps_the_first_record(tmp_path):
-    from noise_exp.models.digits import save_pipeline
-    from noise_exp.models.shapes import continue_training
+    from noise_exp.training.common import save_pipeline
+    from noise_exp.training.shapes import continue_training
 
     pipe, record = train_pipeline(preset(32, seed=0, **QUICK), report=lambda line: None)
     folder = save_pipeline(pipe, record, tmp_path / "stage1")

@@ -1,6 +1,6 @@
 """Tiny random-weight SD3 and FLUX.1 pipelines built from configs with the real diffusers/transformers classes.
 
-Like `noise_exp.models.tiny`, they are built once into the model cache with `save_pretrained` and loaded back
+Like `noise_exp.builders.tiny_sd`, they are built once into the model cache with `save_pretrained` and loaded back
 through the same `from_pretrained` path as real weights, so everything runs offline on CPU. The T5 tokenizer is
 made offline from a character-level Unigram vocabulary; the CLIP tokenizers carry OpenAI CLIP's real vocabulary.
 Their images are noise: they prove the mechanics, not image quality.
@@ -8,17 +8,12 @@ Their images are noise: they prove the mechanics, not image quality.
 from __future__ import annotations
 
 import string
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from noise_exp.models.loading import save_pipeline_atomically
-from noise_exp.models.tiny import write_clip_tokenizer
-
-CLIP_HIDDEN = 32
+from noise_exp.builders.base import PipelineBuilder
+from noise_exp.builders.tiny_sd import CLIP_HIDDEN, tiny_clip_config
+from noise_exp.builders.tokenizers import clip_tokenizers
 LATENT_CHANNELS = 16  # SD3's and FLUX.1's VAEs have 16 latent channels
 T5_SPECIAL = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5's SentencePiece model
 
@@ -49,25 +44,6 @@ def tiny_t5_encoder(vocab_size: int, d_model: int) -> Any:
     return T5EncoderModel(config)
 
 
-def tiny_clip_tokenizers() -> tuple[Any, Any]:
-    """OpenAI CLIP's tokenizer twice: SD3 and SDXL pad the second one (OpenCLIP bigG) with '!'."""
-    from transformers import CLIPTokenizer
-
-    with tempfile.TemporaryDirectory() as tok_dir:
-        vocab, merges = write_clip_tokenizer(Path(tok_dir))
-        return (CLIPTokenizer(str(vocab), str(merges), model_max_length=77),
-                CLIPTokenizer(str(vocab), str(merges), pad_token="!", model_max_length=77))
-
-
-def tiny_clip_config() -> Any:
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, vocab_size=49408,
-                          max_position_embeddings=77, hidden_size=CLIP_HIDDEN, intermediate_size=37,
-                          num_attention_heads=4, num_hidden_layers=2, projection_dim=CLIP_HIDDEN, hidden_act="gelu",
-                          layer_norm_eps=1e-5)
-
-
 def tiny_flow_vae(sample_size: int, scaling_factor: float, shift_factor: float) -> Any:
     """A 4-level (8x) AutoencoderKL with 16 latent channels, a latent scaling and shift, and no quant convs."""
     from diffusers import AutoencoderKL
@@ -80,21 +56,7 @@ def tiny_flow_vae(sample_size: int, scaling_factor: float, shift_factor: float) 
 
 
 @dataclass
-class TinyFlowBuilder:
-    """Builds a tiny pipeline into a folder (the `builder` of a model config); deterministic from `seed`."""
-
-    seed: int = 0
-
-    def __call__(self, out_dir: Path) -> Path:
-        torch.manual_seed(self.seed)
-        return save_pipeline_atomically(self.build(), out_dir)
-
-    def build(self) -> Any:
-        raise NotImplementedError
-
-
-@dataclass
-class TinySD3Builder(TinyFlowBuilder):
+class TinySD3Builder(PipelineBuilder):
     """Builds a tiny StableDiffusion3Pipeline (two CLIP encoders with projection, T5, patch-2 transformer)."""
 
     sample_size: int = 16  # latent pixels; the transformer takes at most `pos_embed_max_size` patches a side
@@ -102,11 +64,11 @@ class TinySD3Builder(TinyFlowBuilder):
     shift: float = 3.0  # SD3 / SD3.5's static shift
     t5_dim: int = 96  # > 2 x CLIP_HIDDEN: SD3 pads the concatenated CLIP states up to the T5 width
 
-    def build(self) -> Any:
+    def build(self) -> tuple[Any, dict[str, str]]:
         from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
         from transformers import CLIPTextModelWithProjection
 
-        tokenizer, tokenizer_2 = tiny_clip_tokenizers()
+        tokenizer, tokenizer_2 = clip_tokenizers()
         tokenizer_3 = tiny_t5_tokenizer()
         transformer = SD3Transformer2DModel(
             sample_size=self.sample_size, patch_size=2, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
@@ -117,11 +79,11 @@ class TinySD3Builder(TinyFlowBuilder):
             vae=tiny_flow_vae(self.sample_size, scaling_factor=1.5305, shift_factor=0.0609),  # SD3's VAE
             text_encoder=CLIPTextModelWithProjection(tiny_clip_config()), tokenizer=tokenizer,
             text_encoder_2=CLIPTextModelWithProjection(tiny_clip_config()), tokenizer_2=tokenizer_2,
-            text_encoder_3=tiny_t5_encoder(len(tokenizer_3), self.t5_dim), tokenizer_3=tokenizer_3)
+            text_encoder_3=tiny_t5_encoder(len(tokenizer_3), self.t5_dim), tokenizer_3=tokenizer_3), {}
 
 
 @dataclass
-class TinyFluxBuilder(TinyFlowBuilder):
+class TinyFluxBuilder(PipelineBuilder):
     """Builds a tiny FluxPipeline: FLUX.1-dev-like (guidance embedding, dynamic shift) or, with
     `guidance_embeds=False, dynamic_shifting=False, shift=1.0`, FLUX.1-schnell-like."""
 
@@ -130,11 +92,11 @@ class TinyFluxBuilder(TinyFlowBuilder):
     shift: float = 3.0
     t5_dim: int = 64
 
-    def build(self) -> Any:
+    def build(self) -> tuple[Any, dict[str, str]]:
         from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
         from transformers import CLIPTextModel
 
-        tokenizer, _ = tiny_clip_tokenizers()
+        tokenizer, _ = clip_tokenizers()
         tokenizer_2 = tiny_t5_tokenizer()
         transformer = FluxTransformer2DModel(
             patch_size=1, in_channels=4 * LATENT_CHANNELS, num_layers=1, num_single_layers=1, attention_head_dim=16,
@@ -146,4 +108,4 @@ class TinyFluxBuilder(TinyFlowBuilder):
         return FluxPipeline(
             transformer=transformer, scheduler=scheduler, vae=tiny_flow_vae(16, scaling_factor=0.3611, shift_factor=0.1159),  # FLUX.1's VAE
             text_encoder=CLIPTextModel(tiny_clip_config()), tokenizer=tokenizer,
-            text_encoder_2=tiny_t5_encoder(len(tokenizer_2), self.t5_dim), tokenizer_2=tokenizer_2)
+            text_encoder_2=tiny_t5_encoder(len(tokenizer_2), self.t5_dim), tokenizer_2=tokenizer_2), {}

@@ -6,59 +6,41 @@ prove the mechanics, not image quality.
 """
 from __future__ import annotations
 
-import gzip
-import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-import torch
+from noise_exp.builders.base import PipelineBuilder
+from noise_exp.builders.tokenizers import clip_tokenizers
 
-from noise_exp.models.loading import save_pipeline_atomically
+CLIP_HIDDEN = 32
 
 
-def write_clip_tokenizer(out_dir: Path) -> tuple[Path, Path]:
-    """Write HF `vocab.json`/`merges.txt` from the BPE file open_clip ships (OpenAI CLIP's 49408 tokens)."""
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+def tiny_clip_config(hidden_size: int = CLIP_HIDDEN) -> Any:
+    """A 2-layer CLIP text encoder over OpenAI CLIP's vocabulary."""
+    from transformers import CLIPTextConfig
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    byte_tokens = list(bytes_to_unicode().values())
-    vocab = byte_tokens + [t + "</w>" for t in byte_tokens] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    vocab_file, merges_file = out_dir / "vocab.json", out_dir / "merges.txt"
-    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
-    merges_file.write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return vocab_file, merges_file
+    return CLIPTextConfig(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, vocab_size=49408,
+                          max_position_embeddings=77, hidden_size=hidden_size, intermediate_size=37,
+                          num_attention_heads=4, num_hidden_layers=2, projection_dim=hidden_size, hidden_act="gelu",
+                          layer_norm_eps=1e-5)
 
 
 @dataclass
-class TinyPipelineBuilder:
+class TinySDBuilder(PipelineBuilder):
     """Builds a tiny `kind` ('sdxl' or 'sd') pipeline into a folder; deterministic from `seed`."""
 
     kind: str = "sdxl"
-    seed: int = 0
     sample_size: int = 16
-    hidden_size: int = 32
+    hidden_size: int = CLIP_HIDDEN
     time_cond_proj_dim: int | None = None  # set: a guidance-distilled (LCM-style) UNet that embeds w instead of CFG
 
-    def __call__(self, out_dir: Path) -> Path:
-        return save_pipeline_atomically(self.build(), out_dir)
-
-    def build(self):
+    def build(self) -> tuple[Any, dict[str, str]]:
         from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
                                UNet2DConditionModel)
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-        torch.manual_seed(self.seed)
-        with tempfile.TemporaryDirectory() as tok_dir:
-            vocab, merges = write_clip_tokenizer(Path(tok_dir))
-            tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
-            tokenizer_2 = CLIPTokenizer(str(vocab), str(merges), pad_token="!", model_max_length=77)
-        text_config = CLIPTextConfig(
-            bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, vocab_size=49408, max_position_embeddings=77,
-            hidden_size=self.hidden_size, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-            projection_dim=self.hidden_size, hidden_act="gelu", layer_norm_eps=1e-5)
+        tokenizer, tokenizer_2 = clip_tokenizers()
+        text_config = tiny_clip_config(self.hidden_size)
         scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                                   set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
         vae = AutoencoderKL(block_out_channels=[32, 64, 64, 64], in_channels=3, out_channels=3, latent_channels=4,
@@ -78,10 +60,10 @@ class TinyPipelineBuilder:
                 cross_attention_dim=2 * self.hidden_size)
             return StableDiffusionXLPipeline(
                 vae=vae, text_encoder=CLIPTextModel(text_config), text_encoder_2=CLIPTextModelWithProjection(text_config),
-                tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
+                tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler), {}
         if self.kind == "sd":
             unet = UNet2DConditionModel(**unet_common, cross_attention_dim=self.hidden_size)
             return StableDiffusionPipeline(
                 vae=vae, text_encoder=CLIPTextModel(text_config), tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False), {}
         raise ValueError(f"unknown tiny pipeline kind {self.kind!r} (sdxl or sd)")

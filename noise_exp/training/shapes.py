@@ -1,6 +1,6 @@
 """Small text-to-image latent diffusion models of the shapes world, trained on CPU (issue 12, item 4).
 
-Like the digits model (`models/digits.py`) every part is a real diffusers / transformers class, saved as a plain
+Like the digits model (`noise_exp.training.digits`) every part is a real diffusers / transformers class, saved as a plain
 `StableDiffusionPipeline` folder that `StableDiffusionModel.from_pretrained` loads like SD 1.5:
 
 - data: unlimited (image, caption) pairs streamed from `noise_exp.data.shapes_render.training_pairs(seed, size)`;
@@ -15,6 +15,8 @@ Like the digits model (`models/digits.py`) every part is a real diffusers / tran
 - scheduler: SD 1.x's `DDIMScheduler`.
 
 Training is deterministic from `seed` for a given thread count, unless `max_seconds` stops it early (recorded).
+`python -m noise_exp.training.shapes --size 32|64 ...` trains one model; `--stages` runs the committed models'
+stage table (conf/training/shapes_stages.yaml, `make train-shapes`).
 """
 from __future__ import annotations
 
@@ -23,27 +25,34 @@ import dataclasses
 import itertools
 import json
 import logging
-import tempfile
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from noise_exp.builders.base import PipelineBuilder
+from noise_exp.builders.tokenizers import word_tokenizer
+from noise_exp.cli import ArgumentParser
+from noise_exp.config import PROJECT_ROOT
 from noise_exp.data.shapes import COLORS, NUMBER_WORDS, PLURALS, RELATIONS, SHAPES
 from noise_exp.data.shapes_render import TrainingPair, training_pairs
-from noise_exp.errors import NoiseExpError
-from noise_exp.models.digits import (LossCurve, epsilon_loss, optimizer_step, save_pipeline, sd1_ddim_scheduler,
-                                     train_vae, update_ema, warmup_cosine_lr, write_digit_tokenizer)
+from noise_exp.errors import NoiseExpError, exit_on_user_error
+from noise_exp.training.common import (LossCurve, clear_for_training, configured_folder, epsilon_loss,
+                                       optimizer_step, record_files, save_trained, sd1_ddim_scheduler, sd_pipeline,
+                                       train_vae, update_ema, warmup_cosine_lr)
 
 log = logging.getLogger(__name__)
 
 PROMPT_WORDS = tuple(dict.fromkeys([*NUMBER_WORDS.values(), *COLORS, *SHAPES, *PLURALS.values(), "and",
                                     *" ".join(RELATIONS).split()]))
 SIZES = (32, 64)
+MODEL_OF_SIZE = {32: "small_shapes", 64: "small_shapes_l"}
+STAGES = PROJECT_ROOT / "conf" / "training" / "shapes_stages.yaml"
 
 
 @dataclass
@@ -107,14 +116,13 @@ def images_to_pixels(images: Sequence) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def build_untrained(config: ShapesTrainingConfig, tokenizer_dir: Path):
+def build_untrained(config: ShapesTrainingConfig):
     """The pipeline's components at initialisation (seeded), before any training."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(config.seed)
-    vocab, merges = write_digit_tokenizer(tokenizer_dir, PROMPT_WORDS)
-    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=config.max_length)
+    tokenizer = word_tokenizer(PROMPT_WORDS, config.max_length)
     width = config.text_hidden_size
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -184,13 +192,10 @@ def train_denoiser(unet, text_encoder, tokenizer, vae, config: ShapesTrainingCon
 
 def train_pipeline(config: ShapesTrainingConfig | None = None, report: Callable[[str], None] | None = None):
     """Train the VAE, then UNet + text encoder; returns (StableDiffusionPipeline, training record dict)."""
-    from diffusers import StableDiffusionPipeline
-
     config = config or ShapesTrainingConfig()
     report = report or log.info
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tok_dir:
-        tokenizer, text_encoder, vae, unet = build_untrained(config, Path(tok_dir))  # files are read at init
+    tokenizer, text_encoder, vae, unet = build_untrained(config)
     generator = torch.Generator().manual_seed(config.seed)
 
     vae_pairs = itertools.islice(training_pairs(config.seed + 1, config.size), config.vae_images)
@@ -209,9 +214,7 @@ def train_pipeline(config: ShapesTrainingConfig | None = None, report: Callable[
 
     unet_ema, text_ema, unet_losses, steps_done = train_denoiser(unet, text_encoder, tokenizer, vae, config,
                                                                  generator, report)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_ema, tokenizer=tokenizer, unet=unet_ema,
-                                   scheduler=sd1_ddim_scheduler(), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = sd_pipeline(vae, text_ema, tokenizer, unet_ema)
     record = {"config": asdict(config), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "vae_seconds": round(vae_seconds, 1), "seconds": round(time.perf_counter() - start, 1),
               "unet_steps_done": steps_done, "stopped_early": steps_done < config.steps_planned,
@@ -238,9 +241,7 @@ def continue_training(folder: Path, config: ShapesTrainingConfig, report: Callab
     generator = torch.Generator().manual_seed(config.seed)
     unet, text_encoder, losses, steps_done = train_denoiser(pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae,
                                                             config, generator, report)
-    pipe = StableDiffusionPipeline(vae=pipe.vae, text_encoder=text_encoder, tokenizer=pipe.tokenizer, unet=unet,
-                                   scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = sd_pipeline(pipe.vae, text_encoder, pipe.tokenizer, unet, pipe.scheduler)
     record = {"config": asdict(config), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "seconds": round(time.perf_counter() - start, 1), "unet_steps_done": steps_done,
               "stopped_early": steps_done < config.steps_planned, "pairs_seen": steps_done * config.batch_size,
@@ -249,20 +250,120 @@ def continue_training(folder: Path, config: ShapesTrainingConfig, report: Callab
 
 
 @dataclass
-class ShapesPipelineBuilder:
+class ShapesPipelineBuilder(PipelineBuilder):
     """The `builder` of `conf/model/small_shapes*.yaml`: trains the pipeline into a folder on first use."""
 
     size: int = 32
-    seed: int = 0
     vae_steps: int | None = None  # None: the preset's
     unet_steps: int | None = None
     batch_size: int | None = None
     vae_images: int | None = None
 
-    def __call__(self, out_dir: Path) -> Path:
-        log.warning("training the small shapes model (%d px) into %s (first use; tens of minutes on CPU)",
-                    self.size, out_dir)
+    def build(self) -> tuple[Any, dict[str, str]]:
+        log.warning("training the small shapes model (%d px; first use; tens of minutes on CPU)", self.size)
         config = preset(self.size, seed=self.seed, vae_steps=self.vae_steps, unet_steps=self.unet_steps,
                         batch_size=self.batch_size, vae_images=self.vae_images)
         pipe, record = train_pipeline(config)
-        return save_pipeline(pipe, record, Path(out_dir))
+        return pipe, record_files(record)
+
+
+@dataclass
+class Stage:
+    """One `python -m noise_exp.training.shapes` call: one row of the stage table."""
+
+    size: int
+    out: Path | None = None  # None: the folder `model=small_shapes[_l]` loads
+    seed: int = 0
+    threads: int = 1
+    steps: int | None = None  # UNet steps; None: the preset's
+    vae_steps: int | None = None
+    stop_after: int | None = None
+    minutes: float | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    continue_from: Path | None = None
+    force: bool = False
+
+
+def read_stages(path: Path = STAGES) -> list[Stage]:
+    """The stage table: a yaml list of `Stage` fields; relative paths are relative to the project folder."""
+    import yaml
+
+    try:
+        rows = yaml.safe_load(Path(path).read_text())
+        stages = [Stage(**row) for row in rows]
+    except (OSError, yaml.YAMLError, TypeError) as err:
+        raise NoiseExpError(f"{path} is not a stage table, a yaml list of {{size: ..., ...}} rows ({err})") from err
+    for stage in stages:
+        for name in ("out", "continue_from"):
+            if getattr(stage, name) is not None:
+                setattr(stage, name, PROJECT_ROOT / getattr(stage, name))
+    return stages
+
+
+def train_stage(stage: Stage) -> Path | None:
+    """Train one stage into its folder (None when the folder exists and `force` is off)."""
+    torch.set_num_threads(stage.threads)
+    out = stage.out or configured_folder(MODEL_OF_SIZE[stage.size])
+    if stage.continue_from and Path(stage.continue_from).resolve() == Path(out).resolve():
+        raise NoiseExpError(f"--continue-from {stage.continue_from} is the output folder too: pass --out elsewhere, "
+                            f"then move it into place")
+    if not clear_for_training(out, stage.force):
+        return None
+    start = time.perf_counter()
+    config = preset(stage.size, seed=stage.seed, unet_steps=stage.steps, vae_steps=stage.vae_steps,
+                    unet_lr=stage.lr, batch_size=stage.batch_size, stop_after=stage.stop_after,
+                    max_seconds=None if stage.minutes is None else 60 * stage.minutes)
+    report = lambda line: print(line, flush=True)  # noqa: E731
+    if stage.continue_from:
+        pipe, record = continue_training(stage.continue_from, config, report)
+    else:
+        pipe, record = train_pipeline(config, report)
+    return save_trained(pipe, record, out, start, stage.threads)
+
+
+USAGE = """python -m noise_exp.training.shapes --size 32|64 [--out DIR] [--seed 0] [--threads 1] [--steps N] [--minutes M] [--force]
+       python -m noise_exp.training.shapes --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N [--batch-size B] [--stop-after N]
+       python -m noise_exp.training.shapes --stages [FILE]   (default: conf/training/shapes_stages.yaml)"""
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    """Train a small shapes-world model (`make train-shapes`) into the folder `model=small_shapes[_l]` loads.
+
+    --size 32 is `model=small_shapes` (4x8x8 latents), --size 64 is `model=small_shapes_l` (4x16x16 latents).
+    Training is deterministic from the seed for a given thread count; --minutes caps the UNet phase's wall clock
+    (a run stopped by it is not reproducible, and its training.json says so: `stopped_early`).
+    """
+    parser = ArgumentParser(prog="python -m noise_exp.training.shapes", usage=USAGE,
+                            description=main.__doc__.splitlines()[0])
+    parser.add_argument("--stages", type=Path, nargs="?", const=STAGES, default=None,
+                        help="run a stage table (a yaml list of these options) instead of one training")
+    parser.add_argument("--size", type=int, choices=SIZES, default=None, help="image side in pixels")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: model.pretrained)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
+    parser.add_argument("--steps", type=int, default=None, help="UNet steps (default: the preset's)")
+    parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps (default: the preset's)")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after N UNet steps of the --steps schedule (reproduces a run a time cap stopped)")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock cap on the UNet phase")
+    parser.add_argument("--lr", type=float, default=None, help="UNet + text-encoder peak learning rate")
+    parser.add_argument("--batch-size", type=int, default=None, help="UNet batch size (default: the preset's)")
+    parser.add_argument("--continue-from", type=Path, default=None,
+                        help="a trained folder: more UNet + text-encoder steps from its weights (VAE kept)")
+    parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")
+    args = vars(parser.parse_args(argv))
+    table = args.pop("stages")
+    if table is not None:
+        for stage in read_stages(table):
+            train_stage(stage)
+        return 0
+    if args["size"] is None:
+        parser.error("--size is required (or --stages)")
+    train_stage(Stage(**args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
