@@ -1,7 +1,7 @@
 """Small text-to-image latent diffusion models of the shapes world, trained on CPU (issue 12, item 4).
 
-Like the digits model (`noise_exp.training.digits`) every part is a real diffusers / transformers class, saved as a plain
-`StableDiffusionPipeline` folder that `StableDiffusionModel.from_pretrained` loads like SD 1.5:
+Like the digits model (`noise_exp.training.digits`) every part is a real diffusers / transformers class, saved as a
+plain `StableDiffusionPipeline` folder that `StableDiffusionModel.from_pretrained` loads like SD 1.5:
 
 - data: unlimited (image, caption) pairs streamed from `noise_exp.data.shapes_render.training_pairs(seed, size)`;
 - tokenizer: the slice of OpenAI CLIP's BPE that spells the shapes grammar's 21 words exactly as CLIP does;
@@ -322,8 +322,10 @@ def train_stage(stage: Stage) -> Path | None:
     return save_trained(pipe, record, out, start, stage.threads)
 
 
-USAGE = """python -m noise_exp.training.shapes --size 32|64 [--out DIR] [--seed 0] [--threads 1] [--steps N] [--minutes M] [--force]
-       python -m noise_exp.training.shapes --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N [--batch-size B] [--stop-after N]
+USAGE = """python -m noise_exp.training.shapes --size 32|64 [--out DIR] [--seed 0] [--threads 1] [--steps N]
+           [--minutes M] [--force]
+       python -m noise_exp.training.shapes --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N
+           [--batch-size B] [--stop-after N]
        python -m noise_exp.training.shapes --stages [FILE]   (default: conf/training/shapes_stages.yaml)"""
 
 
