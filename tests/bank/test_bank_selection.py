@@ -88,7 +88,7 @@ def _rewrite_model_configs(bank: Path, edit) -> None:
     """Rewrite the model configs stored in each of the bank's parquet files, as an older version wrote them."""
     import pyarrow.parquet as pq
 
-    from noise_exp.bank.storage import METADATA
+    from noise_exp.candidates.storage import METADATA
 
     for path in CandidateBank(bank).files():
         table = pq.read_table(path)
