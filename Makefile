@@ -89,7 +89,7 @@ clean-outputs: ## remove outputs/ and multirun/
 # The shapes world (docs/shapes_world.md): retrain the learned reward (committed; ~10 min, 1 thread), and measure
 # the exact judge on clean and perturbed renders.
 train-shapes-reward: $(STAMP) ## train the shapes world's learned reward (weights are committed)
-	$(PY) scripts/train_shapes_reward.py --force
+	$(PY) -m noise_exp.training.shapes_reward --force
 
 shapes-judge-study: $(STAMP) ## the exact judge on clean and perturbed renders (docs/shapes_world.md)
 	$(PY) scripts/shapes_judge_study.py

@@ -10,13 +10,14 @@ import pytest
 from tests.conftest import ROOT
 
 MODULES = ["noise_exp.score", "noise_exp.merge", "noise_exp.report", "noise_exp.human_eval", "noise_exp.benchmark",
-           "noise_exp.bank", "noise_exp.training.digits", "noise_exp.training.shapes"]
+           "noise_exp.bank", "noise_exp.training.digits", "noise_exp.training.shapes",
+           "noise_exp.training.shapes_reward"]
 # render_orbits_blender.py runs inside Blender only (it imports bpy)
 SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "render_orbits_blender.py")
 # entry points whose parser is noise_exp.cli.ArgumentParser (one-line errors)
 ONE_LINE_ERRORS = ["noise_exp.score", "noise_exp.merge", "noise_exp.report", "noise_exp.human_eval", "noise_exp.benchmark", "noise_exp.bank", "scripts/convert_sv3d.py",
                    "scripts/make_orbit_fixture.py", "scripts/reproduce_small.py", "noise_exp.training.digits",
-                   "noise_exp.training.shapes"]
+                   "noise_exp.training.shapes", "noise_exp.training.shapes_reward"]
 
 
 def run_entry(entry: str, args: list[str], monkeypatch) -> int:

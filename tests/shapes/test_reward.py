@@ -10,9 +10,9 @@ import torch
 from noise_exp.data.shapes_render import MODEL_LIKE, sample_renderings
 from noise_exp.errors import NoiseExpError
 from noise_exp.evaluators import build_evaluators
-from noise_exp.evaluators.shapes_reward import (WEIGHTS, RewardArchitecture, RewardTrainingConfig, ShapesReward,
-                                                ShapesRewardNet, evaluate_reward, images_to_pixels, load_reward,
-                                                save_reward, train_reward)
+from noise_exp.evaluators.shapes_reward import (WEIGHTS, RewardArchitecture, ShapesReward, ShapesRewardNet,
+                                                images_to_pixels, load_reward)
+from noise_exp.training.shapes_reward import RewardTrainingConfig, evaluate_reward, save_reward, train_reward
 from tests.conftest import compose_cfg
 
 QUICK = dict(steps=2, batch_size=4, negatives=2, eval_images=0)

@@ -82,7 +82,7 @@ def tiny_pickscore(folder: Path) -> tuple[Path, Path]:
                       image_size=224, patch_size=32)
         CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(model_dir)
     if not (processor_dir / "preprocessor_config.json").exists():
-        from noise_exp.models.tiny import write_clip_tokenizer
+        from noise_exp.builders.tokenizers import write_clip_tokenizer
 
         vocab, merges = write_clip_tokenizer(folder / "clip_bpe")
         tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
