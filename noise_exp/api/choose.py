@@ -6,16 +6,15 @@ and its stability are the runner's for the same model, prompt and settings.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from noise_exp.api.pipelines import Sampling, from_pipe_latents, prepare, to_pipe_latents, untouched
+from noise_exp.api.progress import Callback, Progress
 from noise_exp.api.results import Choice
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.banked import run_selection
@@ -25,30 +24,6 @@ from noise_exp.methods.select_fast import check_proxy_cost, select_fast_noise
 from noise_exp.methods.seed_proxies import build_scorer, parse_any_proxy
 from noise_exp.params import integer_param
 from noise_exp.stability import get_similarity
-
-Callback = Callable[[int, float], None]
-
-
-class Progress:
-    """A tqdm bar over the candidates (off with `progress=False`) and the user's `callback(seed, value)`."""
-
-    def __init__(self, total: int, desc: str, enabled: bool, callback: Callback | None) -> None:
-        self.bar = tqdm(total=total, desc=desc, unit="seed", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
-        self.callback = callback
-        self.best = -math.inf
-
-    def batch(self, count: int) -> None:
-        self.bar.update(count)
-
-    def candidate(self, seed: int, value: float) -> None:
-        if value > self.best:
-            self.best = value
-            self.bar.set_postfix_str(f"best={value:.4f} (seed {seed})", refresh=False)
-        if self.callback is not None:
-            self.callback(seed, value)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def select(pipe: Any, prompt: str, num_seeds: int = 16, num_inference_steps: int | None = None,

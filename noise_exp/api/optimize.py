@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from noise_exp.api.pipelines import Sampling, from_pipe_latents, prepare, to_pipe_latents, untouched
+from noise_exp.api.progress import Progress
 from noise_exp.api.results import Optimized, RewardOptimized
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
@@ -45,8 +46,6 @@ def optimize(pipe: Any, prompt: str, seed: int | None = None, *, latents: torch.
     """Algorithm 2: `steps` gradient steps on J(eps) = 1 - cos(eps, F(eps)) from the seed's noise (or `latents`).
     `lr=None` is the paper's step for this latent size and step count (`paper_equivalent_lr`: 100 for SDXL's
     128x128 latents over 100 steps); `callback(step, stability)` hears each step."""
-    from noise_exp.api.choose import Progress
-
     start = time.perf_counter()
     with untouched(pipe):
         model, cond = prepare(pipe, prompt, Sampling(num_inference_steps, guidance_scale, height, width,
@@ -60,7 +59,7 @@ def optimize(pipe: Any, prompt: str, seed: int | None = None, *, latents: torch.
                                     lr_schedule=choice_param("lr_schedule", lr_schedule, ("cosine", "constant")),
                                     optimizer=choice_param("optimizer", optimizer, OPTIMIZERS),
                                     keep_best=flag_param("keep_best", keep_best))
-        bar = Progress(steps, "nx.optimize", progress, callback)
+        bar = Progress(steps, "nx.optimize", progress, callback, unit="step")
 
         def on_step(step: int, score: torch.Tensor) -> None:
             bar.batch(1)
@@ -103,8 +102,6 @@ def reward_opt(pipe: Any, prompt: str, seed: int | None = None, *, verifier: str
     """ReNO: gradient ascent on `verifier`'s reward of the decoded image with respect to the noise, back-propagated
     through the sampler and the VAE. `verifier` is a differentiable evaluator's name or a
     callable(pixels [B, 3, H, W] in [0, 1], prompts) -> rewards [B]; `callback(step, reward)` hears each step."""
-    from noise_exp.api.choose import Progress
-
     start = time.perf_counter()
     reward = pixel_reward(verifier)
     with untouched(pipe):
@@ -117,7 +114,7 @@ def reward_opt(pipe: Any, prompt: str, seed: int | None = None, *, verifier: str
                                  reg_weight=real_param("reg_weight", reg_weight, 0.0),
                                  keep_best=flag_param("keep_best", keep_best))
         reward_fn = sampled_reward(DifferentiableSampler(model, cond, "nx.reward_opt"), reward)
-        bar = Progress(config.steps + 1, "nx.reward_opt", progress, callback)
+        bar = Progress(config.steps + 1, "nx.reward_opt", progress, callback, unit="step")
 
         def on_step(step: int, value: torch.Tensor) -> None:
             bar.batch(1)

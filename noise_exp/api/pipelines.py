@@ -57,7 +57,8 @@ def call_default(pipe: Any, name: str) -> Any:
 def wrap(pipe: Any, sampling: Sampling) -> NoiseModel:
     """The adapter over `pipe` sampling as `pipe(prompt, **sampling)` would (steps, guidance, size)."""
     cls = adapter_class(pipe)
-    steps = sampling.num_inference_steps or call_default(pipe, "num_inference_steps")
+    steps = sampling.num_inference_steps if sampling.num_inference_steps is not None else \
+        call_default(pipe, "num_inference_steps")
     guidance = sampling.guidance_scale if sampling.guidance_scale is not None else call_default(pipe, "guidance_scale")
     inversion = sampling.inversion_guidance_scale
     if cls.__name__ == "FluxModel" and not pipe.transformer.config.guidance_embeds:

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from noise_exp.api.pipelines import Sampling, prepare, to_pipe_latents, untouched
+from noise_exp.api.progress import Progress
 from noise_exp.api.results import BestOfN
 from noise_exp.methods.best_of_n import best_of_n as best_of_seeds, scored_generation
 from noise_exp.params import integer_param
@@ -34,8 +35,6 @@ def best_of_n(pipe: Any, prompt: str, num_seeds: int = 8, *, verifier: str | Ima
     """Best-of-N (Ma et al. 2025): generate seeds seed_start .. seed_start+num_seeds-1, score each decoded image with
     `verifier` (an evaluator name such as "hpsv2", or a callable(images, prompts) -> scores) and keep the best;
     `callback(seed, score)` hears each candidate."""
-    from noise_exp.api.choose import Progress
-
     num_seeds = integer_param("num_seeds", num_seeds, 1)
     seed_start = integer_param("seed_start", seed_start, 0)
     batch_size = integer_param("batch_size", batch_size, 1)
