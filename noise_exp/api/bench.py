@@ -1,7 +1,7 @@
 """`python -m noise_exp.api.bench` (`make api-bench`): what `nx.select` costs against the runner's selection and
 against a plain loop of `pipe(...)` + `DDIMInverseScheduler` over the same seeds, on the tiny SDXL model.
 
-Three ways to score the same K seeds for one prompt, each timed `--repeats` times (the median is printed):
+Three ways to score the same K seeds for one prompt, timed in `--repeats` interleaved rounds (medians printed):
 - `nx.select(pipe, ...)`: wall time of the call (prompt encoding included).
 - the runner: `run_experiment` with `method=select` in this process; its selection time is the compute the run
   records for the kept variant (`time_s` in results.csv: the K round trips, without loading, hashing or writing).
@@ -25,14 +25,15 @@ from noise_exp.errors import exit_on_user_error
 PROMPT = "a red circle left of a blue square"
 
 
-def median_seconds(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """The median wall time of `repeats` calls, and the last call's result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+def timed(run: Callable[[], Any]) -> tuple[float, Any]:
+    """The wall time of one call, and its result."""
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def listed(times: list[float]) -> str:
+    return "[" + " ".join(f"{t:.2f}" for t in times) + "]"
 
 
 def plain_loop(pipe: Any, prompt: str, seeds: list[int], steps: int, guidance: float) -> list[float]:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="sampling steps T (default 10)")
     parser.add_argument("--guidance", type=float, default=2.0, help="guidance scale (default 2.0)")
     parser.add_argument("--batch-size", type=int, default=8, help="candidates per batch of nx.select and the runner")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each way (the median is printed)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds of the three, interleaved (medians printed)")
     args = parser.parse_args(argv)
     import os
 
@@ -118,22 +119,26 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(num_inference_steps=args.steps, guidance_scale=args.guidance)
     nx.select(pipe, PROMPT, num_seeds=1, progress=False, **settings)  # warm-up: first calls allocate
 
-    api_s, choice = median_seconds(lambda: nx.select(pipe, PROMPT, num_seeds=args.seeds, batch_size=args.batch_size,
-                                                     progress=False, **settings), args.repeats)
-    runs = [runner_selection(folder, args.seeds, args.steps, args.guidance, args.batch_size) for _ in range(args.repeats)]
-    runner_s = statistics.median(float(row["time_s"]) for row in runs)
-    loop_s, loop_scores = median_seconds(lambda: plain_loop(pipe, PROMPT, seeds, args.steps, args.guidance),
-                                         args.repeats)
+    api_times, runner_times, loop_times = [], [], []
+    for _ in range(args.repeats):  # interleaved, so that a burst of load on a shared machine hits all three alike
+        seconds, choice = timed(lambda: nx.select(pipe, PROMPT, num_seeds=args.seeds, batch_size=args.batch_size,
+                                                  progress=False, **settings))
+        api_times.append(seconds)
+        stable = runner_selection(folder, args.seeds, args.steps, args.guidance, args.batch_size)
+        runner_times.append(float(stable["time_s"]))
+        seconds, loop_scores = timed(lambda: plain_loop(pipe, PROMPT, seeds, args.steps, args.guidance))
+        loop_times.append(seconds)
+    api_s, runner_s, loop_s = (statistics.median(times) for times in (api_times, runner_times, loop_times))
     loop_seed = seeds[max(range(len(seeds)), key=loop_scores.__getitem__)]
     drift = max(abs(a - b) for a, b in zip(loop_scores, choice.candidates.stability))
     print(f"tiny SDXL, K={args.seeds} seeds, T={args.steps}, guidance {args.guidance}, batch {args.batch_size}, "
           f"{torch.get_num_threads()} thread(s), {pipe.device}; median of {args.repeats}")
-    print(f"nx.select             {api_s:8.3f} s   seed {choice.seed}  s={choice.stability:.6f}  nfe {choice.nfe}")
-    stable = runs[-1]
-    print(f"runner method=select  {runner_s:8.3f} s   seed {stable['seed']}  s={float(stable['stability']):.6f}  "
-          f"(the run's recorded selection compute)")
-    print(f"plain pipe + DDIMInverseScheduler loop {loop_s:8.3f} s   seed {loop_seed}  s={max(loop_scores):.6f}  "
-          f"(max |s - nx.select's s| over seeds {drift:.2e})")
+    print(f"nx.select                  {api_s:7.2f} s {listed(api_times)}  seed {choice.seed}  "
+          f"s={choice.stability:.6f}  nfe {choice.nfe}")
+    print(f"runner method=select       {runner_s:7.2f} s {listed(runner_times)}  seed {stable['seed']}  "
+          f"s={float(stable['stability']):.6f}  (the run's recorded selection compute)")
+    print(f"pipe + DDIMInverseScheduler {loop_s:6.2f} s {listed(loop_times)}  seed {loop_seed}  s={max(loop_scores):.6f}  "
+          f"(max |s - nx.select's s| over the seeds: {drift:.1e})")
     ratio = api_s / runner_s
     print(f"nx.select / runner = {ratio:.3f} ({'within' if abs(ratio - 1) <= 0.05 else 'NOT within'} 5 %); "
           f"plain loop / nx.select = {loop_s / api_s:.2f}x ({'meets' if loop_s / api_s >= 3 else 'does NOT meet'} "

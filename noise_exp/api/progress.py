@@ -16,6 +16,7 @@ class Progress:
     def __init__(self, total: int, desc: str, enabled: bool, callback: Callback | None, unit: str = "seed") -> None:
         self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
         self.callback = callback
+        self.unit = unit
         self.best = -math.inf
 
     def batch(self, count: int) -> None:
@@ -24,7 +25,7 @@ class Progress:
     def candidate(self, seed: int, value: float) -> None:
         if value > self.best:
             self.best = value
-            self.bar.set_postfix_str(f"best={value:.4f} ({self.bar.unit} {seed})", refresh=False)
+            self.bar.set_postfix_str(f"best={value:.4f} ({self.unit} {seed})", refresh=False)
         if self.callback is not None:
             self.callback(seed, value)
 
