@@ -21,7 +21,9 @@ from noise_exp.methods.banked import run_selection
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.select_fast import check_proxy_cost, select_fast_noise
+from noise_exp.methods.selection import SelectionResult
 from noise_exp.methods.seed_proxies import build_scorer, parse_any_proxy
+from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.params import integer_param
 from noise_exp.stability import get_similarity
 
@@ -46,29 +48,16 @@ def select(pipe: Any, prompt: str, num_seeds: int = 16, num_inference_steps: int
     with untouched(pipe):
         model, cond = prepare(pipe, prompt, Sampling(num_inference_steps, guidance_scale, height, width,
                                                      inversion_guidance_scale, max_sequence_length))
-        similarity_fn = get_similarity(similarity)
         bar = Progress(num_seeds, "nx.select", progress, callback)
-        reused, proxy_scores = 0, None
         try:
             with NetworkPasses(model.network) as passes:
                 if proxy is None:
-                    session = None
-                    if bank is not None:
-                        from noise_exp.api.bank import open_bank
-
-                        session = open_bank(bank, model)
-                    result, _ = run_selection(seeds, model, cond, similarity, batch_size, session, None, bar.batch,
-                                              bar.candidate)
-                    reused = session.reused if session is not None else 0
+                    result, reused = _exact(seeds, model, cond, similarity, batch_size, bank, bar)
+                    proxy_scores = None
                 else:
-                    parsed = parse_any_proxy(proxy, "proxy")
-                    shortlist = integer_param("shortlist", shortlist, 1)
-                    unstable_shortlist = integer_param("unstable_shortlist", unstable_shortlist, 1)
-                    scorer = build_scorer(parsed, model, cond, similarity_fn)
-                    check_proxy_cost(parsed, num_seeds, shortlist + unstable_shortlist, model, scorer, "proxy")
-                    fast = select_fast_noise(seeds, model.draw_noise, scorer, ModelRoundTrip(model, cond), shortlist,
-                                             unstable_shortlist, batch_size, similarity_fn, bar.batch, bar.candidate)
-                    result, proxy_scores = fast.exact, fast.proxy_scores
+                    result, proxy_scores = _fast(seeds, model, cond, similarity, batch_size, proxy, shortlist,
+                                                 unstable_shortlist, bar)
+                    reused = 0
         finally:
             bar.close()
         latents = to_pipe_latents(model, result.stable.noise[None])
@@ -78,6 +67,36 @@ def select(pipe: Any, prompt: str, num_seeds: int = 16, num_inference_steps: int
         candidates["proxy"] = proxy_scores.tolist()
     return Choice(latents, result.stable.seed, result.stable.stability, candidates, passes.count,
                   time.perf_counter() - start, reused)
+
+
+def _exact(seeds: list[int], model: NoiseModel, cond: Conditioning, similarity: str, batch_size: int,
+           bank: str | Path | None, bar: Progress) -> tuple[SelectionResult, int]:
+    """`method=select`'s Algorithm 1 (with the bank folder when given); the result and the candidates reused."""
+    session = None
+    if bank is not None:
+        from noise_exp.api.bank import open_bank
+
+        session = open_bank(bank, model)
+    result, _ = run_selection(seeds, model, cond, similarity, batch_size, session, None, bar.batch, bar.candidate)
+    return result, session.reused if session is not None else 0
+
+
+def _fast(seeds: list[int], model: NoiseModel, cond: Conditioning, similarity: str, batch_size: int, proxy: str,
+          shortlist: int, unstable_shortlist: int, bar: Progress) -> tuple[SelectionResult, torch.Tensor | None]:
+    """`method=select_fast`: every seed ranked by the proxy, the short lists checked exactly; the exact result and
+    the proxy scores (None when every seed was checked exactly)."""
+    parsed = parse_any_proxy(proxy, "proxy")
+    if getattr(parsed, "kind", None) == "prior":
+        raise NoiseExpError("proxy=prior:<file> is a seed prior measured under the runner's model settings, which "
+                            "it checks against run.json: use it with run.py method=select_fast")
+    shortlist = integer_param("shortlist", shortlist, 1)
+    unstable_shortlist = integer_param("unstable_shortlist", unstable_shortlist, 1)
+    similarity_fn = get_similarity(similarity)
+    scorer = build_scorer(parsed, model, cond, similarity_fn)
+    check_proxy_cost(parsed, len(seeds), shortlist + unstable_shortlist, model, scorer, "proxy")
+    fast = select_fast_noise(seeds, model.draw_noise, scorer, ModelRoundTrip(model, cond), shortlist,
+                             unstable_shortlist, batch_size, similarity_fn, bar.batch, bar.candidate)
+    return fast.exact, fast.proxy_scores
 
 
 def stability(pipe: Any, prompt: str, latents: torch.Tensor, num_inference_steps: int | None = None,
