@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from noise_exp.bank.keys import BankScope
-from noise_exp.bank.session import BankSession
-from noise_exp.bank.storage import CandidateBank
+from noise_exp.candidates.keys import BankScope
+from noise_exp.candidates.session import BankSession
+from noise_exp.candidates.storage import CandidateBank
 from noise_exp.models.base import NoiseModel
 
 SAMPLED_VALUES = 1024
