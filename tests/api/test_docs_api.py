@@ -35,5 +35,5 @@ def test_every_block_of_the_api_page_runs(capsys):
                  "reward ", "select_fast: seed", "reused 4 of 4 candidates"):
         assert line in out, out
     assert namespace["image"].size == (128, 128)  # the tiny SDXL's default size
-    assert namespace["fast"].candidates.stability.notna().sum() == 3
+    assert namespace["fast"].candidates.stability.notna().sum() == 4  # shortlist=3 + unstable_shortlist=1
     assert [seed for seed, _ in namespace["seen"]] == [0, 1, 2, 3]
