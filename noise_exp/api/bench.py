@@ -11,7 +11,6 @@ Three ways to score the same K seeds for one prompt, timed in `--repeats` interl
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -20,7 +19,9 @@ from typing import Any, Callable
 
 import torch
 
+from noise_exp.cli import ArgumentParser
 from noise_exp.errors import exit_on_user_error
+from noise_exp.params import integer_param, real_param
 
 PROMPT = "a red circle left of a blue square"
 
@@ -98,13 +99,16 @@ def tiny_sdxl_folder() -> Path:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m noise_exp.api.bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m noise_exp.api.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=16, help="K candidate seeds (default 16)")
     parser.add_argument("--steps", type=int, default=10, help="sampling steps T (default 10)")
     parser.add_argument("--guidance", type=float, default=2.0, help="guidance scale (default 2.0)")
     parser.add_argument("--batch-size", type=int, default=8, help="candidates per batch of nx.select and the runner")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds of the three, interleaved (medians printed)")
     args = parser.parse_args(argv)
+    for name in ("seeds", "steps", "batch_size", "repeats"):  # refused before any work
+        integer_param(f"--{name.replace('_', '-')}", getattr(args, name), 1)
+    real_param("--guidance", args.guidance, 0.0)
     import os
 
     from diffusers import StableDiffusionXLPipeline
