@@ -42,3 +42,18 @@ def test_select_hands_over_the_seeds_own_noise(pipes, family):
     assert np.abs(chosen - other).max() > 1e-3  # the check above can fail
     assert nx.stability(pipe, PROMPT, choice.latents, **{k: v for k, v in settings.items()}) == \
         pytest.approx(choice.stability, abs=1e-5)
+
+
+def test_flux_schnell_without_a_guidance_input():
+    """A FLUX.1-schnell-like pipe (no guidance embedding, static shift 1): its guidance_scale is ignored by the
+    pipeline, and by nx.select too."""
+    from noise_exp.models.tiny_flow import TinyFluxBuilder
+
+    torch.manual_seed(0)
+    pipe = TinyFluxBuilder(guidance_embeds=False, dynamic_shifting=False, shift=1.0).build()
+    pipe.set_progress_bar_config(disable=True)
+    settings = {"num_inference_steps": 2, "height": 64, "width": 64, "max_sequence_length": 16}
+    choice = nx.select(pipe, PROMPT, num_seeds=2, guidance_scale=3.5, progress=False, **settings)
+    assert choice.nfe == 2 * 2 * 2  # one pass per step, no guidance batch
+    chosen = image(pipe, settings, latents=choice.latents)
+    np.testing.assert_array_equal(chosen, image(pipe, settings, generator=torch.Generator("cpu").manual_seed(choice.seed)))
