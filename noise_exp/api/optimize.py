@@ -86,7 +86,7 @@ def pixel_reward(verifier: str | PixelReward) -> PixelReward:
 
     evaluator = load_verifier(verifier, key="verifier")
     if not evaluator.differentiable:
-        from evaluators.base import differentiable_evaluators
+        from noise_exp.evaluators.base import differentiable_evaluators
 
         raise NoiseExpError(f"verifier={verifier} is not differentiable (no score_pixels): reward_opt needs one of "
                             f"{', '.join(differentiable_evaluators())} or a callable(pixels, prompts) -> rewards")
