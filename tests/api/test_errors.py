@@ -37,6 +37,10 @@ def test_an_unsupported_pipeline_is_named_with_the_supported_ones(pipes):
     (lambda pipe: nx.optimize(pipe, PROMPT, steps=1, **SETTINGS), "give exactly one of seed= .* or latents="),
     (lambda pipe: nx.select(pipe, PROMPT, num_seeds=2, proxy="partial:x", **SETTINGS), "proxy must be partial:<k>"),
     (lambda pipe: nx.best_of_n(pipe, PROMPT, verifier="no_such_scorer", **SETTINGS), "unknown verifier 'no_such_scorer'"),
+    (lambda pipe: nx.reward_opt(pipe, PROMPT, seed=0, verifier="shapes_geneval", **SETTINGS),
+     "verifier=shapes_geneval is not differentiable .* needs one of .*shapes_reward or a callable"),
+    (lambda pipe: nx.select(pipe, PROMPT, num_seeds=2, proxy="norm", bank="unused", **SETTINGS),
+     "bank= stores exact candidates; proxy scores are not candidates"),
 ])
 def test_bad_input_is_one_clear_error(pipes, call, message):
     with pytest.raises(NoiseExpError, match=message):
