@@ -53,6 +53,10 @@ demo: $(STAMP) ## the main job offline on CPU: selection (K = 100) on 4 DrawBenc
 bench: $(STAMP) ## seconds, memory and overhead per candidate (docs/benchmark.md)
 	$(PY) scripts/bench.py
 
+.PHONY: api-bench
+api-bench: $(STAMP) ## nx.select vs the runner's selection and a plain pipe + DDIMInverseScheduler loop (docs/api.md)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m noise_exp.api.bench
+
 # Paper results (GPU or cluster): each ends in the merged report of the sweep folder it ran: SWEEP_DIR=, else a
 # hydra.sweep.dir= in HYDRA_ARGS, else multirun/<target>. fig8's report draws Fig. 8 as curves_num_steps.png.
 SWEEP_DIR ?=

@@ -11,11 +11,12 @@ from tests.conftest import ROOT
 
 MODULES = ["noise_exp.score", "noise_exp.merge", "noise_exp.report", "noise_exp.human_eval", "noise_exp.benchmark",
            "noise_exp.bank", "noise_exp.training.digits", "noise_exp.training.shapes",
-           "noise_exp.training.shapes_reward"]
+           "noise_exp.training.shapes_reward", "noise_exp.api.bench"]
 # render_orbits_blender.py runs inside Blender only (it imports bpy)
 SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "render_orbits_blender.py")
 # entry points whose parser is noise_exp.cli.ArgumentParser (one-line errors)
-ONE_LINE_ERRORS = ["noise_exp.score", "noise_exp.merge", "noise_exp.report", "noise_exp.human_eval", "noise_exp.benchmark", "noise_exp.bank", "scripts/convert_sv3d.py",
+ONE_LINE_ERRORS = ["noise_exp.score", "noise_exp.merge", "noise_exp.report", "noise_exp.human_eval", "noise_exp.benchmark", "noise_exp.bank",
+                   "noise_exp.api.bench", "scripts/convert_sv3d.py",
                    "scripts/make_orbit_fixture.py", "scripts/reproduce_small.py", "noise_exp.training.digits",
                    "noise_exp.training.shapes", "noise_exp.training.shapes_reward"]
 
@@ -93,6 +94,7 @@ BAD_ARGUMENTS = [
      "--images bad: choose one of auto, bank, regenerate, none"),
     ("noise_exp.bank", ["correlate", "{tmp}", "--scores", "aes", "--similarities", "zz", "--out", "{tmp}/out"],
      "--similarities 'zz': choose among cosine, pearson, neg_rmse"),
+    ("noise_exp.api.bench", ["--seeds", "0"], "--seeds must be >= 1, got 0"),
 ]
 
 

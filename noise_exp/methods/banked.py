@@ -87,17 +87,21 @@ class BankedSelection:
 
 def select_with_bank(seeds: Sequence[int], model: NoiseModel, cond: Conditioning, session: BankSession,
                      similarity: str, batch_size: int, evaluators: Mapping[str, "Evaluator"] | None = None,
-                     on_batch: Callable[[int], None] | None = None) -> BankedSelection:
+                     on_batch: Callable[[int], None] | None = None,
+                     on_candidate: Callable[[int, float], None] | None = None) -> BankedSelection:
     """Algorithm 1 over `seeds`, computing only the candidates the bank lacks (or lacks the evaluators' scores of)."""
     seeds, evaluators = [int(s) for s in seeds], dict(evaluators or {})
     known = session.known(cond.prompt, seeds, {name: e.identity() for name, e in evaluators.items()})
+    if on_candidate is not None:
+        for seed in (s for s in seeds if s in known):
+            on_candidate(seed, known[seed].stability[similarity])
     if known and on_batch is not None:
         on_batch(len(known))
     todo = [s for s in seeds if s not in known]
     roundtrip = ModelRoundTrip(model, cond)
     recorder = RecordingRoundTrip(roundtrip, session, evaluators)
-    fresh = select_noise(todo, model.draw_noise, recorder, batch_size, get_similarity(similarity), on_batch) \
-        if todo else None
+    fresh = select_noise(todo, model.draw_noise, recorder, batch_size, get_similarity(similarity), on_batch,
+                         on_candidate) if todo else None
     session.add(recorder.recorded)
     every = {**known, **{c.seed: c for c in recorder.recorded}}
     scores = torch.tensor([every[s].stability[similarity] for s in seeds], dtype=torch.float32)
@@ -112,3 +116,18 @@ def select_with_bank(seeds: Sequence[int], model: NoiseModel, cond: Conditioning
     result = SelectionResult(seeds=seeds, scores=scores, stable=kept(seeds[int(scores.argmax())]),
                              unstable=kept(seeds[int(scores.argmin())]))
     return BankedSelection(result, sum(every[s].seconds for s in seeds))
+
+
+def run_selection(seeds: Sequence[int], model: NoiseModel, cond: Conditioning, similarity: str, batch_size: int,
+                  session: BankSession | None = None, evaluators: Mapping[str, "Evaluator"] | None = None,
+                  on_batch: Callable[[int], None] | None = None,
+                  on_candidate: Callable[[int, float], None] | None = None) -> tuple[SelectionResult, float]:
+    """Algorithm 1 over `seeds` with the bank when there is one (known candidates read, the others computed and
+    stored), else `select_noise` alone; with the seconds the K candidates cost. `method=select` and `nx.select` call it."""
+    if session is not None:
+        banked = select_with_bank(seeds, model, cond, session, similarity, batch_size, evaluators, on_batch, on_candidate)
+        return banked.result, banked.seconds
+    start = time.perf_counter()
+    result = select_noise(seeds, model.draw_noise, ModelRoundTrip(model, cond), batch_size, get_similarity(similarity),
+                          on_batch, on_candidate)
+    return result, time.perf_counter() - start

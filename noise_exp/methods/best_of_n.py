@@ -119,6 +119,23 @@ class SeededCandidates(Method):
         return noise, latents, passes.count, time.perf_counter() - start
 
 
+def scored_generation(model: NoiseModel, cond: Conditioning,
+                      score: Callable[[list[Any], list[str]], Sequence[float]], spent: dict[str, float]) -> Generate:
+    """`best_of_n`'s `generate`: plain generations of a batch, decoded and scored by `score(images, prompts)`;
+    their network passes and seconds (scoring included) are added to `spent`."""
+    def generate(batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        noise, latents, passes, seconds = SeededCandidates.generation(model, cond, batch)
+        start = time.perf_counter()
+        scores = score(model.decode(latents, cond), [cond.prompt] * len(batch))
+        if not isinstance(scores, torch.Tensor):  # a user's scorer may return a list (float64: no rounding)
+            scores = torch.tensor([float(value) for value in scores], dtype=torch.float64)
+        spent["passes"] += passes
+        spent["seconds"] += seconds + time.perf_counter() - start
+        return noise, latents, scores
+
+    return generate
+
+
 class BestOfN(SeededCandidates):
     """Best-of-N by `method.verifier`; keeps `best`, reports `worst` and `random` (same N, same seeds)."""
 
@@ -167,17 +184,9 @@ class BestOfN(SeededCandidates):
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         seeds = self.candidate_seeds(self.count(model, cond))
-        prompts = [cond.prompt]
         spent = {"passes": 0.0, "seconds": 0.0}
-
-        def generate(batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            noise, latents, passes, seconds = self.generation(model, cond, batch)
-            start = time.perf_counter()
-            scores = self.verifier.score(model.decode(latents, cond), prompts=prompts * len(batch))
-            spent["passes"] += passes
-            spent["seconds"] += seconds + time.perf_counter() - start
-            return noise, latents, scores
-
+        generate = scored_generation(model, cond, lambda images, prompts: self.verifier.score(images, prompts=prompts),
+                                     spent)
         done = [0]
 
         def on_batch(n: int) -> None:

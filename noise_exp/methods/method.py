@@ -16,11 +16,11 @@ import torch
 from noise_exp.candidates.session import BankSession
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
-from noise_exp.methods.banked import select_with_bank
+from noise_exp.methods.banked import run_selection
 from noise_exp.methods.declaration import Budget, Comparison, Declaration, VariantSpec
 from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, OptimizationResult, optimize_noise
 from noise_exp.methods.roundtrip import ModelRoundTrip
-from noise_exp.methods.selection import SelectionResult, select_noise
+from noise_exp.methods.selection import SelectionResult
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.stability import get_similarity
 
@@ -195,13 +195,9 @@ class NoiseSelection(Method):
             if progress:
                 progress(f"seed {done[0]}/{self.num_seeds}")
 
-        if self.bank is not None:  # known candidates are read, the others computed and stored
-            banked = select_with_bank(seeds, model, cond, self.bank, self.similarity_name, self.batch_size,
-                                      self.evaluators, on_batch)
-            return banked.result, banked.seconds
-        start = time.perf_counter()
-        result = select_noise(seeds, model.draw_noise, ModelRoundTrip(model, cond), self.batch_size, self.similarity, on_batch)
-        return result, time.perf_counter() - start
+        # with a bank, known candidates are read, the others computed and stored
+        return run_selection(seeds, model, cond, self.similarity_name, self.batch_size, self.bank, self.evaluators,
+                             on_batch)
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         result, seconds = self.select(model, cond, progress, prompt_index)

@@ -120,6 +120,16 @@ def optimize_reward(noise: torch.Tensor, reward_fn: RewardFn, config: RewardOptC
                            steps_run=steps_run)
 
 
+def sampled_reward(sampler: DifferentiableSampler,
+                   score_pixels: Callable[[torch.Tensor, list[str]], torch.Tensor]) -> RewardFn:
+    """eps -> (R(D(M(eps, c)), c), x0): the differentiable reward `optimize_reward` ascends, for pixels in [0, 1]."""
+    def reward_fn(eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latents = sampler.latents(eps)
+        return score_pixels(sampler.pixels(latents), [sampler.cond.prompt] * len(eps)), latents
+
+    return reward_fn
+
+
 def _stop(reward: torch.Tensor, since_best: int, config: RewardOptConfig) -> bool:
     if config.early_stop_reward is not None and bool((reward >= config.early_stop_reward).all()):
         return True
@@ -186,12 +196,7 @@ class RewardOptimization(Method):
         sampler = DifferentiableSampler(model, cond)
         config = replace(self.config, steps=self.steps_for(model, cond))
         seed = self.prompt_seed(prompt_index)
-        prompts = [cond.prompt]
-
-        def reward_fn(eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            latents = sampler.latents(eps)
-            return self.verifier.score_pixels(sampler.pixels(latents), prompts * len(eps)), latents
-
+        reward_fn = sampled_reward(sampler, self.verifier.score_pixels)
         start = time.perf_counter()
         first_s = []
 

@@ -47,12 +47,14 @@ def select_fast_noise(
     batch_size: int = 1,
     similarity: SimilarityFn = stability,
     on_batch: Callable[[int], None] | None = None,
+    on_candidate: Callable[[int, float], None] | None = None,
 ) -> FastSelectionResult:
     """Rank `seeds` by `proxy`, then Algorithm 1 (`select_noise`) on the proxy's `shortlist` best and
     `unstable_shortlist` worst."""
     seeds = [int(s) for s in seeds]
     if shortlist + unstable_shortlist >= len(seeds):
-        return FastSelectionResult(select_noise(seeds, draw_noise, roundtrip, batch_size, similarity, on_batch), None)
+        return FastSelectionResult(select_noise(seeds, draw_noise, roundtrip, batch_size, similarity, on_batch,
+                                                on_candidate), None)
     scores = []
     for start in range(0, len(seeds), max(1, batch_size)):
         batch_seeds = seeds[start:start + batch_size]
@@ -61,7 +63,22 @@ def select_fast_noise(
             on_batch(len(batch_seeds))
     proxy_scores = torch.cat(scores)
     checked = [seeds[i] for i in shortlist_indices(proxy_scores, shortlist, unstable_shortlist)]
-    return FastSelectionResult(select_noise(checked, draw_noise, roundtrip, batch_size, similarity), proxy_scores)
+    return FastSelectionResult(select_noise(checked, draw_noise, roundtrip, batch_size, similarity,
+                                            on_candidate=on_candidate), proxy_scores)
+
+
+def check_proxy_cost(proxy: Any, num_seeds: int, checked: int, model: NoiseModel, scorer: ProxyScorer,
+                     key: str = "method.proxy") -> None:
+    """A proxy that would run must make the prompt cheaper than exact selection (K x exact NFEs)."""
+    if checked >= num_seeds:
+        return  # every candidate is checked exactly: no proxy runs
+    exact = num_seeds * model.unet_calls_per_roundtrip
+    fast = num_seeds * scorer.unet_calls + checked * model.unet_calls_per_roundtrip
+    if fast >= exact:
+        raise NoiseExpError(
+            f"{key}={proxy} costs {fast} NFEs per prompt (K x {scorer.unet_calls} proxy + {checked} x "
+            f"{model.unet_calls_per_roundtrip} exact), not below exact selection's {exact} (K = {num_seeds} "
+            f"x {model.unet_calls_per_roundtrip}); choose a cheaper proxy or use method=select")
 
 
 class FastSelection(NoiseSelection):
@@ -89,16 +106,7 @@ class FastSelection(NoiseSelection):
 
     def check_cost(self, model: NoiseModel, scorer: ProxyScorer) -> None:
         """A proxy that would run must make the prompt cheaper than exact selection (K x exact NFEs)."""
-        checked = self.shortlist + self.unstable_shortlist
-        if checked >= self.num_seeds:
-            return  # every candidate is checked exactly: no proxy runs
-        exact = self.num_seeds * model.unet_calls_per_roundtrip
-        fast = self.num_seeds * scorer.unet_calls + checked * model.unet_calls_per_roundtrip
-        if fast >= exact:
-            raise NoiseExpError(
-                f"method.proxy={self.proxy} costs {fast} NFEs per prompt (K x {scorer.unet_calls} proxy + {checked} x "
-                f"{model.unet_calls_per_roundtrip} exact), not below exact selection's {exact} (K = {self.num_seeds} "
-                f"x {model.unet_calls_per_roundtrip}); choose a cheaper proxy or use method=select")
+        check_proxy_cost(self.proxy, self.num_seeds, self.shortlist + self.unstable_shortlist, model, scorer)
 
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         done = [0]

@@ -35,10 +35,12 @@ def select_noise(
     batch_size: int = 1,
     similarity: SimilarityFn = stability,
     on_batch: Callable[[int], None] | None = None,
+    on_candidate: Callable[[int, float], None] | None = None,
 ) -> SelectionResult:
     """Algorithm 1: s(eps_i) = cos(eps_i, F(eps_i)) for seeds i; keep the argmax (and the argmin).
 
     Candidates go through `batch_size` at a time; only the current best and worst are kept in memory.
+    `on_candidate(seed, s)` hears each candidate's stability as soon as its batch is scored.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -56,6 +58,9 @@ def select_noise(
             stable = Candidate(batch_seeds[hi], float(batch_scores[hi]), noise[hi].detach().clone(), latents[hi].detach().clone())
         if unstable is None or batch_scores[lo] < unstable.stability:
             unstable = Candidate(batch_seeds[lo], float(batch_scores[lo]), noise[lo].detach().clone(), latents[lo].detach().clone())
+        if on_candidate is not None:
+            for seed, score in zip(batch_seeds, batch_scores.tolist()):
+                on_candidate(seed, score)
         if on_batch is not None:
             on_batch(len(batch_seeds))
     return SelectionResult(seeds=seeds, scores=torch.cat(scores), stable=stable, unstable=unstable)

@@ -22,6 +22,14 @@ def seeded_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.devic
                                    dtype=dtype) for seed in seeds]).to(torch.float32)
 
 
+def execution_device(pipe: Any, network: torch.nn.Module) -> torch.device:
+    """The device a pipeline's network computes on: under `enable_model_cpu_offload` (accelerate hooks) the weights
+    wait on the CPU and move to the pipeline's execution device per call; otherwise the network's own device."""
+    if hasattr(network, "_hf_hook"):
+        return torch.device(pipe._execution_device)
+    return network.device
+
+
 @dataclass
 class Conditioning:
     """A prompt's encodings, computed once and reused for every seed and every step."""

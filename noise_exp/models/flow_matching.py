@@ -22,7 +22,7 @@ from diffusers import FluxPipeline, StableDiffusion3Pipeline
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.flow import FlowSchedule, dynamic_shift_mu, flow_euler_inversion_step, flow_euler_step, flow_schedule
-from noise_exp.models.base import Conditioning, SteppedLatentModel, seeded_noise
+from noise_exp.models.base import Conditioning, SteppedLatentModel, execution_device, seeded_noise
 from noise_exp.models.loading import load_pipeline, resolve_device, resolve_dtype
 from noise_exp.params import integer_param, real_param
 
@@ -79,7 +79,7 @@ class FlowMatchingModel(SteppedLatentModel):
         self.pipe = pipe
         self.name = name
         self.transformer = pipe.transformer
-        self.device = self.transformer.device
+        self.device = execution_device(pipe, self.transformer)
         self.dtype = self.transformer.dtype  # the pipelines draw noise in the prompt embeddings' dtype: the load dtype
         self.num_steps = integer_param("model.num_steps", num_steps, 1)
         self.max_sequence_length = integer_param("model.max_sequence_length", max_sequence_length, 1)

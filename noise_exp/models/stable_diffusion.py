@@ -18,7 +18,7 @@ from noise_exp.ddim import (INVERSIONS, DDIMSchedule, ddim_denoise_step, ddim_sc
                              predicted_noise)
 from noise_exp.errors import NoiseExpError
 from noise_exp.params import choice_param, integer_param, real_param
-from noise_exp.models.base import Conditioning, SteppedLatentModel, seeded_noise
+from noise_exp.models.base import Conditioning, SteppedLatentModel, execution_device, seeded_noise
 from noise_exp.models.loading import load_component, load_pipeline, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class DDIMLatentModel(SteppedLatentModel):
         self.inversion = choice_param("model.inversion", inversion, INVERSIONS)
         self.inversion_iterations = integer_param("model.inversion_iterations", inversion_iterations, 1)
         self.unet = pipe.unet
-        self.device = self.unet.device
+        self.device = execution_device(pipe, self.unet)
         self.dtype = self.unet.dtype
         default_size = pipe.unet.config.sample_size * pipe.vae_scale_factor
         self.height = integer_param("model.height", height or default_size, 1)

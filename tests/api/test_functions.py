@@ -1,0 +1,72 @@
+"""nx.optimize, nx.best_of_n (a verifier callable), nx.reward_opt (a pixel reward callable), select with a proxy
+short list and with a candidate bank, on the tiny SD pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import noise_exp as nx
+from tests.api.conftest import FAMILIES, PROMPT
+
+SETTINGS = FAMILIES["sd"][3]
+
+
+def brightness(images, prompts):
+    """A verifier: the mean pixel value of each PIL image."""
+    assert len(images) == len(prompts) and set(prompts) == {PROMPT}
+    return [float(np.asarray(image, dtype=np.float64).mean()) for image in images]
+
+
+def test_optimize_starts_from_the_seed_and_returns_what_nx_stability_measures(pipes):
+    pipe = pipes("sd")
+    steps = []
+    better = nx.optimize(pipe, PROMPT, seed=1, steps=3, progress=False, callback=lambda i, s: steps.append(i), **SETTINGS)
+    assert better.seed == 1 and steps == [0, 1, 2] and list(better.trace.step) == [0, 1, 2, 3]
+    drawn = nx.select(pipe, PROMPT, num_seeds=1, seed_start=1, progress=False, **SETTINGS)
+    assert better.original_stability == pytest.approx(drawn.stability, abs=1e-6)
+    assert nx.stability(pipe, PROMPT, better.latents, **SETTINGS) == pytest.approx(better.stability, abs=1e-5)
+    assert better.latents.shape == drawn.latents.shape and better.norm_ratio != 1.0
+    assert better.nfe == 4 * SETTINGS["num_inference_steps"] * 3  # 3 steps + the last iterate, 3 passes per step
+    again = nx.optimize(pipe, PROMPT, latents=drawn.latents, steps=3, progress=False, **SETTINGS)
+    assert again.seed is None and torch.equal(again.latents, better.latents)
+
+
+def test_best_of_n_keeps_the_verifiers_favourite(pipes):
+    heard = {}
+    best = nx.best_of_n(pipes("sd"), PROMPT, num_seeds=3, verifier=brightness, batch_size=2, progress=False,
+                        callback=heard.__setitem__, **SETTINGS)
+    scores = dict(zip(best.candidates.seed, best.candidates.score))
+    assert scores == pytest.approx(heard) and len(scores) == 3
+    assert best.seed == max(scores, key=scores.get) and best.score == pytest.approx(max(scores.values()))
+    assert best.nfe == 3 * SETTINGS["num_inference_steps"] * 2
+    assert torch.equal(best.latents, nx.select(pipes("sd"), PROMPT, num_seeds=1, seed_start=best.seed,
+                                               progress=False, **SETTINGS).latents)
+
+
+def test_reward_opt_climbs_a_pixel_reward(pipes):
+    result = nx.reward_opt(pipes("sd"), PROMPT, seed=0, steps=2, lr=50.0,
+                           verifier=lambda pixels, prompts: pixels.mean(dim=(1, 2, 3)), progress=False, **SETTINGS)
+    assert len(result.trace) == 3 and result.reward >= result.original_reward
+    assert result.reward == pytest.approx(result.trace.reward.max())
+    assert result.latents.shape == (1, 4, 16, 16) and result.nfe == (4 * 2 + 1) * 4 * 2
+
+
+def test_select_with_a_proxy_checks_only_its_short_list(pipes):
+    choice = nx.select(pipes("sd"), PROMPT, num_seeds=6, proxy="partial:1", shortlist=2, unstable_shortlist=1,
+                       progress=False, **SETTINGS)
+    checked = choice.candidates.dropna(subset=["stability"])
+    assert len(checked) == 3 and choice.candidates.proxy.notna().all()
+    assert choice.seed in set(checked.seed) and choice.stability == checked.stability.max()
+    exact = 4 * 2 + 4  # CFG denoise + unguided inversion over T = 4 steps
+    assert choice.nfe == 6 * (1 * 2 + 1) + 3 * exact < 6 * exact
+
+
+def test_a_bank_folder_is_filled_then_reused(pipes, tmp_path):
+    first = nx.select(pipes("sd"), PROMPT, num_seeds=3, bank=tmp_path / "bank", progress=False, **SETTINGS)
+    again = nx.select(pipes("sd"), PROMPT, num_seeds=3, bank=tmp_path / "bank", progress=False, **SETTINGS)
+    assert (first.reused, again.reused) == (0, 3)
+    assert (again.seed, again.stability) == (first.seed, first.stability) and torch.equal(again.latents, first.latents)
+    assert again.nfe == 2 * 4 * 2  # only the kept stable and unstable seeds are denoised again
+    assert list(again.candidates.stability) == pytest.approx(list(first.candidates.stability), abs=1e-7)
+    assert first.candidates.stability.notna().all()

@@ -1,0 +1,26 @@
+"""`import noise_exp` stays light: the library is imported on first use of `nx.select` & co."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_importing_the_package_pulls_no_torch():
+    code = ("import sys, noise_exp, noise_exp.errors, noise_exp.params\n"
+            "assert 'torch' not in sys.modules and 'noise_exp.api' not in sys.modules, sorted(sys.modules)\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_the_functions_are_the_librarys_and_nx_stability_is_both():
+    import noise_exp as nx
+    import noise_exp.stability
+    from noise_exp import api
+
+    assert (nx.select, nx.optimize, nx.best_of_n, nx.reward_opt) == (api.select, api.optimize, api.best_of_n,
+                                                                      api.reward_opt)
+    assert nx.stability is noise_exp.stability and callable(nx.stability)  # the module of eq. 3, callable
+    assert nx.stability.stability.__doc__.startswith("Eq. (3)")
