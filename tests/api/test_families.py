@@ -50,7 +50,7 @@ def test_flux_schnell_without_a_guidance_input():
     from noise_exp.builders.tiny_flow import TinyFluxBuilder
 
     torch.manual_seed(0)
-    pipe = TinyFluxBuilder(guidance_embeds=False, dynamic_shifting=False, shift=1.0).build()
+    pipe, _ = TinyFluxBuilder(guidance_embeds=False, dynamic_shifting=False, shift=1.0).build()
     pipe.set_progress_bar_config(disable=True)
     settings = {"num_inference_steps": 2, "height": 64, "width": 64, "max_sequence_length": 16}
     choice = nx.select(pipe, PROMPT, num_seeds=2, guidance_scale=3.5, progress=False, **settings)
