@@ -12,14 +12,12 @@ from noise_exp.errors import NoiseExpError
 register_resolvers()
 
 _API = ("select", "optimize", "best_of_n", "reward_opt", "Choice", "Optimized", "BestOfN", "RewardOptimized",
-        "SUPPORTED")
-__all__ = ["NoiseExpError", "stability", *_API]
+        "SUPPORTED", "stability")
+__all__ = ["NoiseExpError", *_API]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(import_module("noise_exp.api"), name)
-    if name == "stability":  # the module of eq. 3, callable as nx.stability(pipe, prompt, latents)
-        return import_module("noise_exp.stability")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

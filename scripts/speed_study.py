@@ -113,7 +113,7 @@ def score_candidates(model, fixed_point, cond, seeds: Sequence[int], judge, seco
                      proxies: Sequence[str] = PROXIES) -> PromptCandidates:
     from noise_exp.methods.roundtrip import ModelRoundTrip
     from noise_exp.methods.seed_proxies import build_scorer, parse_any_proxy
-    from noise_exp.stability import stability
+    from noise_exp.similarity import stability
 
     noise = model.draw_noise(seeds)
     start = time.perf_counter()

@@ -4,7 +4,7 @@ import torch
 from noise_exp.methods import NoiseSelection
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import select_noise
-from noise_exp.stability import stability
+from noise_exp.similarity import stability
 
 
 def test_kept_seeds_are_argmax_and_argmin_and_scores_do_not_depend_on_batch_size(tiny_sdxl):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from noise_exp.errors import NoiseExpError
-from noise_exp.stability import get_similarity, negative_rmse, pearson, stability
+from noise_exp.similarity import get_similarity, negative_rmse, pearson, stability
 
 
 def test_stability_is_cosine_of_flattened_latents_per_sample():

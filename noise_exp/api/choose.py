@@ -25,7 +25,7 @@ from noise_exp.methods.selection import SelectionResult
 from noise_exp.methods.seed_proxies import build_scorer, parse_any_proxy
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.params import integer_param
-from noise_exp.stability import get_similarity
+from noise_exp.similarity import get_similarity
 
 
 def select(pipe: Any, prompt: str, num_seeds: int = 16, num_inference_steps: int | None = None,

@@ -19,7 +19,7 @@ from noise_exp.methods.reward_opt import BACKWARD_COST, RewardOptConfig, optimiz
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.models.base import NoiseModel
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
-from noise_exp.stability import get_similarity
+from noise_exp.similarity import get_similarity
 
 PixelReward = Callable[[torch.Tensor, list[str]], torch.Tensor]  # pixels [B, 3, H, W] in [0, 1], prompts -> [B]
 

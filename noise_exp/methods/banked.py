@@ -21,7 +21,7 @@ from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import Candidate, SelectionResult, select_noise
 from noise_exp.models.base import Conditioning, NoiseModel
-from noise_exp.stability import SIMILARITIES, get_similarity
+from noise_exp.similarity import SIMILARITIES, get_similarity
 
 if TYPE_CHECKING:
     from noise_exp.evaluators.base import Evaluator

@@ -22,7 +22,7 @@ from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, Optim
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.selection import SelectionResult
 from noise_exp.models.base import Conditioning, NoiseModel
-from noise_exp.stability import get_similarity
+from noise_exp.similarity import get_similarity
 
 Progress = Callable[[str], None]
 

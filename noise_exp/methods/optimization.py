@@ -9,7 +9,7 @@ import torch
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.roundtrip import RoundTripFn
-from noise_exp.stability import SimilarityFn, stability
+from noise_exp.similarity import SimilarityFn, stability
 
 
 OPTIMIZERS = ("sgd", "adam", "nesterov", "anderson")  # method.optimizer choices

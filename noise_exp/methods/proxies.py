@@ -21,7 +21,7 @@ import torch
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.models.base import Conditioning, NoiseModel
-from noise_exp.stability import SimilarityFn, stability
+from noise_exp.similarity import SimilarityFn, stability
 
 PROXY_KINDS = ("partial", "steps", "resolution", "exact")
 

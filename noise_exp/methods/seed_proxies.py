@@ -23,7 +23,7 @@ from noise_exp.candidates.seed_prior import SeedPrior, read_prior
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.proxies import Proxy, ProxyScorer, downsample_noise, parse_proxy
 from noise_exp.models.base import Conditioning, NoiseModel
-from noise_exp.stability import SimilarityFn, stability
+from noise_exp.similarity import SimilarityFn, stability
 
 ZERO_NFE_KINDS = ("norm", "lowfreq", "prior")
 

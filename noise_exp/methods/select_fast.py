@@ -22,7 +22,7 @@ from noise_exp.methods.seed_proxies import build_scorer, check_prior_scope, pars
 from noise_exp.methods.selection import SelectionResult, select_noise
 from noise_exp.models.base import Conditioning, NoiseModel
 from noise_exp.params import integer_param
-from noise_exp.stability import SimilarityFn, stability
+from noise_exp.similarity import SimilarityFn, stability
 
 
 def shortlist_indices(proxy_scores: torch.Tensor, top: int, bottom: int) -> list[int]:

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 
 from noise_exp.methods.roundtrip import RoundTripFn
-from noise_exp.stability import SimilarityFn, stability
+from noise_exp.similarity import SimilarityFn, stability
 
 
 @dataclass

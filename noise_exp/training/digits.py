@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m noise_exp.training.digits", description=main.__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: model.pretrained)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (the timing budget assumes 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the committed weights: 1; others change the float sums)")
     parser.add_argument("--vae-steps", type=int, default=DigitsTrainingConfig.vae_steps)
     parser.add_argument("--unet-steps", type=int, default=DigitsTrainingConfig.unet_steps)
     parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")

@@ -9,7 +9,7 @@ from diffusers import FluxPipeline
 
 from noise_exp.methods import NoiseOptimization, NoiseSelection
 from noise_exp.models.flow_matching import pack_latents, unpack_latents
-from noise_exp.stability import stability
+from noise_exp.similarity import stability
 from tests.conftest import CONF, compose_cfg
 from tests.flow.conftest import with_settings
 

@@ -9,7 +9,7 @@ from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.proxies import Proxy, ProxyScorer, downsample_noise, parse_proxy
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.methods.select_fast import shortlist_indices
-from noise_exp.stability import stability
+from noise_exp.similarity import stability
 
 K = 12
 

@@ -17,7 +17,7 @@ from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.models.sv3d import load_sv3d_components
 from noise_exp.builders.tiny_sv3d import TinySV3DBuilder
 from noise_exp.models.sv3d_convert import CLIP_VISUAL_PREFIX
-from noise_exp.stability import stability
+from noise_exp.similarity import stability
 from tests.conftest import compose_cfg, load_script
 
 KEYS = Path(__file__).parent / "data" / "sgm_tiny_sv3d_keys.json"

@@ -1,10 +1,7 @@
 """Noise inversion stability (paper eq. 3, appendix A.1) and the other similarity metrics."""
 from __future__ import annotations
 
-import sys
-from importlib import import_module
-from types import ModuleType
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -42,15 +39,3 @@ def get_similarity(name: str) -> SimilarityFn:
     except (KeyError, TypeError):  # TypeError: an unhashable value such as a list from the command line
         raise NoiseExpError(f"unknown similarity {name!r}; choose one of {sorted(SIMILARITIES)}") from None
 
-
-class _CallableModule(ModuleType):
-    """`noise_exp.stability` is this module (eq. 3 and the other similarities) and, called, `nx.stability(pipe,
-    prompt, latents, ...)` of the library (noise_exp.api.choose.stability): the issue fixes the name `nx.stability`,
-    and Python binds a package's attribute to its submodule of that name once the submodule is imported."""
-
-    def __call__(self, pipe: Any, prompt: str, latents: torch.Tensor, *args: Any, **options: Any) -> Any:
-        # by name: the library sits in the top layer and this module in the bottom one (pyproject.toml's layers)
-        return import_module("noise_exp.api").stability(pipe, prompt, latents, *args, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
