@@ -9,10 +9,14 @@ STAMP       := $(VENV)/.installed
 REFERENCE   := .cache/reference
 RUN         ?=
 HYDRA_ARGS  ?=
+# The studies (noise_exp/studies/, knobs in conf/study/<name>.yaml): `make <study> ARGS="key=value ..."`.
+STUDY       := OMP_NUM_THREADS=1 $(PY) -m noise_exp.studies
+ARGS        ?=
 
 .PHONY: help setup test test-fast system-deps reference-wheels demo bench table1 table2 fig8 table3 merge \
         train-small reproduce-small human-eval slurm-up slurm-down clean-outputs \
-        train-shapes-reward shapes-judge-study train-shapes shapes-accuracy
+        train-shapes-reward shapes-judge-study train-shapes shapes-accuracy reproduce-correlation reproduce-shapes \
+        compare speed-study seed-share
 
 # `make help`: every target with its `## ` note.
 help: ## this list
@@ -51,7 +55,7 @@ demo: $(STAMP) ## the main job offline on CPU: selection (K = 100) on 4 DrawBenc
 	$(PY) run.py dataset.limit=4
 
 bench: $(STAMP) ## seconds, memory and overhead per candidate (docs/benchmark.md)
-	$(PY) scripts/bench.py
+	$(PY) -m noise_exp.benchmark
 
 .PHONY: api-bench
 api-bench: $(STAMP) ## nx.select vs the runner's selection and a plain pipe + DDIMInverseScheduler loop (docs/api.md)
@@ -76,7 +80,7 @@ train-small: $(STAMP) ## train the small digits model (weights are committed)
 	$(PY) -m noise_exp.training.digits
 
 reproduce-small: $(STAMP) ## the hypothesis on the digits model (docs/small_model.md)
-	$(PY) scripts/reproduce_small.py
+	$(STUDY) reproduce_small $(ARGS)
 
 human-eval: $(STAMP) ## serve the preference / labelling page for a run (RUN=, HOST=, PORT=, TOKEN=)
 	$(PY) -m noise_exp.human_eval serve $(RUN) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(TOKEN),--token $(TOKEN))
@@ -96,32 +100,14 @@ train-shapes-reward: $(STAMP) ## train the shapes world's learned reward (weight
 	$(PY) -m noise_exp.training.shapes_reward --force
 
 shapes-judge-study: $(STAMP) ## the exact judge on clean and perturbed renders (docs/shapes_world.md)
-	$(PY) scripts/shapes_judge_study.py
+	$(STUDY) judge $(ARGS)
 
 # The candidate bank study on the small digits model (docs/candidate_bank.md): K=100 scored candidates for each of the
 # 100 digit prompts (a fresh seed block per prompt id), computed once per guidance scale into one bank; then stable /
 # unstable / random / best-by-reward / oracle picks and the stability-quality correlation from the bank alone.
-# The same on the shapes world: make reproduce-correlation CORR_MODEL=small_shapes CORR_DATASET=shapes_bench
-#   CORR_REWARD=shapes_reward CORR_ORACLE=shapes_geneval CORR_GUIDANCE=2 CORR_PROMPTS=50 CORR_OUT=outputs/correlation_shapes
-CORR_OUT      ?= outputs/reproduce_correlation
-CORR_MODEL    ?= small_digits
-CORR_DATASET  ?= digits
-CORR_REWARD   ?= digit_classifier
-CORR_ORACLE   ?= digit_realism
-CORR_GUIDANCE ?= 1 3
-CORR_PROMPTS  ?= 100
-.PHONY: reproduce-correlation
+# The shapes world: its knobs are in conf/study/correlation.yaml's header.
 reproduce-correlation: $(STAMP) ## s(eps) vs quality within prompts, from a candidate bank (docs/candidate_bank.md)
-	set -e; for g in $(CORR_GUIDANCE); do \
-	  OMP_NUM_THREADS=1 $(PY) run.py model=$(CORR_MODEL) dataset=$(CORR_DATASET) dataset.limit=$(CORR_PROMPTS) \
-	    method=select method.seeds_per_prompt=true method.score_candidates=true method.batch_size=50 \
-	    model.guidance_scale=$$g "evaluator=[$(CORR_REWARD),$(CORR_ORACLE)]" bank.path=$(CORR_OUT)/bank \
-	    hydra.run.dir=$(CORR_OUT)/select_g$$g; \
-	  $(PY) -m noise_exp.bank select $(CORR_OUT)/select_g$$g --by stability --by unstable --by random \
-	    --by $(CORR_REWARD) --by oracle:$(CORR_ORACLE) --out $(CORR_OUT)/rules_g$$g; \
-	  $(PY) -m noise_exp.bank correlate $(CORR_OUT)/select_g$$g --scores $(CORR_REWARD),$(CORR_ORACLE) \
-	    --out $(CORR_OUT)/correlation_g$$g; \
-	done
+	$(STUDY) correlation $(ARGS)
 
 # The two shapes-world diffusion models (docs/shapes_world.md), three stages each: the stage table is
 # conf/training/shapes_stages.yaml.
@@ -129,31 +115,26 @@ train-shapes: $(STAMP) ## train small_shapes and small_shapes_l, three stages (w
 	$(PY) -m noise_exp.training.shapes --stages
 
 shapes-accuracy: $(STAMP) ## the judge's accuracy of both shapes models on shapes_bench
-	$(PY) scripts/shapes_accuracy.py --model small_shapes
-	$(PY) scripts/shapes_accuracy.py --model small_shapes_l
+	for m in small_shapes small_shapes_l; do $(STUDY) shapes_accuracy model=$$m $(ARGS) || exit 2; done
 
 # The hypothesis in the shapes world (docs/shapes_reproduction.md): Tables 1 and 2 analogues on small_shapes and
 # small_shapes_l, judged per tag, next to the digits result.
-.PHONY: reproduce-shapes compare speed-study
 reproduce-shapes: $(STAMP) ## Tables 1-2 analogues at d = 256 and 1,024 (docs/shapes_reproduction.md)
-	OMP_NUM_THREADS=1 $(PY) scripts/reproduce_shapes.py --jobs 2
+	$(STUDY) reproduce_shapes jobs=2 $(ARGS)
 
 # Noise methods at equal compute (docs/compare_methods.md): select, optimize, best_of_n, reward_opt and random on
 # small_shapes at budgets of 1, 4 and 16 generations, the exact judge held out.
-COMPARE_ARGS ?=
 compare: $(STAMP) ## noise methods at equal compute on small_shapes (docs/compare_methods.md)
-	OMP_NUM_THREADS=1 $(PY) scripts/compare_methods.py --doc docs/compare_methods.md $(COMPARE_ARGS)
+	$(STUDY) compare doc=docs/compare_methods.md $(ARGS)
 
 # Cheaper selection and faster optimization (docs/speed_study.md): proxies and short lists vs exact selection,
 # optimizers vs the paper's 100-step SGD gain, fixed-point inversion, on small_digits and small_shapes.
 speed-study: $(STAMP) ## cheap proxies, short lists and faster optimizers (docs/speed_study.md)
-	OMP_NUM_THREADS=1 $(PY) scripts/speed_study.py --out outputs/speed_study --threads 1
+	$(STUDY) speed $(ARGS)
 
 # How much of s(eps) is the seed's alone (docs/seed_share.md): the prompt x seed decomposition, a seed prior and the
 # noise's norm as zero-NFE proxies, on small_digits, small_shapes, tiny_sdxl (control) and small_shapes_l at K = 100.
 # 13 min of CPU on one thread (17.5 min wall at load 2-4; docs/seed_share.md); a real model on a GPU: make seed-share MODEL=sdxl_turbo
 MODEL ?=
-SEED_SHARE_ARGS ?=
-.PHONY: seed-share
 seed-share: $(STAMP) ## the seed's share of s(eps) and a seed prior (docs/seed_share.md; MODEL=)
-	OMP_NUM_THREADS=1 $(PY) scripts/seed_share.py --threads 1 $(if $(MODEL),--models $(MODEL) --out outputs/seed_share_$(MODEL)) $(SEED_SHARE_ARGS)
+	$(STUDY) seed_share $(if $(MODEL),"models=[$(MODEL)]" out=outputs/seed_share_$(MODEL)) $(ARGS)

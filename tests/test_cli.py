@@ -11,13 +11,13 @@ from tests.conftest import ROOT
 
 MODULES = ["noise_exp.score", "noise_exp.merge", "noise_exp.report", "noise_exp.human_eval", "noise_exp.benchmark",
            "noise_exp.bank", "noise_exp.training.digits", "noise_exp.training.shapes",
-           "noise_exp.training.shapes_reward", "noise_exp.api.bench"]
+           "noise_exp.training.shapes_reward", "noise_exp.api.bench", "noise_exp.studies"]
 # render_orbits_blender.py runs inside Blender only (it imports bpy)
 SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "render_orbits_blender.py")
 # entry points whose parser is noise_exp.cli.ArgumentParser (one-line errors)
 ONE_LINE_ERRORS = ["noise_exp.score", "noise_exp.merge", "noise_exp.report", "noise_exp.human_eval", "noise_exp.benchmark", "noise_exp.bank",
-                   "noise_exp.api.bench", "scripts/convert_sv3d.py",
-                   "scripts/make_orbit_fixture.py", "scripts/reproduce_small.py", "noise_exp.training.digits",
+                   "noise_exp.api.bench", "noise_exp.studies", "scripts/convert_sv3d.py",
+                   "scripts/make_orbit_fixture.py", "noise_exp.training.digits",
                    "noise_exp.training.shapes", "noise_exp.training.shapes_reward"]
 
 
@@ -78,14 +78,17 @@ def test_hydra_flags_still_work(args, shown):
 
 # bad values of the newer commands' arguments (issue 25): refused in one line before any work, nothing written
 BAD_ARGUMENTS = [
-    ("scripts/speed_study.py", ["--threads", "0", "--out", "{tmp}/out"], "--threads must be >= 1, got 0"),
-    ("scripts/speed_study.py", ["--shortlists", "4", "0", "--out", "{tmp}/out"], "--shortlists must be >= 1, got 0"),
-    ("scripts/speed_study.py", ["--out", "{file}"], "is a file, not a folder"),
-    ("scripts/reproduce_shapes.py", ["--threads", "0", "--out", "{tmp}/out"], "--threads must be >= 1, got 0"),
-    ("scripts/compare_methods.py", ["--prompts", "0", "--out", "{tmp}/out"], "--prompts must be >= 1, got 0"),
-    ("scripts/compare_methods.py", ["--doc", "{tmp}", "--out", "{tmp}/out"], "is a folder, not a file"),
-    ("scripts/shapes_accuracy.py", ["--limit", "6", "--out", "{tmp}/out.json", "model.num_steps=abc"],
+    ("noise_exp.studies", ["speed", "threads=0", "out={tmp}/out"], "threads must be >= 1, got 0"),
+    ("noise_exp.studies", ["speed", "shortlists=[4,0]", "out={tmp}/out"], "shortlists must be >= 1, got 0"),
+    ("noise_exp.studies", ["speed", "out={file}"], "is a file, not a folder"),
+    ("noise_exp.studies", ["reproduce_shapes", "threads=0", "out={tmp}/out"], "threads must be >= 1, got 0"),
+    ("noise_exp.studies", ["reproduce_small", "steps=0", "out={tmp}/out"], "steps must be >= 1, got 0"),
+    ("noise_exp.studies", ["compare", "prompts=0", "out={tmp}/out"], "prompts must be >= 1, got 0"),
+    ("noise_exp.studies", ["compare", "doc={tmp}", "out={tmp}/out"], "is a folder, not a file"),
+    ("noise_exp.studies", ["shapes_accuracy", "limit=6", "out={tmp}/out.json", "overrides=['model.num_steps=abc']"],
      "model.num_steps must be an integer, got 'abc'"),
+    ("noise_exp.studies", ["seed_share", "seeds=1", "out={tmp}/out"], "seeds must be >= 2"),
+    ("noise_exp.studies", ["correlation", "guidance=[-1]", "out={tmp}/out"], "guidance must be >= 0.0, got -1"),
     ("noise_exp.human_eval", ["export", "{tmp}", "--out", "/missing/x.csv"], "the folder /missing does not exist"),
     ("noise_exp.human_eval", ["analyze", "{tmp}", "--csv", "{tmp}"], "--csv {tmp} is a folder, not a file"),
     ("noise_exp.report", ["{tmp}", "--grid-rows", "0"], "--grid-rows must be >= 1, got 0"),

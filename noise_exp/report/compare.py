@@ -25,7 +25,6 @@ import pandas as pd
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.files import atomic_write_bytes
-from noise_exp.methods.declaration import Budget
 from noise_exp.methods.registry import compare_baseline, compare_classes
 from noise_exp.report.figures import save_figure
 from noise_exp.report.sweep import tie_tolerances
@@ -46,61 +45,6 @@ def rung_budget(name: str) -> int:
     if not re.fullmatch(r"x[1-9][0-9]*", str(name)):
         raise NoiseExpError(f"compare.budget must name a rung x<generations> such as x4, got {name!r}")
     return int(str(name)[1:])
-
-
-def ladder_budgets(ladder: Sequence[int], generation_nfe: int, roundtrip_nfe: int, latent_dim: int,
-                   verifier: str) -> dict[str, Budget]:
-    """x<b> -> the Budget of b generations of G NFEs (a round trip costs R) for every rung of the ladder."""
-    if not ladder or min(ladder) < 1:
-        raise NoiseExpError(f"the budget ladder must be budgets of at least one generation, got {list(ladder)}")
-    return {rung_name(b): Budget(b, generation_nfe, roundtrip_nfe, latent_dim, verifier) for b in ladder}
-
-
-def ladder_knobs(budgets: Mapping[str, Budget], classes: Sequence[type] | None = None) -> dict[str, dict]:
-    """method -> setting -> rung -> value, from each study method's `at_budget` (the verifier, `compare.verifier`
-    in its compare_method yaml, is left out)."""
-    knobs: dict[str, dict] = {}
-    for cls in classes if classes is not None else compare_classes():
-        for rung, budget in budgets.items():
-            settings = cls.at_budget(budget)
-            if settings is None:
-                raise NoiseExpError(f"method {cls.name} sits out of rung {rung} but not of every rung")
-            for key, value in settings.items():
-                if value != budget.verifier:
-                    knobs.setdefault(cls.name, {}).setdefault(key, {})[rung] = value
-    return knobs
-
-
-def compare_method_yaml(cls: type, budget: Budget) -> str:
-    """conf/compare_method/<name>.yaml of a study method: its `at_budget` settings read from `compare.knobs` at the
-    swept rung (the verifier from `compare.verifier`)."""
-    lines = ["# @package _global_", f"# experiment=compare_methods: method={cls.name} at the swept rung (written by "
-             f"report.compare.compare_method_yaml)",
-             "defaults:", f"  - override /method: {cls.name}", "method:"]
-    for key, value in (cls.at_budget(budget) or {}).items():
-        knob = f"compare.knobs.{cls.name}.{key}.${{compare.budget}}"
-        source = "compare.verifier" if value == budget.verifier else knob
-        lines.append(f"  {key}: ${{{source}}}")
-    return "\n".join(lines) + "\n"
-
-
-def knob_overrides(knobs: dict[str, dict]) -> list[str]:
-    """Hydra overrides that set `compare.knobs` to `knobs` (rungs the experiment file lacks are added)."""
-    return [f"++compare.knobs.{method}.{key}={{{','.join(f'{rung}:{value}' for rung, value in values.items())}}}"
-            for method, settings in knobs.items() for key, values in settings.items()]
-
-
-def study_overrides(budgets: Mapping[str, Budget], conf_dir: Path, classes: Sequence[type] | None = None
-                    ) -> list[str]:
-    """The multirun overrides of the study's jobs (methods x rungs): each method's compare_method yaml written to
-    `conf_dir` (put on Hydra's search path) and the knobs it reads."""
-    classes = list(classes if classes is not None else compare_classes())
-    first = next(iter(budgets.values()))
-    for cls in classes:
-        atomic_write_bytes(Path(conf_dir) / "compare_method" / f"{cls.name}.yaml",
-                           compare_method_yaml(cls, first).encode("utf-8"))
-    return [f"+compare_method={','.join(cls.name for cls in classes)}", f"compare.budget={','.join(budgets)}",
-            *knob_overrides(ladder_knobs(budgets, classes))]
 
 
 def bootstrap_interval(values: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -12,7 +12,8 @@ import pytest
 from noise_exp.human_eval.pairs import build_pairs
 from noise_exp.methods.method import REGISTRY, validate_variants
 from noise_exp.methods.registry import compare_classes, import_targets, method_classes
-from noise_exp.report.compare import compare_table, ladder_budgets, ladder_knobs, study_overrides
+from noise_exp.report.compare import compare_table
+from noise_exp.studies.compare import ladder_budgets, ladder_knobs, study_overrides
 from noise_exp.report import write_report
 from noise_exp.runner import run_experiment
 from tests.conftest import compose_cfg

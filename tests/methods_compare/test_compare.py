@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.registry import compare_classes
-from noise_exp.report.compare import (compare_method_yaml, ladder_budgets, ladder_knobs, read_compared_run,
-                                      study_overrides, write_compare)
+from noise_exp.report.compare import read_compared_run, write_compare
+from noise_exp.studies.compare import compare_method_yaml, ladder_budgets, ladder_knobs, study_overrides
 from noise_exp.runner import build, run_experiment
 from tests.conftest import ROOT as REPO, compose_cfg
 

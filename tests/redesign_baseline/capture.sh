@@ -4,9 +4,10 @@
 #   tests/redesign_baseline/capture.sh OUT [CHECK ...]   # from the repository root; CHECK: c1 c2 c2b c3 c4 ... c10
 #   python tests/redesign_baseline/compare_outputs.py tests/redesign_baseline/before OUT
 #
-# These are the BEFORE commands (the tree of README.md's commit). When the redesign changes a command (a study moved
-# to `python -m noise_exp.studies ...`, a module renamed), edit it here so that it expresses THE SAME parameters
-# (prompts, seeds, steps, models, proxies, ...), and say so in the commit message. One torch thread, always.
+# These were the BEFORE commands (the tree of README.md's commit). When the redesign changes a command (a module
+# renamed), edit it here so that it expresses THE SAME parameters (prompts, seeds, steps, models, proxies, ...), and
+# say so in the commit message. One torch thread, always. c1-c3 moved in S8 from scripts/reproduce_shapes.py --quick,
+# scripts/speed_study.py and scripts/compare_methods.py (same flags) to `python -m noise_exp.studies`.
 # OUT must be new (or hold only earlier checks of the same capture): run.py and the studies resume what a folder holds.
 set -euo pipefail
 OUT=${1:?usage: capture.sh OUT [CHECK ...]}
@@ -39,13 +40,13 @@ timed() {  # timed NAME COMMAND...: the check's log in OUT/logs/NAME.log, its wa
 
 for check in $CHECKS; do
     case $check in
-    c1) timed c1 "$PY" scripts/reproduce_shapes.py --quick --out "$OUT/reproduce_shapes" --threads 1 ;;
-    c2) timed c2 "$PY" scripts/speed_study.py --models small_digits --prompts 2 --seeds 4 --shortlists 1 4 \
-            --proxies partial:1 steps:2 norm lowfreq:2 --parts selection inversion --inversion-seeds 2 \
-            --out "$OUT/speed" --threads 1 ;;
-    c2b) timed c2b "$PY" scripts/speed_study.py --models small_digits --parts optimization --opt-prompts 1 \
-            --optimizers sgd adam --out "$OUT/speed_opt" --threads 1 ;;
-    c3) timed c3 "$PY" scripts/compare_methods.py --prompts 2 --ladder 1,4 --out "$OUT/compare" ;;
+    c1) timed c1 "$PY" -m noise_exp.studies reproduce_shapes quick=true "out=$OUT/reproduce_shapes" threads=1 ;;
+    c2) timed c2 "$PY" -m noise_exp.studies speed "models=[small_digits]" prompts=2 seeds=4 "shortlists=[1,4]" \
+            "proxies=[partial:1,steps:2,norm,lowfreq:2]" "parts=[selection,inversion]" inversion_seeds=2 \
+            "out=$OUT/speed" threads=1 ;;
+    c2b) timed c2b "$PY" -m noise_exp.studies speed "models=[small_digits]" "parts=[optimization]" opt_prompts=1 \
+            "optimizers=[sgd,adam]" "out=$OUT/speed_opt" threads=1 ;;
+    c3) timed c3 "$PY" -m noise_exp.studies compare prompts=2 "ladder=[1,4]" "out=$OUT/compare" ;;
     c4) timed c4 "${RUN[@]}" dataset.limit=6 method=select method.num_seeds=8 \
             "evaluator=[shapes_geneval,shapes_reward]" "hydra.run.dir=$OUT/select_small_shapes"
         summary_line "$OUT/logs/c4.log" "$OUT/select_small_shapes/summary_line.txt" ;;

@@ -1,57 +1,55 @@
 """The paper's Tables 1 and 2 on the shapes world's two models, next to the digits result (`make reproduce-shapes`).
 
-    python scripts/reproduce_shapes.py [--prompts 36 [N_L]] [--seeds 100] [--optimize-prompts 24 [N_L]] [--steps 20]
-                                       [--lr RULE] [--models small_shapes small_shapes_l] [--jobs 1] [--out DIR]
-                                       [--quick]
+    python -m noise_exp.studies reproduce_shapes [prompts=[36[,N_L]]] [seeds=100] [optimize_prompts=[24[,N_L]]]
+        [steps=20] [lr=RULE] [models=[small_shapes,small_shapes_l]] [jobs=1] [out=DIR] [quick=true]
 
-Prompt counts take one value, or one per model. `--jobs 2` runs the models in two processes at once (one core each;
-`make reproduce-shapes` does), so the wall time is the slower model's: with the defaults (36 and 24 prompts per
-model) 20.7 min on an idle 2-core machine (small_shapes 13 min, small_shapes_l 20.3 min; docs/shapes_reproduction.md).
+Knobs and their values: conf/study/reproduce_shapes.yaml. Prompt counts take one value, or one per model. `jobs=2`
+runs the models in two processes at once (one core each; `make reproduce-shapes` does), so the wall time is the
+slower model's: with the defaults (36 and 24 prompts per model) 20.7 min on an idle 2-core machine (small_shapes
+13 min, small_shapes_l 20.3 min; docs/shapes_reproduction.md).
 
-- Table 1 analogue (selection, Algorithm 1): the first --prompts prompts of dataset=shapes_bench (the tags come
+- Table 1 analogue (selection, Algorithm 1): the first `prompts` prompts of dataset=shapes_bench (the tags come
   in turn, so a multiple of 6 is balanced), each keeping the most and the least stable of K seeds of its own
   (method.seeds_per_prompt=true: prompt i tries seeds i*K .. i*K+K-1, so repeated captions get fresh noise).
-- Table 2 analogue (optimization, Algorithm 2): the first --optimize-prompts prompts, prompt i from seed i,
-  n = --steps steps, momentum 0.5, cosine schedule, at the lr of `paper_equivalent_lr` (the project's
-  lr-scaling rule, the one scripts/reproduce_small.py uses: lr 0.2 at d = 64 over 50 steps).
+- Table 2 analogue (optimization, Algorithm 2): the first `optimize_prompts` prompts, prompt i from seed i,
+  n = `steps` steps, momentum 0.5, cosine schedule, at the lr of `paper_equivalent_lr` (the project's
+  lr-scaling rule, the one the reproduce_small study uses: lr 0.2 at d = 64 over 50 steps).
 - Both at the models' configured T = 10 and guidance (2 for small_shapes, 3 for small_shapes_l), judged by the
   exact judge (shapes_geneval, per tag) and the learned reward (shapes_reward).
-- The digits model (d = 64) is not rerun: its rows are the figures measured by `make reproduce-small`
-  (docs/small_model.md), their p-values and intervals recomputed from the documented counts.
+- The digits model (d = 64) is not rerun: its rows are the committed figures of `make reproduce-small`
+  (`reference`, results/reference/reproduce_small.csv, the table of docs/small_model.md), their p-values and
+  intervals recomputed from the counts.
 
 Every job goes through the runner as `python run.py model=<m> dataset=shapes_bench method=...
 "evaluator=[shapes_geneval,shapes_reward]"` would. Each model's weights folder is first copied into
-<out>/weights/, so weights replaced while the script runs cannot mix into its results; the summary names them by
-the first 12 hex digits of the sha256 of their training.json. Rerunning with the same --out resumes finished
-prompts on the same snapshot (use a new --out for new weights). Writes <out>/summary.md and summary.json.
-`--from-runs` samples nothing: it re-counts the comparisons of the run folders an earlier run left in --out (after
-a change of the counting rule, e.g. `report.tie_tolerance`) and rewrites its summary, keeping what ran and its times.
+<out>/weights/, so weights replaced while the study runs cannot mix into its results; the summary names them by
+the first 12 hex digits of the sha256 of their training.json. Rerunning with the same `out` resumes finished
+prompts on the same snapshot (use a new `out` for new weights). Writes <out>/summary.md and summary.json.
+`from_runs=true` samples nothing: it re-counts the comparisons of the run folders an earlier run left in `out`
+(after a change of the counting rule, e.g. `report.tie_tolerance`) and rewrites its summary, keeping what ran and
+its times.
 
 A pair is a tie when its scores differ by at most the metric's `report.tie_tolerance` (1e-3 for shapes_reward, 1e-6
 float noise for the judge's 0/1 and stability; `noise_exp.report.tables.tie_tolerance_of`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from noise_exp.cli import ArgumentParser  # noqa: E402
-from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
-from noise_exp.files import atomic_write_bytes  # noqa: E402
-from noise_exp.methods.optimization import paper_equivalent_lr  # noqa: E402
-from noise_exp.training.common import training_id  # noqa: E402
-from noise_exp.report.tables import sign_test_p  # noqa: E402
+from noise_exp.config import PROJECT_ROOT as ROOT
+from noise_exp.errors import NoiseExpError
+from noise_exp.files import atomic_write_bytes
+from noise_exp.methods.optimization import paper_equivalent_lr
+from noise_exp.report.tables import sign_test_p
+from noise_exp.studies.common import project_path, shown
+from noise_exp.training.common import training_id
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -60,7 +58,23 @@ JUDGE, REWARD, STABILITY = "shapes_geneval", "shapes_reward", "stability"
 EVALUATORS = f"evaluator=[{JUDGE},{REWARD}]"
 SHAPES_MODELS = ("small_shapes", "small_shapes_l")
 TAG_COUNT = 6  # shapes_bench cycles through its six tags
-QUICK = {"prompts": [6], "seeds": 4, "optimize_prompts": [6], "steps": 1, "models": ["small_shapes"]}
+
+
+@dataclass
+class Config:
+    """conf/study/reproduce_shapes.yaml."""
+
+    prompts: list[int]  # selection prompts: one count, or one per model (multiples of 6; 0 skips)
+    seeds: int  # K, candidate seeds per selection
+    optimize_prompts: list[int]  # optimization prompts: one count, or one per model (multiples of 6; 0 skips)
+    steps: int  # optimization steps n
+    lr: Optional[float]  # optimization lr (null: paper_equivalent_lr)
+    models: list[str]
+    out: Path
+    threads: int  # torch threads (1 on a shared machine)
+    jobs: int  # models run at once, each in its own process
+    from_runs: bool  # sample nothing: re-count the comparisons of the runs in `out` and rewrite its summary
+    reference: Path  # the digits rows: make reproduce-small's committed summary
 
 
 @dataclass(frozen=True)
@@ -123,13 +137,9 @@ def snapshot_weights(model: str, out: Path) -> Weights:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
     elif training_id(target) != training_id(source):
-        print(f"note: {model} resumes on its snapshot {_shown(target)} (training.json {training_id(target)}); "
-              f"{_shown(source)} is now {training_id(source)}: use a new --out for it", flush=True)
-    return Weights(model, _shown(source), training_id(target), _shown(target))
-
-
-def _shown(path: Path) -> str:
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        print(f"note: {model} resumes on its snapshot {shown(target)} (training.json {training_id(target)}); "
+              f"{shown(source)} is now {training_id(source)}: use a new out= for it", flush=True)
+    return Weights(model, shown(source), training_id(target), shown(target))
 
 
 def run_job(model: str, overrides: list[str], run_dir: Path) -> float:
@@ -169,30 +179,33 @@ def run_comparisons(run_dir: Path, count: int, model: str, dim: int, guidance: f
 
 DIGITS_DOC = "docs/small_model.md"
 DIGITS_DIM = 4 * 4 * 4
-# The digits model's measured pairs (make reproduce-small, docs/small_model.md; counted with exact ties, none):
-# (table, guidance, metric, n, A wins, mean A, mean B); A is stable (selection) or optimized (optimization).
-DIGITS_FIGURES = (
-    ("selection", 1.0, "digit_classifier", 100, 13, 0.535, 0.951),
-    ("selection", 1.0, "digit_realism", 100, 2, -23.77, -12.65),
-    ("selection", 1.0, STABILITY, 100, 100, 0.982, 0.324),
-    ("selection", 3.0, "digit_classifier", 50, 16, 0.968, 0.999),
-    ("selection", 3.0, "digit_realism", 50, 0, -19.15, -11.80),
-    ("optimization", 3.0, "digit_classifier", 50, 22, 0.9976, 0.9983),
-    ("optimization", 3.0, "digit_realism", 50, 5, -13.54, -13.31),
-    ("optimization", 3.0, STABILITY, 50, 50, 0.612, 0.531),
-)
 PAIRS = {"selection": ("stable", "unstable"), "optimization": ("optimized", "original")}
+# The columns of make reproduce-small's summary.csv and of its committed copy, results/reference/reproduce_small.csv.
+REFERENCE_COLUMNS = ("table", "guidance", "metric", "n", "wins", "ties", "losses", "mean_a", "mean_b")
 
 
-def digits_comparisons() -> list[Comparison]:
-    """The documented digits figures as rows, with the win rate, Wilson interval and sign test recomputed."""
+def digits_comparisons(reference: Path) -> list[Comparison]:
+    """The digits model's measured pairs (a reproduce_small summary.csv) as rows, with the win rate (ties half),
+    Wilson interval and sign test recomputed; A is stable (selection) or optimized (optimization)."""
+    import pandas as pd
+
     from noise_exp.report.tables import wilson_interval
 
+    path = project_path(reference)
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise NoiseExpError(f"reference {path}: cannot read it as a reproduce_small summary.csv ({err})") from None
+    if list(frame.columns) != list(REFERENCE_COLUMNS) or not frame["table"].isin(list(PAIRS)).all():
+        raise NoiseExpError(f"reference {path}: not a reproduce_small summary.csv (columns {', '.join(REFERENCE_COLUMNS)}; "
+                            f"table selection or optimization)")
     rows = []
-    for table, guidance, metric, n, wins, mean_a, mean_b in DIGITS_FIGURES:
-        low, high = wilson_interval(wins, n)
-        rows.append(Comparison("small_digits", DIGITS_DIM, guidance, table, *PAIRS[table], metric, "all", n, wins, 0,
-                               n - wins, mean_a, mean_b, wins / n, low, high, sign_test_p(wins, n - wins)))
+    for r in frame.itertuples(index=False):
+        n, wins, ties, losses = int(r.n), int(r.wins), int(r.ties), int(r.losses)
+        low, high = wilson_interval(wins + ties / 2, n)
+        rows.append(Comparison("small_digits", DIGITS_DIM, float(r.guidance), r.table, *PAIRS[r.table], r.metric,
+                               "all", n, wins, ties, losses, float(r.mean_a), float(r.mean_b), (wins + ties / 2) / n,
+                               low, high, sign_test_p(wins, losses)))
     return rows
 
 
@@ -213,38 +226,34 @@ def markdown(rows: list[Comparison], per_tag: bool = False) -> str:
     return "\n".join(lines + [_row(r, per_tag) for r in chosen]) + "\n"
 
 
-def _balanced(value: str) -> int:
-    count = int(value)
-    if count < 0 or count % TAG_COUNT:
-        raise NoiseExpError(f"prompt counts must be multiples of {TAG_COUNT} (shapes_bench cycles through its "
-                            f"{TAG_COUNT} tags), got {count}")
-    return count
+def check_config(config: Config) -> list[tuple[str, int, int]]:
+    """(model, selection prompts, optimization prompts) of each model, or a one-line error for the first bad knob
+    (before any work)."""
+    from noise_exp.files import writable_folder
+    from noise_exp.params import integer_param, real_param
+
+    integer_param("seeds", config.seeds, 1)
+    integer_param("steps", config.steps, 1)
+    integer_param("jobs", config.jobs, 1)
+    integer_param("threads", config.threads, 1)
+    writable_folder(config.out, "out")
+    if config.lr is not None:
+        real_param("lr", config.lr, 0.0)
+    unknown = [model for model in config.models if model not in SHAPES_MODELS]
+    if unknown or not config.models:
+        raise NoiseExpError(f"models: {', '.join(unknown) or 'none'}; choose among {', '.join(SHAPES_MODELS)}")
+    return list(zip(config.models, _per_model("prompts", config.prompts, config.models),
+                    _per_model("optimize_prompts", config.optimize_prompts, config.models)))
 
 
-def _per_model(flag: str, counts: list[int], models: list[str]) -> list[int]:
+def _per_model(key: str, counts: list[int], models: list[str]) -> list[int]:
     if len(counts) not in (1, len(models)):
-        raise NoiseExpError(f"{flag} takes one count or one per model ({len(models)}), got {len(counts)}")
+        raise NoiseExpError(f"{key} takes one count or one per model ({len(models)}), got {len(counts)}")
+    for count in counts:
+        if count < 0 or count % TAG_COUNT:
+            raise NoiseExpError(f"{key}: prompt counts must be multiples of {TAG_COUNT} (shapes_bench cycles through "
+                                f"its {TAG_COUNT} tags), got {count}")
     return counts * len(models) if len(counts) == 1 else counts
-
-
-def _parser() -> ArgumentParser:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=_balanced, nargs="+", default=[36],
-                        help="selection prompts, one count or one per model (multiples of 6; 0 skips)")
-    parser.add_argument("--seeds", type=int, default=100, help="K, candidate seeds per selection")
-    parser.add_argument("--optimize-prompts", type=_balanced, nargs="+", default=[24],
-                        help="optimization prompts, one count or one per model (multiples of 6; 0 skips)")
-    parser.add_argument("--steps", type=int, default=20, help="optimization steps n")
-    parser.add_argument("--lr", type=float, default=None, help="optimization lr (default: paper_equivalent_lr)")
-    parser.add_argument("--models", nargs="+", choices=SHAPES_MODELS, default=list(SHAPES_MODELS))
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "reproduce_shapes")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
-    parser.add_argument("--jobs", type=int, default=1, help="models run at once, each in its own process")
-    parser.add_argument("--from-runs", action="store_true",
-                        help="sample nothing: re-count the comparisons of the runs in --out and rewrite its summary")
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny slice for tests: 6 prompts, K=4, 1 step, small_shapes only")
-    return parser
 
 
 @dataclass
@@ -260,18 +269,19 @@ class ModelRun:
     seconds: dict[str, float]
 
 
-def run_model(model: str, select_prompts: int, optimize_prompts: int, args: argparse.Namespace, out: Path
+def run_model(model: str, select_prompts: int, optimize_prompts: int, config: Config, out: Path
               ) -> tuple[ModelRun, Weights, list[Comparison]]:
     """Both analogues on one model, from a snapshot of its weights; the comparisons cover the first N prompts."""
     weights = snapshot_weights(model, out)
     cfg = model_config(model).model
     dim = latent_dim(ROOT / weights.snapshot, cfg.height, cfg.width)
-    lr = paper_equivalent_lr(dim, args.steps) if args.lr is None else args.lr
+    lr = paper_equivalent_lr(dim, config.steps) if config.lr is None else config.lr
     done = ModelRun(model, dim, cfg.guidance_scale, select_prompts, optimize_prompts, lr, {})
     pin = f"model.pretrained={ROOT / weights.snapshot}"
     jobs = (("selection", "select", select_prompts,
-             [f"method.num_seeds={args.seeds}", "method.seeds_per_prompt=true", f"method.batch_size={min(args.seeds, 25)}"]),
-            ("optimization", "optimize", optimize_prompts, [f"method.steps={args.steps}", f"method.lr={lr}"]))
+             [f"method.num_seeds={config.seeds}", "method.seeds_per_prompt=true",
+              f"method.batch_size={min(config.seeds, 25)}"]),
+            ("optimization", "optimize", optimize_prompts, [f"method.steps={config.steps}", f"method.lr={lr}"]))
     rows = []
     for table, method, count, overrides in jobs:
         if count:
@@ -282,61 +292,48 @@ def run_model(model: str, select_prompts: int, optimize_prompts: int, args: argp
     return done, weights, rows
 
 
-def _run_model_in_process(model: str, select_prompts: int, optimize_prompts: int, args: argparse.Namespace,
+def _run_model_in_process(model: str, select_prompts: int, optimize_prompts: int, config: Config,
                           out: Path) -> tuple[ModelRun, Weights, list[Comparison]]:
-    """run_model in a worker process of --jobs, with the parent's torch thread count."""
-    torch.set_num_threads(args.threads)
-    return run_model(model, select_prompts, optimize_prompts, args, out)
+    """run_model in a worker process of `jobs`, with the parent's torch thread count."""
+    torch.set_num_threads(config.threads)
+    return run_model(model, select_prompts, optimize_prompts, config, out)
 
 
-def run_models(work: list[tuple[str, int, int]], args: argparse.Namespace, out: Path
+def run_models(work: list[tuple[str, int, int]], config: Config, out: Path
                ) -> list[tuple[ModelRun, Weights, list[Comparison]]]:
-    """run_model for every (model, selection prompts, optimization prompts), in --jobs processes at once (spawned:
+    """run_model for every (model, selection prompts, optimization prompts), in `jobs` processes at once (spawned:
     a forked torch can deadlock), results in the order given."""
-    if args.jobs <= 1 or len(work) <= 1:
-        return [run_model(*job, args, out) for job in work]
+    if config.jobs <= 1 or len(work) <= 1:
+        return [run_model(*job, config, out) for job in work]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(min(args.jobs, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_model_in_process, *job, args, out) for job in work]
+    with ProcessPoolExecutor(min(config.jobs, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_model_in_process, *job, config, out) for job in work]
         return [future.result() for future in futures]
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> int:
+def run(config: Config, command: str) -> int:
+    """Both analogues on each model (or, from_runs, a re-count of an earlier run's folders); writes the summary."""
     import os
 
-    from noise_exp.files import writable_folder
-    from noise_exp.params import integer_param, real_param
-
-    args = _parser().parse_args(argv)
-    if args.quick:
-        vars(args).update(QUICK)
-    integer_param("--seeds", args.seeds, 1)
-    integer_param("--steps", args.steps, 1)
-    integer_param("--jobs", args.jobs, 1)
-    integer_param("--threads", args.threads, 1)
-    writable_folder(args.out, "--out")
-    if args.lr is not None:
-        real_param("--lr", args.lr, 0.0)
-    work = list(zip(args.models, _per_model("--prompts", args.prompts, args.models),
-                    _per_model("--optimize-prompts", args.optimize_prompts, args.models)))
-    torch.set_num_threads(args.threads)
-    out = args.out.resolve()
-    if args.from_runs:
-        return write_summary(out, *recount(out))
+    work = check_config(config)
+    torch.set_num_threads(config.threads)
+    out = config.out.resolve()
+    if config.from_runs:
+        return write_summary(out, *recount(out, config.reference))
+    digits = digits_comparisons(config.reference)  # a bad reference file stops the study before any work
     started, load = time.perf_counter(), os.getloadavg()[0]
     runs, weights, rows = [], [], []
-    for done, used, compared in run_models(work, args, out):
+    for done, used, compared in run_models(work, config, out):
         runs.append(done)
         weights.append(used)
         rows += compared
-    rows += digits_comparisons()
+    rows += digits
     weights.append(Weights("small_digits", "weights/small-digits", training_id(ROOT / "weights" / "small-digits"),
                            f"not rerun: figures of {DIGITS_DOC}"))
-    summary = {"command": " ".join(["python scripts/reproduce_shapes.py", *(argv if argv is not None else sys.argv[1:])]),
-               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    summary = {"command": command,
+               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
                "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "wall_s": round(time.perf_counter() - started, 1),
                "load_average": [round(load, 2), round(os.getloadavg()[0], 2)], "runs": [asdict(r) for r in runs],
@@ -364,15 +361,15 @@ SUMMARY_KEYS = {"args", "runs", "weights", "command", "finished_utc", "wall_s", 
 RUN_KEYS = {"model", "dim", "guidance", "select_prompts", "optimize_prompts", "lr", "seconds"}
 
 
-def recount(out: Path) -> tuple[dict, list[Comparison]]:
+def recount(out: Path, reference: Path) -> tuple[dict, list[Comparison]]:
     """The summary of an earlier run in `out`, its comparisons counted again from its run folders (nothing sampled)."""
     saved = out / "summary.json"
     if not saved.is_file():
-        raise NoiseExpError(f"{saved} is missing: --from-runs re-counts the runs of an earlier reproduce_shapes --out")
+        raise NoiseExpError(f"{saved} is missing: from_runs re-counts the runs of an earlier reproduce_shapes out=")
     try:
         summary = json.loads(saved.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        raise NoiseExpError(f"{saved} is not valid JSON ({err}): --from-runs needs an earlier run's summary") from err
+        raise NoiseExpError(f"{saved} is not valid JSON ({err}): from_runs needs an earlier run's summary") from err
     runs = summary.get("runs") if isinstance(summary, dict) else None
     missing = (SUMMARY_KEYS - set(summary) if isinstance(runs, list) else {"runs"}) | {
         key for run in (runs or []) for key in (RUN_KEYS - set(run) if isinstance(run, dict) else RUN_KEYS)}
@@ -384,12 +381,12 @@ def recount(out: Path) -> tuple[dict, list[Comparison]]:
                                      ("optimization", "optimize", run["optimize_prompts"])):
             run_dir = out / f"{method}_{run['model']}"
             if count and not (run_dir / "results.csv").is_file():
-                raise NoiseExpError(f"{run_dir} has no results.csv: --from-runs needs the run folders of {saved}")
+                raise NoiseExpError(f"{run_dir} has no results.csv: from_runs needs the run folders of {saved}")
             if count:
                 rows += run_comparisons(run_dir, count, run["model"], run["dim"], run["guidance"], table,
                                         *PAIRS[table])
     summary["recounted_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    return summary, rows + digits_comparisons()
+    return summary, rows + digits_comparisons(reference)
 
 
 def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
@@ -397,7 +394,7 @@ def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
 
     args = summary["args"]
     ties = ties_rule(summary.get("tie_tolerance"), [JUDGE, REWARD, STABILITY])
-    recounted = (f" Comparisons re-counted from the run folders (`--from-runs`) {summary['recounted_utc']}."
+    recounted = (f" Comparisons re-counted from the run folders (`from_runs=true`) {summary['recounted_utc']}."
                  if summary.get("recounted_utc") else "")
     runs = "\n".join(f"| {r['model']} | {r['dim']} | {r['guidance']:g} | {r['select_prompts']} | {args['seeds']} | "
                       f"{r['optimize_prompts']} | {args['steps']} | {r['lr']:.4g} | "
@@ -409,7 +406,7 @@ def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
             f"{args['threads']} torch thread(s), load average {summary['load_average'][0]} at the start and "
             f"{summary['load_average'][1]} at the end.\n\n"
             f"Selection: the first N shapes_bench prompts (tags balanced), K seeds of their own each. Optimization: "
-            f"the first N prompts, seed = prompt id, n steps at lr (paper_equivalent_lr unless --lr), momentum 0.5, "
+            f"the first N prompts, seed = prompt id, n steps at lr (paper_equivalent_lr unless lr=), momentum 0.5, "
             f"cosine. T = 10 and the guidance of the models' configs. Digits (d = 64): {DIGITS_DOC}, not rerun "
             f"(its documented counts, ties exact).{recounted}\n\n{ties}\n\n"
             f"| model | d | guidance | selection prompts | K | optimization prompts | n | lr | seconds |\n"
@@ -418,6 +415,3 @@ def summary_markdown(summary: dict, rows: list[Comparison]) -> str:
             f"## All prompts, every metric\n\n{markdown(rows)}\n"
             f"## The judge (shapes_geneval) per tag: mean = accuracy\n\n{markdown(rows, per_tag=True)}")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

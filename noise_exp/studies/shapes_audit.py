@@ -8,35 +8,45 @@ The picks come from the project's own runs, one per model (K = 8 seeds per promp
     python -m noise_exp.bank select /tmp/audit/run_small_shapes --by stability --by unstable --by random \\
         --by shapes_reward --out /tmp/audit/picks_small_shapes
     (the same for small_shapes_l)
-    python scripts/make_shapes_audit.py build /tmp/audit/picks_small_shapes /tmp/audit/picks_small_shapes_l
+    python -m noise_exp.studies shapes_audit step=build picks=[/tmp/audit/picks_small_shapes,/tmp/audit/picks_small_shapes_l]
 
+Knobs and their values: conf/study/shapes_audit.yaml (`step`: build, rescore, sheets or bias; `out`: the audit set).
 `build` keeps each distinct image once (a seed picked by several rules is one row; `picked_by` lists the rules,
 `variant` is the first of stable, unstable, best_shapes_reward, random that picked it) and copies the PNGs.
 `shapes_geneval_before` is the judge's score when the images were generated. `rescore` writes the current judge's
 score as `shapes_geneval`. `bias` prints stable minus unstable accuracy by the labels and by both judge
 columns. `sheets` draws numbered contact sheets (nearest-neighbour upscaled, prompt printed, no
-variant and no score shown) in an annotator's labelling order, for labelling by eye.
+variant and no score shown) into `dest` in `annotator`'s labelling order, for labelling by eye.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 from PIL import Image, ImageDraw
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from noise_exp.errors import NoiseExpError
+from noise_exp.rundir.results import RESULTS_FILE, read_results, write_results
+from noise_exp.studies.common import project_path
 
-from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
-from noise_exp.rundir.results import RESULTS_FILE, read_results, write_results  # noqa: E402
-
-AUDIT = REPO / "datasets" / "shapes_audit"
+STEPS = ("build", "rescore", "sheets", "bias")
 RULES = ("stable", "unstable", "best_shapes_reward", "random")
 COLUMNS = ["dataset", "prompt_id", "prompt", "variant", "picked_by", "seed", "stability", "image",
            "shapes_geneval_before", "shapes_reward"]
+
+
+@dataclass
+class Config:
+    """conf/study/shapes_audit.yaml."""
+
+    step: str  # build, rescore, sheets or bias
+    picks: list[Path]  # build: the bank-select pick folders, picks_<model>
+    out: Path  # the audit set (relative: under the repository root)
+    dest: Optional[Path]  # sheets: where the contact sheets go
+    annotator: str  # sheets: whose labelling order
 
 
 def build(picks: list[Path], out: Path) -> None:
@@ -126,32 +136,21 @@ def stable_vs_unstable(out: Path, labels_csv: Path) -> None:
         print(f"{results.parent.name} ({len(prompts)} prompts, stable - unstable): " + "; ".join(parts))
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    build_cmd = commands.add_parser("build")
-    build_cmd.add_argument("picks", nargs="+", type=Path)
-    build_cmd.add_argument("--out", type=Path, default=AUDIT)
-    rescore_cmd = commands.add_parser("rescore")
-    rescore_cmd.add_argument("--out", type=Path, default=AUDIT)
-    sheets_cmd = commands.add_parser("sheets")
-    sheets_cmd.add_argument("dest", type=Path)
-    sheets_cmd.add_argument("--annotator", default="claude")
-    sheets_cmd.add_argument("--out", type=Path, default=AUDIT)
-    bias_cmd = commands.add_parser("bias", help="stable minus unstable accuracy by the labels and by the judge")
-    bias_cmd.add_argument("--out", type=Path, default=AUDIT)
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        build(args.picks, args.out)
-    elif args.command == "rescore":
-        rescore(args.out)
-    elif args.command == "bias":
-        stable_vs_unstable(args.out, args.out / "labels.csv")
+def run(config: Config, command: str) -> int:
+    """One step of building or reading the audit set."""
+    if config.step not in STEPS:
+        raise NoiseExpError(f"step {config.step!r}: choose among {', '.join(STEPS)}")
+    out = project_path(config.out)
+    if config.step == "build":
+        if not config.picks:
+            raise NoiseExpError("step=build needs picks=[<pick folder>,...]")
+        build(config.picks, out)
+    elif config.step == "rescore":
+        rescore(out)
+    elif config.step == "bias":
+        stable_vs_unstable(out, out / "labels.csv")
     else:
-        sheets(args.out, args.annotator, args.dest)
+        if config.dest is None:
+            raise NoiseExpError("step=sheets needs dest=<folder>")
+        sheets(out, config.annotator, config.dest)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
 """How much of s(eps) belongs to the seed alone, and selection by a seed prior or the noise's norm (issue 24).
 
-    python scripts/seed_share.py [--models small_digits small_shapes small_shapes_l tiny_sdxl] [--seeds 100]
-                                 [--calibration N] [--test N] [--out outputs/seed_share] [--threads 1]
+    python -m noise_exp.studies seed_share [models=[small_digits,small_shapes,tiny_sdxl,small_shapes_l]] [seeds=100]
+        [calibration=N] [test=N] [shortlists=[1,2,3,5,10]] [bootstrap=1000] [model_override=['model.dtype=float16']]
+        [out=outputs/seed_share] [threads=1] [quick=true]
     make seed-share                        # the four models below: 35 min on 2 shared CPU cores (load ~6.6)
     make seed-share MODEL=sdxl_turbo       # a real model (GPU): drawbench calibrates, pickapic tests, no judge
                                            # (16 + 32 prompts x 100 seeds, batches of 8)
@@ -24,28 +25,23 @@ Per model and per guidance (the config's, and 1 when the config's guides: CFG > 
 5. The noise statistics: Spearman of each seed's mean s (over all prompts) with |eps| and the low-frequency energy,
    and how much seed variance the norm explains (|eps| concentrates: relative std ~ 1/sqrt(2d)).
 
-Writes results.json and table.md under --out (after each model).
+Knobs and their values: conf/study/seed_share.yaml. Writes results.json and table.md under `out` (after each model).
 """
 from __future__ import annotations
 
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from noise_exp.cli import ArgumentParser  # noqa: E402
-from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
-from noise_exp.files import atomic_write_bytes  # noqa: E402
+from noise_exp.errors import NoiseExpError
+from noise_exp.files import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,21 @@ REAL_MODEL = Spec("drawbench", "pickapic", None, (16, 32), batch_size=8)
 SHORTLISTS = (1, 2, 3, 5, 10)
 E2E_SHORTLIST = 5
 NOISE_STATS = ("norm", "lowfreq:2", "lowfreq:4")
+
+
+@dataclass
+class Config:
+    """conf/study/seed_share.yaml."""
+
+    out: Path
+    models: list[str]  # SPECS' models, or a real model's config (REAL_MODEL's prompt sets)
+    seeds: int  # K seeds shared by every prompt
+    calibration: Optional[int]  # calibration prompts (null: the model's default)
+    test: Optional[int]  # test prompts (null: the model's default)
+    shortlists: list[int]  # short-list sizes M
+    bootstrap: int  # bootstrap draws of the decomposition
+    model_override: list[str]  # model.* overrides for every run, e.g. [model.dtype=float16]
+    threads: int
 
 
 def distinct_prompts(dataset: str, count: int, exclude: Sequence[str] = ()):
@@ -87,7 +98,7 @@ def write_subset(prompts, path: Path) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def run(model: str, dataset: str, subset: Path, run_dir: Path, args, *overrides: str) -> dict[str, Any]:
+def run_job(model: str, dataset: str, subset: Path, run_dir: Path, args: Config, *overrides: str) -> dict[str, Any]:
     from noise_exp.config import compose_config
     from noise_exp.runner import run_experiment
 
@@ -99,7 +110,7 @@ def run(model: str, dataset: str, subset: Path, run_dir: Path, args, *overrides:
 
 def select_run(model, spec: Spec, dataset, subset, run_dir, bank, guidance, judge, args) -> None:
     scoring = ["method.score_candidates=true", f"evaluator=[{judge}]"] if judge else []
-    run(model, dataset, subset, run_dir, args, "method=select", f"method.num_seeds={args.seeds}",
+    run_job(model, dataset, subset, run_dir, args, "method=select", f"method.num_seeds={args.seeds}",
         f"method.batch_size={spec.batch_size}", f"model.guidance_scale={guidance}", f"bank.path={bank}",
         "save_images=[stable]", *scoring)
 
@@ -263,7 +274,7 @@ def end_to_end(name: str, spec: Spec, out: Path, tag: str, prior_file: Path, exa
 
     run_dir = out / f"select_fast_prior_{tag}"
     start = time.perf_counter()
-    run(name, spec.test, out / "test.jsonl", run_dir, args, "method=select_fast", f"method.num_seeds={args.seeds}",
+    run_job(name, spec.test, out / "test.jsonl", run_dir, args, "method=select_fast", f"method.num_seeds={args.seeds}",
         f"method.batch_size={spec.batch_size}", f"method.proxy=prior:{prior_file}", f"method.shortlist={E2E_SHORTLIST}", "method.unstable_shortlist=1",
         "save_images=[stable]")
     rows = pd.read_csv(run_dir / "results.csv")
@@ -362,37 +373,25 @@ def format_tables(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "seed_share")
-    parser.add_argument("--models", nargs="+", default=list(SPECS))
-    parser.add_argument("--seeds", type=int, default=100, help="K seeds shared by every prompt")
-    parser.add_argument("--calibration", type=int, default=None, help="calibration prompts (default per model)")
-    parser.add_argument("--test", type=int, default=None, help="test prompts (default per model)")
-    parser.add_argument("--shortlists", type=int, nargs="+", default=list(SHORTLISTS), help="short-list sizes M")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws of the decomposition")
-    parser.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
-                        help="a model.* override for every run, e.g. model.dtype=float16 (repeat for several)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    if args.seeds < 2 or min(args.shortlists) < 1 or (args.calibration or 1) < 1 or (args.test or 1) < 1:
-        raise NoiseExpError("--seeds must be >= 2, --shortlists, --calibration and --test >= 1")
-    torch.set_num_threads(args.threads)
-    args.out = args.out.resolve()  # the prior's path is part of the select_fast run's settings: one spelling
+def run(config: Config, command: str) -> int:
+    """Each model's decomposition, prior and proxies; results.json and table.md rewritten after each model."""
+    from noise_exp.files import writable_folder
+
+    if config.seeds < 2 or min(config.shortlists, default=0) < 1 or (config.calibration or 1) < 1 or (config.test or 1) < 1:
+        raise NoiseExpError("seeds must be >= 2, shortlists (at least one), calibration and test >= 1")
+    writable_folder(config.out, "out")
+    torch.set_num_threads(config.threads)
+    config.out = config.out.resolve()  # the prior's path is part of the select_fast run's settings: one spelling
     start = time.perf_counter()
     results = []
-    for name in args.models:  # written after each model, so a long study keeps what it finished
-        results.append(study_model(name, args))
+    for name in config.models:  # written after each model, so a long study keeps what it finished
+        results.append(study_model(name, config))
         table = format_tables(results)
-        atomic_write_bytes(args.out / "results.json", (json.dumps({"results": results, "seconds": round(
+        atomic_write_bytes(config.out / "results.json", (json.dumps({"results": results, "seconds": round(
             time.perf_counter() - start, 1)}, indent=1, default=str) + "\n").encode())
-        atomic_write_bytes(args.out / "table.md", table.encode())
+        atomic_write_bytes(config.out / "table.md", table.encode())
         print(f"{name}: done ({time.perf_counter() - start:.0f}s)", flush=True)
     print(table)
-    print(f"seed share study: {time.perf_counter() - start:.0f}s; {args.out / 'table.md'}")
+    print(f"seed share study: {time.perf_counter() - start:.0f}s; {config.out / 'table.md'}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

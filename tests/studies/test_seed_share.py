@@ -1,4 +1,4 @@
-"""scripts/seed_share.py (make seed-share) on a slice of small_digits: disjoint prompt sets, the decomposition, the
+"""The seed_share study (make seed-share) on a slice of small_digits (its quick mode): disjoint prompt sets, the decomposition, the
 selection rows and the select_fast run that must keep the query's seeds."""
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import load_script
-
-study = load_script("seed_share")
+from noise_exp.studies.__main__ import main as studies
 
 
 def test_a_digits_slice(tmp_path):
-    argv = ["--models", "small_digits", "--seeds", "8", "--calibration", "2", "--test", "3", "--bootstrap", "20",
-            "--shortlists", "1", "8", "--model-override", "model.num_steps=2", "--out", str(tmp_path)]
-    assert study.main(argv) == 0
+    # quick=true: small_digits, K = 8, 2 calibration + 3 test prompts, 20 bootstrap draws, M = 1 and 8, T = 2
+    assert studies(["seed_share", "quick=true", f"out={tmp_path}"]) == 0
     result = json.loads((tmp_path / "results.json").read_text())["results"][0]
     assert set(result["guidance"]) == {"3", "1"}  # the config's guidance and 1
     folder = tmp_path / "small_digits"

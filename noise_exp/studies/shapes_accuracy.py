@@ -1,11 +1,11 @@
 """The exact judge's accuracy of a shapes model on dataset=shapes_bench, per tag (issue 12, item 4's quality bar).
 
-    python scripts/shapes_accuracy.py [--model small_shapes] [--dataset shapes_bench] [--seed-offset 0] [--limit 300]
-                                      [--guidance G] [--steps T] [--threads 1] [--out accuracy.json] [--grid grid.png]
-                                      [hydra overrides...]
+    python -m noise_exp.studies shapes_accuracy [model=small_shapes] [dataset=shapes_bench] [seed_offset=0]
+        [limit=300] [guidance=G] [steps=T] [threads=1] [out=accuracy.json] [grid=grid.png] [overrides=['key=value',...]]
 
-One sample per prompt, seed = the prompt's id (0..299, all distinct) plus --seed-offset, at the config's T and
-guidance unless overridden. Sampler settings are chosen on `--dataset shapes_val --seed-offset 10000` (the same
+Knobs and their values: conf/study/shapes_accuracy.yaml. One sample per prompt, seed = the prompt's id (0..299, all
+distinct) plus `seed_offset`, at the config's T and guidance unless overridden. Sampler settings are chosen on
+`dataset=shapes_val seed_offset=10000` (the same
 grammar drawn with another seed, other noises) and reported on shapes_bench. Each image is judged by
 `evaluator=shapes_geneval` against its caption. Prints the per-tag table
 (n, correct and the sub-checks) and `overall` = GenEval's score, the mean over tags. Equivalent to
@@ -15,17 +15,29 @@ grammar drawn with another seed, other noises) and reported on shapes_bench. Eac
 from __future__ import annotations
 
 import json
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from noise_exp.errors import NoiseExpError
+from noise_exp.files import atomic_write_bytes
 
-from noise_exp.cli import ArgumentParser  # noqa: E402
-from noise_exp.errors import NoiseExpError, exit_on_user_error  # noqa: E402
-from noise_exp.files import atomic_write_bytes  # noqa: E402
+
+@dataclass
+class Config:
+    """conf/study/shapes_accuracy.yaml."""
+
+    model: str  # a model config (small_shapes, small_shapes_l)
+    dataset: str  # a prompt set in the grammar (shapes_bench, shapes_val)
+    seed_offset: int  # seed = prompt id + this
+    limit: Optional[int]  # first N prompts (multiples of 6 balance); null: all
+    guidance: Optional[float]  # guidance scale (null: the config's)
+    steps: Optional[int]  # DDIM steps T (null: the config's)
+    threads: int
+    out: Optional[Path]  # write the summary as JSON here
+    grid: Optional[Path]  # save the first 48 samples as one image here
+    overrides: list[str]  # more Hydra overrides, e.g. [model.pretrained=DIR]
 
 
 def sample(model, prompts: Sequence[str], seeds: Sequence[int], batch_size: int = 50) -> list:
@@ -64,23 +76,23 @@ def format_table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
-def check_args(args) -> None:
-    """One line for the first bad argument (raises NoiseExpError)."""
+def check_config(config: Config) -> None:
+    """One line for the first bad knob (raises NoiseExpError)."""
     from noise_exp.files import writable_file
     from noise_exp.params import integer_param, real_param
 
-    integer_param("--seed-offset", args.seed_offset, 0)
-    integer_param("--threads", args.threads, 1)
-    for flag, value in (("--limit", args.limit), ("--steps", args.steps)):
+    integer_param("seed_offset", config.seed_offset, 0)
+    integer_param("threads", config.threads, 1)
+    for key, value in (("limit", config.limit), ("steps", config.steps)):
         if value is not None:
-            integer_param(flag, value, 1)
-    if args.guidance is not None:
-        real_param("--guidance", args.guidance, 0.0)
-    for flag, path in (("--out", args.out), ("--grid", args.grid)):
+            integer_param(key, value, 1)
+    if config.guidance is not None:
+        real_param("guidance", config.guidance, 0.0)
+    for key, path in (("out", config.out), ("grid", config.grid)):
         if path is not None:
-            writable_file(path, flag)
-    if args.grid is not None and args.grid.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise NoiseExpError(f"--grid {args.grid}: name an image file (.png, .jpg, .webp)")
+            writable_file(path, key)
+    if config.grid is not None and config.grid.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise NoiseExpError(f"grid {config.grid}: name an image file (.png, .jpg, .webp)")
 
 
 def composed(overrides: list[str]):
@@ -97,58 +109,43 @@ def composed(overrides: list[str]):
         raise NoiseExpError(config_error_message(err)) from None
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> int:
+def run(config: Config, command: str) -> int:
+    """Sample, judge and print the per-tag table (and write the JSON summary and the grid)."""
     from dataclasses import asdict
 
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="small_shapes", help="a model config (small_shapes, small_shapes_l)")
-    parser.add_argument("--dataset", default="shapes_bench", help="a prompt set in the grammar (shapes_bench, shapes_val)")
-    parser.add_argument("--seed-offset", type=int, default=0, help="seed = prompt id + this")
-    parser.add_argument("--limit", type=int, default=None, help="first N benchmark prompts (multiples of 6 balance)")
-    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the config's)")
-    parser.add_argument("--steps", type=int, default=None, help="DDIM steps T (default: the config's)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="write the summary as JSON here")
-    parser.add_argument("--grid", type=Path, default=None, help="save the first 48 samples as one image here")
-    parser.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. model.pretrained=DIR")
-    args = parser.parse_args(argv)
-    check_args(args)  # every argument, before torch is imported or a model loaded
+    check_config(config)  # every knob, before torch is imported or a model loaded
     import torch
 
     from noise_exp.evaluators.shapes import ShapesGenEval
     from noise_exp.runner import build
 
-    torch.set_num_threads(args.threads)
-    overrides = [f"model={args.model}", f"dataset={args.dataset}", "model.device=cpu", *args.overrides]
-    overrides += [f"model.guidance_scale={args.guidance}"] * (args.guidance is not None)
-    overrides += [f"model.num_steps={args.steps}"] * (args.steps is not None)
-    overrides += [f"dataset.limit={args.limit}"] * (args.limit is not None)
+    torch.set_num_threads(config.threads)
+    overrides = [f"model={config.model}", f"dataset={config.dataset}", "model.device=cpu", *config.overrides]
+    overrides += [f"model.guidance_scale={config.guidance}"] * (config.guidance is not None)
+    overrides += [f"model.num_steps={config.steps}"] * (config.steps is not None)
+    overrides += [f"dataset.limit={config.limit}"] * (config.limit is not None)
     cfg = composed(overrides)
     prompts = build(cfg.dataset, "dataset").load()
     ShapesGenEval().check_prompts([p.text for p in prompts])  # the judge reads the grammar: refuse before sampling
     model = build(cfg.model, "model")
     start = time.perf_counter()
-    images, _, summaries = measure(model, [p.text for p in prompts], [p.id + args.seed_offset for p in prompts])
+    images, _, summaries = measure(model, [p.text for p in prompts], [p.id + config.seed_offset for p in prompts])
     seconds = time.perf_counter() - start
-    print(f"{args.model}: T = {cfg.model.num_steps}, guidance {cfg.model.guidance_scale}, spacing "
-          f"{model.scheduler.config.timestep_spacing}, {args.dataset}, {len(prompts)} prompts, seeds +{args.seed_offset}, "
-          f"{seconds:.0f}s on {args.threads} thread(s)")
+    print(f"{config.model}: T = {cfg.model.num_steps}, guidance {cfg.model.guidance_scale}, spacing "
+          f"{model.scheduler.config.timestep_spacing}, {config.dataset}, {len(prompts)} prompts, seeds +{config.seed_offset}, "
+          f"{seconds:.0f}s on {config.threads} thread(s)")
     print(format_table(summaries))
-    if args.grid:
+    if config.grid:
         from noise_exp.imaging import horizontal_strip, stack_rows
 
         rows = [horizontal_strip(images[i:i + 12]) for i in range(0, min(48, len(images)), 12)]
-        stack_rows(rows).save(args.grid)
-    if args.out:
-        atomic_write_bytes(args.out, json.dumps({"model": args.model, "num_steps": cfg.model.num_steps,
+        stack_rows(rows).save(config.grid)
+    if config.out:
+        atomic_write_bytes(config.out, json.dumps({"model": config.model, "num_steps": cfg.model.num_steps,
                                         "guidance_scale": cfg.model.guidance_scale,
                                         "timestep_spacing": model.scheduler.config.timestep_spacing,
-                                        "dataset": args.dataset, "seed_offset": args.seed_offset, "seconds": round(seconds, 1),
-                                        "threads": args.threads,
+                                        "dataset": config.dataset, "seed_offset": config.seed_offset, "seconds": round(seconds, 1),
+                                        "threads": config.threads,
                                         "tags": {t: asdict(s) for t, s in summaries.items()}}, indent=1).encode() + b"\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

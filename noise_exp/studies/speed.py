@@ -1,10 +1,12 @@
 """Cheaper selection and faster optimization measured against the exact ones on the trained small models (issue 16).
 
-    python scripts/speed_study.py [--out outputs/speed_study] [--models small_digits small_shapes] [--prompts 24]
-                                  [--seeds 32] [--shortlists 1 2 3 4 8] [--proxies ...] [--opt-prompts 8]
-                                  [--threads 1]
+    python -m noise_exp.studies speed [out=outputs/speed_study] [models=[small_digits,small_shapes]] [prompts=24]
+        [seeds=32] [shortlists=[1,2,3,4,8]] [proxies=[...]] [opt_prompts=8] [inversion_seeds=8] [parts=[...]]
+        [optimizers=[...]] [threads=1] [quick=true]
 
-Selection, per model: prompt i (the first --prompts of dataset=digits / shapes_bench) draws seeds i*K .. i*K+K-1
+Knobs and their values: conf/study/speed.yaml.
+
+Selection, per model: prompt i (the first `prompts` of dataset=digits / shapes_bench) draws seeds i*K .. i*K+K-1
 (fresh candidates for repeated captions). Every candidate's exact s(eps) (eq. 2 inversion), each proxy's score and the
 judge's score of its decoded image are computed once; a short list of M is then a query: the chosen seed is the exact
 argmax among the proxy's best M. Reported per (proxy, M): agreement of the chosen seed with the exact argmax of all K,
@@ -13,9 +15,9 @@ Spearman rho of proxy vs exact (mean over prompts), the judge's mean score of th
 score under the fixed-point inversion (model.inversion=fixed_point, 3 calls per step): not cheaper, it measures how
 much the ranking depends on the inversion. `norm` and `lowfreq:2` (issue 24) score the noise itself: no NFEs.
 
-Optimization, per model: the first --opt-prompts prompts, seed = the prompt's first candidate, all in one batch.
+Optimization, per model: the first `opt_prompts` prompts, seed = the prompt's first candidate, all in one batch.
 The paper's SGD (momentum 0.5, cosine, 100 steps) runs at the paper's step relative to the noise
-(lr = 100 d / (4 x 128 x 128), d the latent size; see scripts/reproduce_small.py); its gain s_100 - s_0 per sample
+(lr = 100 d / (4 x 128 x 128), d the latent size; see the reproduce_small study); its gain s_100 - s_0 per sample
 is the target. Each optimizer (sgd, adam, nesterov, anderson) then runs 20 cosine steps at 1x and 5x that lr; reported:
 the median steps to reach s_0 + gain (samples whose SGD gain is positive), the fraction reaching it within 20 steps,
 the mean gain, the mean norm ratio |eps_20| / |eps_0|, and the judge's mean score of the returned noise (vs the
@@ -24,16 +26,15 @@ Judges: shapes_geneval (exact, 0/1) for small_shapes, digit_classifier (p of the
 
 Inversion, per model: the relative error |eps' - eps| / |eps| of a round trip under eq. (2) and under the fixed-point
 inversion with 2, 3, 6 and 10 calls per step, at the config's guidance (inverting unguided, the paper's setting) and
-with guidance 1 both ways (one ODE, which an exact inversion would reconstruct), on --inversion-seeds seeds of the
+with guidance 1 both ways (one ODE, which an exact inversion would reconstruct), on `inversion_seeds` seeds of the
 first prompt.
 
-`--parts` picks the parts (default all three). Writes results.json and table.md under --out.
+`parts` picks the parts (default all three). Writes results.json and table.md under `out`.
 """
 from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,21 +42,35 @@ from typing import Any, Sequence
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from noise_exp.cli import ArgumentParser  # noqa: E402
-from noise_exp.errors import exit_on_user_error  # noqa: E402
-from noise_exp.files import atomic_write_bytes, writable_folder  # noqa: E402
-from noise_exp.methods.optimization import OPTIMIZERS, paper_equivalent_lr  # noqa: E402
-from noise_exp.training.common import training_id  # noqa: E402
-from noise_exp.params import integer_param  # noqa: E402
+from noise_exp.config import PROJECT_ROOT as ROOT
+from noise_exp.errors import NoiseExpError
+from noise_exp.files import atomic_write_bytes, writable_folder
+from noise_exp.methods.optimization import OPTIMIZERS, paper_equivalent_lr
+from noise_exp.params import integer_param
+from noise_exp.training.common import training_id
 
 JUDGES = {"small_digits": ("digits", "digit_classifier"), "small_shapes": ("shapes_bench", "shapes_geneval")}
 PROXIES = ("partial:1", "partial:2", "steps:2", "steps:3", "resolution:2", "fixed_point:3", "norm", "lowfreq:2")
 FAST_STEPS = 20
 INVERSION_ITERATIONS = (2, 3, 6, 10)
 PARTS = ("selection", "optimization", "inversion")
+
+
+@dataclass
+class Config:
+    """conf/study/speed.yaml."""
+
+    out: Path
+    models: list[str]  # of JUDGES
+    prompts: int  # prompts per model for selection
+    seeds: int  # K candidates per prompt
+    shortlists: list[int]  # short-list sizes M
+    proxies: list[str]  # proxies of s(eps) to score (of PROXIES)
+    opt_prompts: int  # prompts (one seed each) for optimization
+    inversion_seeds: int  # seeds of the inversion part
+    parts: list[str]  # of PARTS
+    optimizers: list[str]  # of OPTIMIZERS
+    threads: int
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -232,7 +247,7 @@ def inversion_errors(model_name: str, text: str, seeds: Sequence[int]) -> list[d
     return rows
 
 
-def study_model(model_name: str, args) -> dict[str, Any]:
+def study_model(model_name: str, args: Config) -> dict[str, Any]:
     model, dataset, judge = load(model_name)
     prompts = dataset.load()[:args.prompts]
     k = args.seeds
@@ -252,7 +267,7 @@ def study_model(model_name: str, args) -> dict[str, Any]:
     return result
 
 
-def study_selection(model_name: str, model, judge, prompts, args) -> dict[str, Any]:
+def study_selection(model_name: str, model, judge, prompts, args: Config) -> dict[str, Any]:
     fixed_point, _, _ = load(model_name, "model.inversion=fixed_point", "model.inversion_iterations=3")
     k = args.seeds
     seconds = {name: 0.0 for name in ("exact", *args.proxies)}
@@ -306,40 +321,33 @@ def format_tables(results: list[dict[str, Any]], threads: int) -> str:
     return "\n".join(lines)
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "speed_study")
-    parser.add_argument("--models", nargs="+", default=list(JUDGES), choices=list(JUDGES))
-    parser.add_argument("--prompts", type=int, default=24, help="prompts per model for selection")
-    parser.add_argument("--seeds", type=int, default=32, help="K candidates per prompt")
-    parser.add_argument("--shortlists", type=int, nargs="+", default=[1, 2, 3, 4, 8], help="short-list sizes M")
-    parser.add_argument("--proxies", nargs="+", default=list(PROXIES), choices=PROXIES, help="proxies of s(eps) to score")
-    parser.add_argument("--opt-prompts", type=int, default=8, help="prompts (one seed each) for optimization")
-    parser.add_argument("--inversion-seeds", type=int, default=8, help="seeds of the inversion part")
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
-    parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    for flag in ("threads", "prompts", "seeds", "opt_prompts", "inversion_seeds"):
-        integer_param(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
-    for size in args.shortlists:
-        integer_param("--shortlists", size, 1)
-    writable_folder(args.out, "--out")
-    torch.set_num_threads(args.threads)
+def check_config(config: Config) -> None:
+    """A one-line error for the first bad knob, before any work."""
+    for key in ("threads", "prompts", "seeds", "opt_prompts", "inversion_seeds"):
+        integer_param(key, getattr(config, key), 1)
+    for size in config.shortlists:
+        integer_param("shortlists", size, 1)
+    for key, known in (("models", JUDGES), ("proxies", PROXIES), ("parts", PARTS), ("optimizers", OPTIMIZERS)):
+        unknown = [value for value in getattr(config, key) if value not in known]
+        if unknown:
+            raise NoiseExpError(f"{key}: {', '.join(unknown)}; choose among {', '.join(known)}")
+    writable_folder(config.out, "out")
+
+
+def run(config: Config, command: str) -> int:
+    """Each model's parts; results.json and table.md rewritten after each model."""
+    check_config(config)
+    torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
+    config.out.mkdir(parents=True, exist_ok=True)
     results = []
-    for name in args.models:  # written after each model, so a long study keeps what it finished
-        results.append(study_model(name, args))
-        table = format_tables(results, args.threads)
-        atomic_write_bytes(args.out / "results.json", (json.dumps({"results": results, "seconds": round(
+    for name in config.models:  # written after each model, so a long study keeps what it finished
+        results.append(study_model(name, config))
+        table = format_tables(results, config.threads)
+        atomic_write_bytes(config.out / "results.json", (json.dumps({"results": results, "seconds": round(
             time.perf_counter() - start, 1)}, indent=1) + "\n").encode())
-        atomic_write_bytes(args.out / "table.md", table.encode())
+        atomic_write_bytes(config.out / "table.md", table.encode())
     print(table)
-    print(f"speed study: {time.perf_counter() - start:.0f}s; {args.out / 'table.md'}")
+    print(f"speed study: {time.perf_counter() - start:.0f}s; {config.out / 'table.md'}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,8 @@
 """How exact is the shapes judge? Accuracy on fresh clean renders and on renders perturbed like a model's output.
 
-    python scripts/shapes_judge_study.py [--n 2000] [--sizes 32 64] [--levels 0 1 2] [--seed 1]   (make shapes-judge-study)
+    python -m noise_exp.studies judge [n=2000] [sizes=[32,64]] [levels=[0,1,2]] [seed=1] [show=3]   (make shapes-judge-study)
+
+Knobs and their values: conf/study/judge.yaml.
 
 Level 0 is the clean drawing; level k is `MODEL_LIKE.scaled(k)` (noise_exp/data/shapes_render.py: objects shifted,
 resized, turned and recoloured, then blurred and noised; level 1 is the documented "model-like" setting). Every
@@ -9,19 +11,25 @@ markdown row per size and level, and the first failures.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from noise_exp.data.shapes import TAGS
+from noise_exp.data.shapes_render import MODEL_LIKE, sample_renderings
+from noise_exp.evaluators.shapes import judge, summarize
 
-from noise_exp.data.shapes import TAGS  # noqa: E402
-from noise_exp.data.shapes_render import MODEL_LIKE, sample_renderings  # noqa: E402
-from noise_exp.evaluators.shapes import judge, summarize  # noqa: E402
+
+@dataclass
+class Config:
+    """conf/study/judge.yaml."""
+
+    n: int  # renders per size and level (tags balanced)
+    sizes: list[int]  # image sizes in pixels
+    levels: list[float]  # perturbation strengths, multiples of MODEL_LIKE (0: clean)
+    seed: int
+    show: int  # failures listed per row
 
 
 def study(n: int, size: int, level: float, seed: int) -> tuple[str, list[str]]:
@@ -39,28 +47,26 @@ def study(n: int, size: int, level: float, seed: int) -> tuple[str, list[str]]:
     return row, failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="renders per size and level (tags balanced)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--levels", type=float, nargs="+", default=[0, 1, 2],
-                        help="perturbation strengths, multiples of MODEL_LIKE (0: clean)")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--show", type=int, default=3, help="failures listed per row")
-    args = parser.parse_args(argv)
+def run(config: Config, command: str) -> int:
+    """One markdown row per size and level, then the first failures."""
+    from noise_exp.params import integer_param, real_param
+
+    integer_param("n", config.n, 1)
+    integer_param("show", config.show, 0)
+    for size in config.sizes:
+        integer_param("sizes", size, 8)
+    for level in config.levels:
+        real_param("levels", level, 0.0)
     torch.set_num_threads(1)
     print(f"| size | perturbation | n | correct | {' | '.join(TAGS)} | seconds |")
     print("|---:|---:|---:|---|" + "---:|" * len(TAGS) + "---:|")
     shown = []
-    for size in args.sizes:
-        for level in args.levels:
-            row, failures = study(args.n, size, level, args.seed)
+    for size in config.sizes:
+        for level in config.levels:
+            row, failures = study(config.n, size, level, config.seed)
             print(row, flush=True)
-            shown += [f"  {size} px, level {level:g}: {failure}" for failure in failures[:args.show]]
+            shown += [f"  {size} px, level {level:g}: {failure}" for failure in failures[:config.show]]
     if shown:
         print("first failures:\n" + "\n".join(shown))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,21 +1,17 @@
-"""scripts/speed_study.py on a slice of small_digits: the table it writes and the numbers it must obey."""
+"""The speed study on a slice of small_digits (its quick mode): the table it writes and the numbers it must obey."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from tests.conftest import load_script
-
-
-study = load_script("speed_study")
+from noise_exp.studies.__main__ import main as studies
 
 
 def test_a_selection_slice_writes_rows_that_obey_their_definitions(tmp_path):
-    """The selection part only: the optimization part's reference is 100 SGD steps (minutes on a loaded CPU)."""
-    argv = ["--models", "small_digits", "--prompts", "2", "--seeds", "4", "--shortlists", "1", "4",
-            "--proxies", "partial:1", "steps:2", "--parts", "selection", "--out", str(tmp_path)]
-    assert study.main(argv) == 0
+    """quick=true: the selection part only (small_digits, 2 prompts x K = 4, proxies partial:1 and steps:2, M = 1
+    and 4); the optimization part's reference is 100 SGD steps (minutes on a loaded CPU)."""
+    assert studies(["speed", "quick=true", f"out={tmp_path}"]) == 0
     result = json.loads((tmp_path / "results.json").read_text())["results"][0]
     assert result["model"] == "small_digits" and result["seeds"] == 4 and result["exact_nfes"] == 30
     rows = {(r["proxy"], r["shortlist"]): r for r in result["selection"]}

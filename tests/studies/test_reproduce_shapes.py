@@ -1,4 +1,5 @@
-"""scripts/reproduce_shapes.py: the lr rule, the sign test and latent sizes in closed form, and `--quick` end to end."""
+"""The reproduce_shapes study: the lr rule, the sign test and latent sizes in closed form, the committed digits rows,
+and `quick=true` end to end."""
 from __future__ import annotations
 
 import hashlib
@@ -11,10 +12,16 @@ import pytest
 from scipy.stats import binomtest
 
 from noise_exp.data.shapes import TAGS
-from tests.conftest import ROOT, load_script
+from noise_exp.studies import reproduce_shapes as reproduce
+from noise_exp.studies.__main__ import main as studies
+from tests.conftest import ROOT
+
+REFERENCE = ROOT / "results" / "reference" / "reproduce_small.csv"
 
 
-reproduce = load_script("reproduce_shapes")
+def study(*overrides: str) -> int:
+    """python -m noise_exp.studies reproduce_shapes <overrides>, in this process."""
+    return studies(["reproduce_shapes", *overrides])
 
 
 @pytest.mark.parametrize("wins, losses, expected", [
@@ -49,7 +56,7 @@ def test_latent_dim_of_the_committed_models(folder, size, dim):
 
 
 def test_digits_rows_reproduce_the_documented_p_values_and_intervals():
-    rows = {(r.table, r.guidance, r.metric): r for r in reproduce.digits_comparisons()}
+    rows = {(r.table, r.guidance, r.metric): r for r in reproduce.digits_comparisons(REFERENCE)}
     documented = {("selection", 1.0, "digit_classifier"): (1.3e-14, 0.08, 0.21),
                   ("selection", 1.0, "digit_realism"): (8.0e-27, 0.01, 0.07),
                   ("selection", 3.0, "digit_classifier"): (0.015, None, None),
@@ -62,10 +69,12 @@ def test_digits_rows_reproduce_the_documented_p_values_and_intervals():
             assert (round(row.ci_low, 2), round(row.ci_high, 2)) == (low, high)
 
 
-@pytest.mark.parametrize("argv, message", [(["--prompts", "8"], "multiples of 6 (shapes_bench cycles through its 6 tags), got 8"),
-                                           (["--optimize-prompts", "6", "6", "6"], "one count or one per model (2), got 3")])
+@pytest.mark.parametrize("argv, message", [(["prompts=[8]"], "multiples of 6 (shapes_bench cycles through its 6 tags), got 8"),
+                                           (["optimize_prompts=[6,6,6]"], "one count or one per model (2), got 3"),
+                                           (["models=[small_digits]"], "models: small_digits; choose among"),
+                                           (["reference=/missing.csv"], "reference /missing.csv: cannot read it")])
 def test_prompt_counts_must_be_balanced_and_one_per_model(tmp_path, capsys, argv, message):
-    assert reproduce.main([*argv, "--out", str(tmp_path)]) == 2
+    assert study(*argv, f"out={tmp_path}") == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
     assert not any(tmp_path.iterdir())  # refused before any work
@@ -73,7 +82,7 @@ def test_prompt_counts_must_be_balanced_and_one_per_model(tmp_path, capsys, argv
 
 def test_quick_run_writes_both_tables_with_the_weights_used(tmp_path):
     out = tmp_path / "out"
-    assert reproduce.main(["--quick", "--out", str(out)]) == 0
+    assert study("quick=true", f"out={out}") == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = summary["comparisons"]
     shapes = [r for r in rows if r["model"] == "small_shapes"]
@@ -119,10 +128,10 @@ def test_a_weights_snapshot_is_kept_for_a_resumed_run(tmp_path, capsys):
 
 
 def test_jobs_run_the_models_in_parallel_processes_with_the_same_numbers(tmp_path):
-    """--jobs 2 (what `make reproduce-shapes` uses) spawns one process per model; its rows equal a sequential run's."""
-    slice_ = ["--prompts", "6", "--seeds", "2", "--optimize-prompts", "0"]
-    parallel = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce_shapes.py"), *slice_, "--jobs", "2",
-                               "--models", "small_shapes", "small_shapes_l", "--out", str(tmp_path / "parallel")],
+    """jobs=2 (what `make reproduce-shapes` uses) spawns one process per model; its rows equal a sequential run's."""
+    slice_ = ["prompts=[6]", "seeds=2", "optimize_prompts=[0]"]
+    parallel = subprocess.run([sys.executable, "-m", "noise_exp.studies", "reproduce_shapes", *slice_, "jobs=2",
+                               "models=[small_shapes,small_shapes_l]", f"out={tmp_path / 'parallel'}"], cwd=ROOT,
                               capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert parallel.returncode == 0, parallel.stderr[-2000:]
     summary = json.loads((tmp_path / "parallel" / "summary.json").read_text())
@@ -132,7 +141,7 @@ def test_jobs_run_the_models_in_parallel_processes_with_the_same_numbers(tmp_pat
     rows = summary["comparisons"]
     assert {(r["model"], r["table"]) for r in rows if r["dim"] != 64} == {("small_shapes", "selection"),
                                                                           ("small_shapes_l", "selection")}
-    assert reproduce.main([*slice_, "--models", "small_shapes", "--out", str(tmp_path / "sequential")]) == 0
+    assert study(*slice_, "models=[small_shapes]", f"out={tmp_path / 'sequential'}") == 0
     sequential = json.loads((tmp_path / "sequential" / "summary.json").read_text())["comparisons"]
     assert [r for r in rows if r["model"] == "small_shapes"] == [r for r in sequential if r["model"] == "small_shapes"]
 
@@ -153,11 +162,11 @@ def test_from_runs_recounts_an_earlier_run_with_the_reward_tie_tolerance(tmp_pat
                         metrics=metrics)
     run = {"model": "small_shapes", "dim": 256, "guidance": 2.0, "select_prompts": 4, "optimize_prompts": 0,
            "lr": 1.0, "seconds": {"selection": 60.0}}
-    earlier = {"command": "python scripts/reproduce_shapes.py", "args": {"threads": 1, "seeds": 4, "steps": 1},
+    earlier = {"command": "python -m noise_exp.studies reproduce_shapes", "args": {"threads": 1, "seeds": 4, "steps": 1},
                "finished_utc": "then", "wall_s": 60.0, "load_average": [1.0, 1.0], "runs": [run], "weights": [],
                "comparisons": []}
     (tmp_path / "summary.json").write_text(json.dumps(earlier))
-    assert reproduce.main(["--from-runs", "--out", str(tmp_path)]) == 0
+    assert study("from_runs=true", f"out={tmp_path}") == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     rows = {(r["metric"], r["tag"]): r for r in summary["comparisons"] if r["model"] == "small_shapes"}
     reward, geneval = rows[("shapes_reward", "all")], rows[("shapes_geneval", "all")]
@@ -167,4 +176,4 @@ def test_from_runs_recounts_an_earlier_run_with_the_reward_tie_tolerance(tmp_pat
     assert summary["tie_tolerance"]["shapes_reward"] == 1e-3 and summary["wall_s"] == 60.0
     text = (tmp_path / "summary.md").read_text()
     assert "| 1 / 2 / 1 | 0.50 [0.15, 0.85] | 1 |" in text and "shapes_reward |A - B| <= 0.001" in text
-    assert reproduce.main(["--from-runs", "--out", str(tmp_path / "none")]) == 2  # no earlier run there
+    assert study("from_runs=true", f"out={tmp_path / 'none'}") == 2  # no earlier run there

@@ -1,10 +1,12 @@
 """The paper's Tables 1 and 2 for the small digits model, end to end on CPU (`make reproduce-small`).
 
-    python scripts/reproduce_small.py [--out outputs/reproduce_small] [--blocks 10] [--num-seeds 100]
-                                      [--optimize-prompts 100] [--steps 50] [--lr 0.2] [--threads 1]
+    python -m noise_exp.studies reproduce_small [out=outputs/reproduce_small] [blocks=10] [num_seeds=100]
+        [optimize_prompts=50] [steps=50] [lr=0.2] [select_guidance=1] [optimize_guidance=3] [threads=1]
+
+Knobs and their values: conf/study/reproduce_small.yaml.
 
 - Table 1 analogue (noise selection, Algorithm 1), without guidance like the paper's SDXL-turbo setting:
-  each of the 10 digit prompts selects the most and the least stable of K seeds; `--blocks` disjoint seed
+  each of the 10 digit prompts selects the most and the least stable of K seeds; `blocks` disjoint seed
   blocks (seeds b*K .. b*K+K-1, one run folder each) give 10 x blocks independent stable/unstable pairs.
 - Table 2 analogue (noise optimization, Algorithm 2), with guidance like the paper's SDXL setting: prompts
   0..N-1 of dataset=digits ("a handwritten digit <id mod 10>", seed = id), original vs optimized noise.
@@ -15,31 +17,46 @@
 
 Every run goes through the runner exactly as `python run.py model=small_digits dataset=digits method=...
 evaluator=[digit_classifier,digit_realism]` would (same configs, same run folders, same scoring and report);
-the script only composes the overrides, merges the folders with `noise_exp.report.write_report` and adds an
+the study only composes the overrides, merges the folders with `noise_exp.report.write_report` and adds an
 exact two-sided sign test per comparison. The model is trained first if its folder is missing. Finished
-prompts are skipped when the script is re-run with the same --out (the runner's resume).
+prompts are skipped when the study is re-run with the same `out` (the runner's resume). Writes summary.md,
+summary.json and summary.csv, the machine-readable rows in the format of the committed
+results/reference/reproduce_small.csv that the reproduce_shapes study reads.
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from noise_exp.config import compose_config  # noqa: E402
-from noise_exp.cli import ArgumentParser  # noqa: E402
-from noise_exp.errors import exit_on_user_error  # noqa: E402
+from noise_exp.config import compose_config
+from noise_exp.files import atomic_write_bytes
 
 EVALUATORS = "evaluator=[digit_classifier,digit_realism]"
 METRICS = ("digit_classifier", "digit_realism", "stability")
+# summary.csv's columns: those of results/reference/reproduce_small.csv (reproduce_shapes.REFERENCE_COLUMNS)
+SUMMARY_COLUMNS = ("table", "guidance", "metric", "n", "wins", "ties", "losses", "mean_a", "mean_b")
 
 
-def run(overrides: list[str], run_dir: Path) -> float:
+@dataclass
+class Config:
+    """conf/study/reproduce_small.yaml."""
+
+    out: Path
+    blocks: int  # seed blocks for selection (10 prompts each; 0 skips)
+    num_seeds: int  # K, candidate seeds per selection
+    optimize_prompts: int  # prompts for optimization (<= 100; 0 skips)
+    steps: int  # optimization steps n
+    lr: float  # optimization lr (see the docstring)
+    select_guidance: float  # CFG scale for selection (paper: 0)
+    optimize_guidance: float  # CFG scale for optimization
+    threads: int  # torch threads; 1 is fastest for this model on a shared 2-core machine
+
+
+def run_job(overrides: list[str], run_dir: Path) -> float:
     """One `run.py` job in this process (the model is reloaded per job; it is small)."""
     from noise_exp.runner import run_experiment
 
@@ -88,38 +105,45 @@ def markdown(rows: list[dict]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "reproduce_small")
-    parser.add_argument("--blocks", type=int, default=10, help="seed blocks for selection (10 prompts each; 0 skips)")
-    parser.add_argument("--num-seeds", type=int, default=100, help="K, candidate seeds per selection")
-    parser.add_argument("--optimize-prompts", type=int, default=50, help="prompts for optimization (<= 100; 0 skips)")
-    parser.add_argument("--steps", type=int, default=50, help="optimization steps n")
-    parser.add_argument("--lr", type=float, default=0.2, help="optimization lr (see the docstring)")
-    parser.add_argument("--select-guidance", type=float, default=1.0, help="CFG scale for selection (paper: 0)")
-    parser.add_argument("--optimize-guidance", type=float, default=3.0, help="CFG scale for optimization")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; 1 is fastest for this model on a shared 2-core machine")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out = args.out.resolve()
+def summary_csv(table1: list[dict], table2: list[dict], config: Config) -> str:
+    """The rows as results/reference/reproduce_small.csv holds them: table, guidance, metric, counts, means."""
+    import pandas as pd
+
+    rows = [{"table": table, "guidance": float(guidance), **{k: row[k] for k in SUMMARY_COLUMNS[2:]}}
+            for table, guidance, rows_ in (("selection", config.select_guidance, table1),
+                                           ("optimization", config.optimize_guidance, table2)) for row in rows_]
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).to_csv(index=False)
+
+
+def run(config: Config, command: str) -> int:
+    """Selection over the seed blocks, optimization, then the two tables with their sign tests."""
+    from noise_exp.files import writable_folder
+    from noise_exp.params import integer_param, real_param
+
+    for key in ("blocks", "optimize_prompts"):
+        integer_param(key, getattr(config, key), 0)
+    for key in ("num_seeds", "steps", "threads"):
+        integer_param(key, getattr(config, key), 1)
+    real_param("lr", config.lr, 0.0)
+    writable_folder(config.out, "out")
+    torch.set_num_threads(config.threads)
+    out = config.out.resolve()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     select_dirs = []
-    for block in range(args.blocks):
-        run_dir = out / "select" / f"seeds_{block * args.num_seeds}-{(block + 1) * args.num_seeds - 1}"
-        run([f"model.guidance_scale={args.select_guidance}", "method=select", "dataset.limit=10",
-             f"method.num_seeds={args.num_seeds}", f"method.seed_start={block * args.num_seeds}",
+    for block in range(config.blocks):
+        run_dir = out / "select" / f"seeds_{block * config.num_seeds}-{(block + 1) * config.num_seeds - 1}"
+        run_job([f"model.guidance_scale={config.select_guidance}", "method=select", "dataset.limit=10",
+             f"method.num_seeds={config.num_seeds}", f"method.seed_start={block * config.num_seeds}",
              "method.batch_size=25"], run_dir)
         select_dirs.append(run_dir)
     timings["selection_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     optimize_dir = out / "optimize"
-    if args.optimize_prompts:
-        run([f"model.guidance_scale={args.optimize_guidance}", "method=optimize",
-             f"dataset.limit={args.optimize_prompts}", f"method.steps={args.steps}", f"method.lr={args.lr}"],
+    if config.optimize_prompts:
+        run_job([f"model.guidance_scale={config.optimize_guidance}", "method=optimize",
+             f"dataset.limit={config.optimize_prompts}", f"method.steps={config.steps}", f"method.lr={config.lr}"],
             optimize_dir)
     timings["optimization_s"] = time.perf_counter() - start
 
@@ -128,23 +152,21 @@ def main(argv: list[str] | None = None) -> int:
 
     table1 = report(select_dirs, out / "report_select", [("stable", "unstable")]) if select_dirs else []
     table2 = (report([optimize_dir], out / "report_optimize", [("optimized", "original")])
-              if args.optimize_prompts else [])
-    summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              if config.optimize_prompts else [])
+    summary = {"command": command, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
                "timings_s": {k: round(v, 1) for k, v in timings.items()}, "selection": table1, "optimization": table2}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
+    atomic_write_bytes(out / "summary.csv", summary_csv(table1, table2, config).encode("utf-8"))
     text = (f"# Small digits model: Tables 1 and 2 analogues\n\n"
-            f"Selection: {args.blocks} seed blocks x 10 digits, K={args.num_seeds}, guidance "
-            f"{args.select_guidance} ({timings['selection_s']:.0f}s). Optimization: {args.optimize_prompts} prompts, "
-            f"n={args.steps}, lr={args.lr}, guidance {args.optimize_guidance} ({timings['optimization_s']:.0f}s). "
+            f"Selection: {config.blocks} seed blocks x 10 digits, K={config.num_seeds}, guidance "
+            f"{config.select_guidance} ({timings['selection_s']:.0f}s). Optimization: {config.optimize_prompts} prompts, "
+            f"n={config.steps}, lr={config.lr}, guidance {config.optimize_guidance} ({timings['optimization_s']:.0f}s). "
             f"Means, tables and image grids: report_select/report.md, report_optimize/report.md.\n\n"
             f"{ties_rule(tie_tolerances(select_dirs + [optimize_dir]), METRICS)}\n\n"
             f"## Table 1 analogue: stable vs unstable noise (selection)\n\n{markdown(table1)}\n"
             f"## Table 2 analogue: optimized vs original noise (optimization)\n\n{markdown(table2)}")
-    (out / "summary.md").write_text(text)
+    atomic_write_bytes(out / "summary.md", text.encode("utf-8"))
     print(text)
     print(f"written: {out / 'summary.md'}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

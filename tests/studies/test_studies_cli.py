@@ -1,0 +1,91 @@
+"""python -m noise_exp.studies: one entry for every study; its config is conf/study/<name>.yaml read into the study's
+`Config`; an unknown study, key or value is one `error:` line and exit code 2, before any work."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from noise_exp.studies.__main__ import main
+from noise_exp.studies.common import study_config, study_module, study_names
+from tests.conftest import ROOT
+
+STUDIES = ["compare", "correlation", "judge", "reproduce_shapes", "reproduce_small", "seed_share", "shapes_accuracy",
+           "shapes_audit", "speed"]
+QUICK = [name for name in STUDIES if name != "shapes_audit"]  # the audit set's steps have no quick mode
+
+
+def test_every_study_module_has_its_yaml_and_one_shape():
+    assert study_names() == STUDIES
+    modules = {path.stem for path in (ROOT / "noise_exp" / "studies").glob("*.py")} - {"__init__", "__main__", "common"}
+    assert modules == set(STUDIES)
+    for name in STUDIES:
+        module = study_module(name)
+        assert dataclasses.is_dataclass(module.Config) and callable(module.run), name
+        # every knob's value is in the yaml, none in code: the schema has no defaults
+        assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(module.Config)), name
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_each_quick_mode_changes_only_knobs_of_its_study(name):
+    full, quick = study_config(name), study_config(name, ["quick=true"])
+    assert type(full) is type(quick) and full != quick
+    assert study_config(name, ["quick=false"]) == full
+
+
+def test_overrides_apply_after_the_quick_block():
+    config = study_config("reproduce_shapes", ["quick=true", "seeds=7", "models=[small_shapes,small_shapes_l]",
+                                               "lr=0.5", "out=/tmp/x y"])
+    assert (config.seeds, config.models, config.lr, config.steps) == (7, ["small_shapes", "small_shapes_l"], 0.5, 1)
+    assert str(config.out) == "/tmp/x y"
+    assert study_config("speed", ["proxies=[partial:1,lowfreq:2]"]).proxies == ["partial:1", "lowfreq:2"]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["nope"], "error: unknown study 'nope'; the studies: compare, correlation, judge, reproduce_shapes"),
+    (["speed", "bogus=1"], "error: study speed: Key 'bogus' not in 'Config'"),
+    (["speed", "seeds=abc"], "error: study speed: Value 'abc' of type 'str' could not be converted to Integer"),
+    (["speed", "seeds"], "error: 'seeds' is not a key=value override"),
+    (["speed", "seeds=[1,"], "error: cannot parse the override 'seeds=[1,'"),
+    (["speed", "quick=maybe"], "error: quick must be true or false, got 'maybe'"),
+    (["shapes_audit", "quick=true"], "error: study shapes_audit has no quick mode"),
+    (["shapes_audit"], "error: study shapes_audit: step is not set: add step=<value> to the command"),
+    (["speed", "threads=0"], "error: threads must be >= 1, got 0"),
+    (["speed", "proxies=[exact]"], "error: proxies: exact; choose among partial:1"),
+    (["compare", "verifier=shapes_geneval"], "error: verifier and judge are both shapes_geneval"),
+    (["speed", "--no-such-flag"], "error: unrecognized arguments: --no-such-flag"),
+    ([], "error: the following arguments are required: study"),
+])
+def test_a_mistake_is_one_error_line_and_exit_2(argv, line, tmp_path, capsys):
+    out = [f"out={tmp_path / 'out'}"] * (len(argv) == 2 and "=" in argv[1] and argv[0] != "shapes_audit")
+    assert main([*argv, *out]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith(line), captured.err
+    assert not any(tmp_path.iterdir())  # refused before any work: no out folder
+
+
+def test_help_lists_the_studies(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["-h"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith("usage: python -m noise_exp.studies")
+    assert ", ".join(STUDIES) in " ".join(out.split())
+
+
+def test_the_command_exits_2_on_a_mistake(tmp_path):
+    """The real entry point, as `make` runs it."""
+    done = subprocess.run([sys.executable, "-m", "noise_exp.studies", "nope", "n=0"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout) == (2, "") and done.stderr.startswith("error: unknown study 'nope'; the "
+                                                                                "studies: compare, correlation, judge")
+    assert done.stderr.count("\n") == 1 and not any(tmp_path.iterdir())
+
+
+def test_the_judge_quick_mode_prints_one_row_per_size_and_level(capsys):
+    assert main(["judge", "quick=true"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 32 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["0", "1"]
+    assert rows[0].split(" | ")[2:4] == ["60", "60/60 = 1.0000"]  # clean renders: the judge is exact
