@@ -22,7 +22,7 @@ def test_committed_verdicts_are_the_current_judges():
         fresh = judge.score(images, list(frame["prompt"])).numpy()
         changed = frame.loc[fresh != frame["shapes_geneval"].to_numpy(), "image"].tolist()
         assert not changed, (f"{model}: the judge changed; bump ShapesGenEval.revision (else a candidate bank serves "
-                             f"the old verdicts), run scripts/make_shapes_audit.py rescore and update the docs")
+                             f"the old verdicts), run python -m noise_exp.studies shapes_audit step=rescore and update the docs")
 
 
 def test_documented_audit_figures():

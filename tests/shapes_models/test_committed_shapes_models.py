@@ -8,7 +8,8 @@ import pytest
 from hydra.utils import instantiate
 
 from noise_exp.data.shapes import parse_caption
-from tests.conftest import compose_cfg, load_script
+from noise_exp.studies.shapes_accuracy import measure
+from tests.conftest import compose_cfg
 
 MODELS = {"small_shapes": ((4, 8, 8), 32), "small_shapes_l": ((4, 16, 16), 64)}
 # Judged on the first 24 benchmark prompts (4 per tag, seed = prompt id), measured: correct 12/24 and 6/24, named
@@ -54,7 +55,7 @@ def test_samples_draw_the_named_shapes_and_some_are_judged_correct(committed):
     prompts = instantiate(compose_cfg(["dataset=shapes_bench", "dataset.limit=24"]).dataset).load()
     texts = [p.text for p in prompts]
     assert sorted(parse_caption(t).tag for t in texts)[::4] == sorted({parse_caption(t).tag for t in texts})
-    images, judgements, summaries = load_script("shapes_accuracy").measure(model, texts, [p.id for p in prompts])
+    images, judgements, summaries = measure(model, texts, [p.id for p in prompts])
     assert [image.size for image in images] == [(model.width, model.height)] * 24
     overall = summaries["overall"]
     correct, present = MEASURED[name]
