@@ -83,9 +83,3 @@ def test_the_command_exits_2_on_a_mistake(tmp_path):
                                                                                 "studies: compare, correlation, judge")
     assert done.stderr.count("\n") == 1 and not any(tmp_path.iterdir())
 
-
-def test_the_judge_quick_mode_prints_one_row_per_size_and_level(capsys):
-    assert main(["judge", "quick=true"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 32 |")]
-    assert [row.split(" | ")[1] for row in rows] == ["0", "1"]
-    assert rows[0].split(" | ")[2:4] == ["60", "60/60 = 1.0000"]  # clean renders: the judge is exact
