@@ -37,9 +37,13 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
         if "=" not in text:
             raise NoiseExpError(f"{text!r} is not a key=value override")
     try:
-        return [(o.key_or_group, o.value()) for o in OverridesParser.create().parse_overrides(list(overrides))]
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as err:
         raise NoiseExpError(config_error_message(err)) from None
+    for override in parsed:
+        if override.is_sweep_override() or override.is_add() or override.is_delete() or override.is_force_add():
+            raise NoiseExpError(f"{override.input_line!r}: a study's knobs take one value each (key=value)")
+    return [(override.key_or_group, override.value()) for override in parsed]
 
 
 def study_config(name: str, overrides: Sequence[str] = ()) -> Any:

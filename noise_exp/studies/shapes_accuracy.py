@@ -96,7 +96,7 @@ def check_config(config: Config) -> None:
 
 
 def composed(overrides: list[str]):
-    """The composed config; a Hydra error (an unknown --model or --dataset, a bad override) as one line."""
+    """The composed config; a Hydra error (an unknown model or dataset, a bad override) as one line."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 

@@ -50,6 +50,8 @@ def test_overrides_apply_after_the_quick_block():
     (["speed", "seeds=abc"], "error: study speed: Value 'abc' of type 'str' could not be converted to Integer"),
     (["speed", "seeds"], "error: 'seeds' is not a key=value override"),
     (["speed", "seeds=[1,"], "error: cannot parse the override 'seeds=[1,'"),
+    (["speed", "seeds=4,8"], "error: 'seeds=4,8': a study's knobs take one value each (key=value)"),
+    (["speed", "+seeds=4"], "error: '+seeds=4': a study's knobs take one value each (key=value)"),
     (["speed", "quick=maybe"], "error: quick must be true or false, got 'maybe'"),
     (["shapes_audit", "quick=true"], "error: study shapes_audit has no quick mode"),
     (["shapes_audit"], "error: study shapes_audit: step is not set: add step=<value> to the command"),
