@@ -1,5 +1,6 @@
 """What every study shares: its config (conf/study/<name>.yaml read into the study's `Config` dataclass), the
-measured block a study writes into a doc, and the committed reference figures."""
+command line it records, committed files read from the repository root, and the measured block it writes into a
+doc."""
 from __future__ import annotations
 
 import importlib
@@ -11,6 +12,7 @@ from typing import Any, Sequence
 from noise_exp.config import CONF_DIR, PROJECT_ROOT
 from noise_exp.errors import NoiseExpError, config_error_message
 from noise_exp.files import atomic_write_bytes
+from noise_exp.params import flag_param
 
 STUDY_CONF = CONF_DIR / "study"
 QUICK = "quick"  # the key of a study yaml's quick block, and the command-line switch that applies it
@@ -56,9 +58,7 @@ def study_config(name: str, overrides: Sequence[str] = ()) -> Any:
     quick, changes = False, {}
     for key, value in parse_overrides(overrides):
         if key == QUICK:
-            if not isinstance(value, bool):
-                raise NoiseExpError(f"quick must be true or false, got {value!r}")
-            quick = value
+            quick = flag_param(QUICK, value)
         else:
             changes[key] = value
     try:
