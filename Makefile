@@ -110,9 +110,9 @@ reproduce-correlation: $(STAMP) ## s(eps) vs quality within prompts, from a cand
 	$(STUDY) correlation $(ARGS)
 
 # The two shapes-world diffusion models (docs/shapes_world.md), three stages each: the stage table is
-# conf/training/shapes_stages.yaml.
+# conf/study/train_shapes.yaml.
 train-shapes: $(STAMP) ## train small_shapes and small_shapes_l, three stages (weights are committed)
-	$(PY) -m noise_exp.training.shapes --stages
+	$(STUDY) train_shapes $(ARGS)
 
 shapes-accuracy: $(STAMP) ## the judge's accuracy of both shapes models on shapes_bench
 	for m in small_shapes small_shapes_l; do $(STUDY) shapes_accuracy model=$$m $(ARGS) || exit 2; done

@@ -15,8 +15,8 @@ plain `StableDiffusionPipeline` folder that `StableDiffusionModel.from_pretraine
 - scheduler: SD 1.x's `DDIMScheduler`.
 
 Training is deterministic from `seed` for a given thread count, unless `max_seconds` stops it early (recorded).
-`python -m noise_exp.training.shapes --size 32|64 ...` trains one model; `--stages` runs the committed models'
-stage table (conf/training/shapes_stages.yaml, `make train-shapes`).
+`python -m noise_exp.training.shapes --size 32|64 ...` trains one model; the committed models' stage table is a
+study (`python -m noise_exp.studies train_shapes`, conf/study/train_shapes.yaml, `make train-shapes`).
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from noise_exp.builders.base import PipelineBuilder
 from noise_exp.builders.tokenizers import word_tokenizer
 from noise_exp.cli import ArgumentParser
-from noise_exp.config import PROJECT_ROOT
 from noise_exp.data.shapes import COLORS, NUMBER_WORDS, PLURALS, RELATIONS, SHAPES
 from noise_exp.data.shapes_render import TrainingPair, training_pairs
 from noise_exp.errors import NoiseExpError, exit_on_user_error
@@ -52,7 +51,6 @@ PROMPT_WORDS = tuple(dict.fromkeys([*NUMBER_WORDS.values(), *COLORS, *SHAPES, *P
                                     *" ".join(RELATIONS).split()]))
 SIZES = (32, 64)
 MODEL_OF_SIZE = {32: "small_shapes", 64: "small_shapes_l"}
-STAGES = PROJECT_ROOT / "conf" / "training" / "shapes_stages.yaml"
 
 
 @dataclass
@@ -285,22 +283,6 @@ class Stage:
     force: bool = False
 
 
-def read_stages(path: Path = STAGES) -> list[Stage]:
-    """The stage table: a yaml list of `Stage` fields; relative paths are relative to the project folder."""
-    import yaml
-
-    try:
-        rows = yaml.safe_load(Path(path).read_text())
-        stages = [Stage(**row) for row in rows]
-    except (OSError, yaml.YAMLError, TypeError) as err:
-        raise NoiseExpError(f"{path} is not a stage table, a yaml list of {{size: ..., ...}} rows ({err})") from err
-    for stage in stages:
-        for name in ("out", "continue_from"):
-            if getattr(stage, name) is not None:
-                setattr(stage, name, PROJECT_ROOT / getattr(stage, name))
-    return stages
-
-
 def train_stage(stage: Stage) -> Path | None:
     """Train one stage into its folder (None when the folder exists and `force` is off)."""
     torch.set_num_threads(stage.threads)
@@ -325,8 +307,7 @@ def train_stage(stage: Stage) -> Path | None:
 USAGE = """python -m noise_exp.training.shapes --size 32|64 [--out DIR] [--seed 0] [--threads 1] [--steps N]
            [--minutes M] [--force]
        python -m noise_exp.training.shapes --size 32|64 --continue-from DIR --out DIR2 --seed 1 --lr 5e-4 --steps N
-           [--batch-size B] [--stop-after N]
-       python -m noise_exp.training.shapes --stages [FILE]   (default: conf/training/shapes_stages.yaml)"""
+           [--batch-size B] [--stop-after N]"""
 
 
 @exit_on_user_error
@@ -339,8 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = ArgumentParser(prog="python -m noise_exp.training.shapes", usage=USAGE,
                             description=main.__doc__.splitlines()[0])
-    parser.add_argument("--stages", type=Path, nargs="?", const=STAGES, default=None,
-                        help="run a stage table (a yaml list of these options) instead of one training")
     parser.add_argument("--size", type=int, choices=SIZES, default=None, help="image side in pixels")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: model.pretrained)")
     parser.add_argument("--seed", type=int, default=0)
@@ -356,13 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a trained folder: more UNet + text-encoder steps from its weights (VAE kept)")
     parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")
     args = vars(parser.parse_args(argv))
-    table = args.pop("stages")
-    if table is not None:
-        for stage in read_stages(table):
-            train_stage(stage)
-        return 0
     if args["size"] is None:
-        parser.error("--size is required (or --stages)")
+        parser.error("--size is required (the committed stage table: python -m noise_exp.studies train_shapes)")
     train_stage(Stage(**args))
     return 0
 

@@ -14,8 +14,9 @@ from noise_exp.studies.common import study_config, study_module, study_names
 from tests.conftest import ROOT
 
 STUDIES = ["compare", "correlation", "judge", "reproduce_shapes", "reproduce_small", "seed_share", "shapes_accuracy",
-           "shapes_audit", "speed"]
-QUICK = [name for name in STUDIES if name != "shapes_audit"]  # the audit set's steps have no quick mode
+           "shapes_audit", "speed", "train_shapes"]
+# the audit set's steps and the committed models' training stages have no quick mode
+QUICK = [name for name in STUDIES if name not in ("shapes_audit", "train_shapes")]
 
 
 def test_every_study_module_has_its_yaml_and_one_shape():

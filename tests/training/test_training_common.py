@@ -6,7 +6,9 @@ import pytest
 
 from noise_exp.config import PROJECT_ROOT
 from noise_exp.training.common import training_id
-from noise_exp.training.shapes import Stage, main, read_stages
+from noise_exp.studies.common import study_config
+from noise_exp.studies.train_shapes import read_stages
+from noise_exp.training.shapes import Stage, main
 
 
 def test_the_committed_weights_keep_their_training_ids():
@@ -19,7 +21,7 @@ def test_the_committed_weights_keep_their_training_ids():
 
 
 def test_the_stage_table_is_the_committed_models_three_stages():
-    """conf/training/shapes_stages.yaml holds the six calls the Makefile's train-shapes made before."""
+    """conf/study/train_shapes.yaml holds the six calls the Makefile's train-shapes made before."""
     cache = PROJECT_ROOT / ".cache"
     expected = []
     for size, steps, stop_after, batch in ((32, 2000, 1412, 128), (64, 1800, 1095, 64)):
@@ -28,11 +30,11 @@ def test_the_stage_table_is_the_committed_models_three_stages():
                      Stage(size, out=stage2, continue_from=stage1, seed=1, lr=5e-4, steps=steps, force=True),
                      Stage(size, continue_from=stage2, seed=2, lr=4e-4, steps=2200, stop_after=stop_after,
                            batch_size=batch, force=True)]
-    assert read_stages() == expected
+    assert read_stages(study_config("train_shapes").stages) == expected
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "--size is required (or --stages)"),
+    ([], "--size is required"),
     (["--size", "32", "--continue-from", "x", "--out", "x"], "--continue-from x is the output folder too"),
 ])
 def test_shapes_training_mistakes_are_one_line(argv, message, capsys):
@@ -41,9 +43,9 @@ def test_shapes_training_mistakes_are_one_line(argv, message, capsys):
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
 
 
-def test_a_stage_row_with_an_unknown_key_is_one_line(tmp_path, capsys):
-    table = tmp_path / "stages.yaml"
-    table.write_text("- {size: 32, stepz: 3}\n")
-    assert main(["--stages", str(table)]) == 2
+def test_a_stage_row_with_an_unknown_key_is_one_line(capsys):
+    from noise_exp.studies.__main__ import main as study
+
+    assert study(["train_shapes", "stages=[{size: 32, stepz: 3}]"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is not a stage table" in err and "stepz" in err, err
+    assert err.count("\n") == 1 and "stage 1 of the table" in err and "stepz" in err, err
