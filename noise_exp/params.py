@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 from noise_exp.errors import NoiseExpError
 
 
 def integer_param(key: str, value: Any, minimum: int) -> int:
-    """`value` as an int >= minimum (100.0 counts as 100), or a one-line error naming the config key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+    """`value` as an int >= minimum (100.0 and numpy's integers count), or a one-line error naming the config key."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
         raise NoiseExpError(f"{key} must be an integer, got {value!r}")
     if value < minimum:
         raise NoiseExpError(f"{key} must be >= {minimum}, got {value!r}")
@@ -18,7 +19,7 @@ def integer_param(key: str, value: Any, minimum: int) -> int:
 
 def real_param(key: str, value: Any, minimum: float, below: float = math.inf) -> float:
     """`value` as a finite float in [minimum, below), or a one-line error naming the config key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise NoiseExpError(f"{key} must be a finite number, got {value!r}")
     if not minimum <= value < below:
         bound = f"in [{minimum}, {below})" if math.isfinite(below) else f">= {minimum}"

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from noise_exp.api.pipelines import Sampling, from_pipe_latents, prepare, to_pipe_latents, untouched
+from noise_exp.api.pipelines import Sampling, from_pipe_latents, prepare, seed_range, to_pipe_latents, untouched
 from noise_exp.api.progress import Callback, Progress
 from noise_exp.api.results import Choice
 from noise_exp.errors import NoiseExpError
@@ -38,17 +38,15 @@ def select(pipe: Any, prompt: str, num_seeds: int = 16, num_inference_steps: int
     DDIM (Euler for flow models) round trip at these sampling settings. With `proxy` (e.g. "partial:2") the seeds
     are ranked by the proxy and only the `shortlist` best (and `unstable_shortlist` worst) run the exact round trip
     (`method=select_fast`); with `bank` the candidates a bank folder holds are reused and new ones stored there."""
-    num_seeds = integer_param("num_seeds", num_seeds, 1)
-    seed_start = integer_param("seed_start", seed_start, 0)
+    seeds = seed_range(seed_start, num_seeds)
     batch_size = integer_param("batch_size", batch_size, 1)
     if proxy is not None and bank is not None:
         raise NoiseExpError("bank= stores exact candidates; proxy scores are not candidates: use one or the other")
     start = time.perf_counter()
-    seeds = list(range(seed_start, seed_start + num_seeds))
     with untouched(pipe):
         model, cond = prepare(pipe, prompt, Sampling(num_inference_steps, guidance_scale, height, width,
                                                      inversion_guidance_scale, max_sequence_length))
-        bar = Progress(num_seeds, "nx.select", progress, callback)
+        bar = Progress(len(seeds), "nx.select", progress, callback)
         try:
             with NetworkPasses(model.network) as passes:
                 if proxy is None:

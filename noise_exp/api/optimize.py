@@ -8,9 +8,10 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from noise_exp.api.pipelines import Sampling, from_pipe_latents, prepare, to_pipe_latents, untouched
+from noise_exp.api.pipelines import Sampling, check_seed, from_pipe_latents, prepare, to_pipe_latents, untouched
 from noise_exp.api.progress import Progress
 from noise_exp.api.results import Optimized, RewardOptimized
+from noise_exp.api.verifiers import PixelReward, pixel_reward
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler
@@ -21,7 +22,13 @@ from noise_exp.models.base import NoiseModel
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
 from noise_exp.similarity import get_similarity
 
-PixelReward = Callable[[torch.Tensor, list[str]], torch.Tensor]  # pixels [B, 3, H, W] in [0, 1], prompts -> [B]
+
+def positive_param(key: str, value: Any) -> float:
+    """A finite number > 0 (a step size of 0 would hand back the starting noise as "optimized")."""
+    value = real_param(key, value, 0.0)
+    if value == 0.0:
+        raise NoiseExpError(f"{key} must be > 0, got {value!r}")
+    return value
 
 
 def start_noise(model: NoiseModel, seed: int | None, latents: torch.Tensor | None) -> tuple[torch.Tensor, int | None]:
@@ -33,7 +40,7 @@ def start_noise(model: NoiseModel, seed: int | None, latents: torch.Tensor | Non
         if len(noise) != 1:
             raise NoiseExpError(f"latents must hold one noise (batch 1), got a batch of {len(noise)}")
         return noise, None
-    seed = integer_param("seed", seed, 0)
+    seed = check_seed("seed", seed)
     return model.draw_noise([seed]), seed
 
 
@@ -51,10 +58,10 @@ def optimize(pipe: Any, prompt: str, seed: int | None = None, *, latents: torch.
         model, cond = prepare(pipe, prompt, Sampling(num_inference_steps, guidance_scale, height, width,
                                                      inversion_guidance_scale, max_sequence_length))
         noise, seed = start_noise(model, seed, latents)
-        steps = integer_param("steps", steps, 0)
+        steps = integer_param("steps", steps, 1)
         if lr is None:
-            lr = paper_equivalent_lr(noise[0].numel(), max(1, steps))
-        config = OptimizationConfig(steps=steps, lr=real_param("lr", lr, 0.0),
+            lr = paper_equivalent_lr(noise[0].numel(), steps)
+        config = OptimizationConfig(steps=steps, lr=positive_param("lr", lr),
                                     momentum=real_param("momentum", momentum, 0.0, below=1.0),
                                     lr_schedule=choice_param("lr_schedule", lr_schedule, ("cosine", "constant")),
                                     optimizer=choice_param("optimizer", optimizer, OPTIMIZERS),
@@ -78,21 +85,6 @@ def optimize(pipe: Any, prompt: str, seed: int | None = None, *, latents: torch.
                      float(result.norm_ratio[0]), trace, passes.count, time.perf_counter() - start)
 
 
-def pixel_reward(verifier: str | PixelReward) -> PixelReward:
-    """A differentiable reward of pixels: an evaluator's `score_pixels` by name, or the user's callable."""
-    if callable(verifier):
-        return verifier
-    from noise_exp.methods.verifier import load_verifier
-
-    evaluator = load_verifier(verifier, key="verifier")
-    if not evaluator.differentiable:
-        from noise_exp.evaluators.base import differentiable_evaluators
-
-        raise NoiseExpError(f"verifier={verifier} is not differentiable (no score_pixels): reward_opt needs one of "
-                            f"{', '.join(differentiable_evaluators())} or a callable(pixels, prompts) -> rewards")
-    return evaluator.score_pixels
-
-
 def reward_opt(pipe: Any, prompt: str, seed: int | None = None, *, verifier: str | PixelReward,
                latents: torch.Tensor | None = None, steps: int = 50, lr: float = 5.0, momentum: float = 0.9,
                grad_clip: float = 0.1, reg_weight: float = 0.01, keep_best: bool = True,
@@ -108,7 +100,7 @@ def reward_opt(pipe: Any, prompt: str, seed: int | None = None, *, verifier: str
         model, cond = prepare(pipe, prompt, Sampling(num_inference_steps, guidance_scale, height, width,
                                                      max_sequence_length=max_sequence_length))
         noise, seed = start_noise(model, seed, latents)
-        config = RewardOptConfig(steps=integer_param("steps", steps, 0), lr=real_param("lr", lr, 0.0),
+        config = RewardOptConfig(steps=integer_param("steps", steps, 1), lr=positive_param("lr", lr),
                                  momentum=real_param("momentum", momentum, 0.0, below=1.0),
                                  grad_clip=real_param("grad_clip", grad_clip, 0.0),
                                  reg_weight=real_param("reg_weight", reg_weight, 0.0),

@@ -15,6 +15,7 @@ import torch
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.models.base import Conditioning, NoiseModel
+from noise_exp.params import integer_param
 
 # pipeline class -> adapter class, most specific first (a user's subclass of a pipeline is that pipeline)
 ADAPTERS = (("StableDiffusionXLPipeline", "noise_exp.models.stable_diffusion", "StableDiffusionXLModel"),
@@ -22,6 +23,7 @@ ADAPTERS = (("StableDiffusionXLPipeline", "noise_exp.models.stable_diffusion", "
             ("StableDiffusion3Pipeline", "noise_exp.models.flow_matching", "StableDiffusion3Model"),
             ("FluxPipeline", "noise_exp.models.flow_matching", "FluxModel"))
 SUPPORTED = tuple(name for name, _, _ in ADAPTERS)
+MAX_SEED = 2**63 - 1  # candidates keep seeds as int64 (torch.Generator.manual_seed would take up to 2**64 - 1)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,22 @@ def check_prompt(prompt: Any) -> str:
         raise NoiseExpError(f"prompt must be one string, got {type(prompt).__name__}"
                             + (" (call once per prompt)" if isinstance(prompt, (list, tuple)) else ""))
     return prompt
+
+
+def check_seed(key: str, seed: Any) -> int:
+    """A seed for `torch.Generator("cpu").manual_seed`: an integer in 0 .. MAX_SEED."""
+    seed = integer_param(key, seed, 0)
+    if seed > MAX_SEED:
+        raise NoiseExpError(f"{key} must be <= 2**63 - 1, got {seed}")
+    return seed
+
+
+def seed_range(seed_start: Any, num_seeds: Any) -> list[int]:
+    """The candidate seeds seed_start .. seed_start + num_seeds - 1, checked."""
+    num_seeds = integer_param("num_seeds", num_seeds, 1)
+    seed_start = check_seed("seed_start", seed_start)
+    check_seed("seed_start + num_seeds - 1", seed_start + num_seeds - 1)
+    return list(range(seed_start, seed_start + num_seeds))
 
 
 def prepare(pipe: Any, prompt: Any, sampling: Sampling) -> tuple[NoiseModel, Conditioning]:

@@ -8,24 +8,12 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import torch
 
-from noise_exp.api.pipelines import Sampling, prepare, to_pipe_latents, untouched
+from noise_exp.api.pipelines import Sampling, prepare, seed_range, to_pipe_latents, untouched
 from noise_exp.api.progress import Progress
 from noise_exp.api.results import BestOfN
+from noise_exp.api.verifiers import ImageScore, image_score
 from noise_exp.methods.best_of_n import best_of_n as best_of_seeds, scored_generation
 from noise_exp.params import integer_param
-
-ImageScore = Callable[[list[Any], list[str]], Sequence[float]]  # PIL images, prompts -> one score each
-
-
-def image_score(verifier: str | ImageScore) -> ImageScore:
-    """An evaluator (`conf/evaluator/<name>.yaml`) by name, or the user's callable(images, prompts) -> scores."""
-    if callable(verifier):
-        return verifier
-    from noise_exp.methods.verifier import load_verifier
-
-    evaluator = load_verifier(verifier, key="verifier")
-    return lambda images, prompts: evaluator.score(images, prompts=prompts)
-
 
 def best_of_n(pipe: Any, prompt: str, num_seeds: int = 8, *, verifier: str | ImageScore,
               num_inference_steps: int | None = None, guidance_scale: float | None = None, seed_start: int = 0,
@@ -35,18 +23,16 @@ def best_of_n(pipe: Any, prompt: str, num_seeds: int = 8, *, verifier: str | Ima
     """Best-of-N (Ma et al. 2025): generate seeds seed_start .. seed_start+num_seeds-1, score each decoded image with
     `verifier` (an evaluator name such as "hpsv2", or a callable(images, prompts) -> scores) and keep the best;
     `callback(seed, score)` hears each candidate."""
-    num_seeds = integer_param("num_seeds", num_seeds, 1)
-    seed_start = integer_param("seed_start", seed_start, 0)
+    seeds = seed_range(seed_start, num_seeds)
     batch_size = integer_param("batch_size", batch_size, 1)
     start = time.perf_counter()
     score = image_score(verifier)
-    seeds = list(range(seed_start, seed_start + num_seeds))
     with untouched(pipe):
         model, cond = prepare(pipe, prompt, Sampling(num_inference_steps, guidance_scale, height, width,
                                                      max_sequence_length=max_sequence_length))
         spent = {"passes": 0.0, "seconds": 0.0}
         generate = scored_generation(model, cond, score, spent)
-        bar = Progress(num_seeds, "nx.best_of_n", progress, callback)
+        bar = Progress(len(seeds), "nx.best_of_n", progress, callback)
 
         def heard(batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             noise, latents, scores = generate(batch)
