@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import noise_exp as nx
-from tests.api.conftest import FAMILIES, PROMPT
+from tests.api.conftest import FAMILIES, PROMPT, load_pipe
 
 SETTINGS = FAMILIES["sd"][3]
 
@@ -30,6 +30,8 @@ def test_optimize_starts_from_the_seed_and_returns_what_nx_stability_measures(pi
     assert better.nfe == 4 * SETTINGS["num_inference_steps"] * 3  # 3 steps + the last iterate, 3 passes per step
     again = nx.optimize(pipe, PROMPT, latents=drawn.latents, steps=3, progress=False, **SETTINGS)
     assert again.seed is None and torch.equal(again.latents, better.latents)
+    lr = 100 * (4 * 16 * 16) / (4 * 128 * 128) * 100 / 3  # the paper's step, for these latents over 3 steps
+    assert better.trace.lr[0] == pytest.approx(lr) and better.trace.lr[2] < lr  # cosine
 
 
 def test_best_of_n_keeps_the_verifiers_favourite(pipes):
@@ -62,6 +64,17 @@ def test_select_with_a_proxy_checks_only_its_short_list(pipes):
     assert choice.nfe == 6 * (1 * 2 + 1) + 3 * exact < 6 * exact
 
 
+def test_progress_is_a_bar_on_stderr_unless_turned_off(pipes, capsys):
+    settings = {**SETTINGS, "num_inference_steps": 1}
+    for call in (lambda progress: nx.select(pipes("sd"), PROMPT, num_seeds=2, progress=progress, **settings),
+                 lambda progress: nx.optimize(pipes("sd"), PROMPT, seed=0, steps=1, progress=progress, **settings)):
+        call(False)
+        assert capsys.readouterr() == ("", "")
+        call(True)
+        out, err = capsys.readouterr()
+        assert out == "" and ("nx.select: 100%" in err and "2/2" in err or "nx.optimize: 100%" in err), err
+
+
 def test_a_bank_folder_is_filled_then_reused(pipes, tmp_path):
     first = nx.select(pipes("sd"), PROMPT, num_seeds=3, bank=tmp_path / "bank", progress=False, **SETTINGS)
     again = nx.select(pipes("sd"), PROMPT, num_seeds=3, bank=tmp_path / "bank", progress=False, **SETTINGS)
@@ -70,3 +83,11 @@ def test_a_bank_folder_is_filled_then_reused(pipes, tmp_path):
     assert again.nfe == 2 * 4 * 2  # only the kept stable and unstable seeds are denoised again
     assert list(again.candidates.stability) == pytest.approx(list(first.candidates.stability), abs=1e-7)
     assert first.candidates.stability.notna().all()
+    other_guidance = nx.select(pipes("sd"), PROMPT, num_seeds=1, bank=tmp_path / "bank", progress=False,
+                               **{**SETTINGS, "guidance_scale": 4.0})
+    tuned = load_pipe("sd")
+    with torch.no_grad():
+        tuned.unet.conv_out.bias.add_(1e-3)  # a fine-tune: other weights, same names and shapes
+    fine_tune = nx.select(tuned, PROMPT, num_seeds=1, bank=tmp_path / "bank", progress=False, **SETTINGS)
+    assert (other_guidance.reused, fine_tune.reused) == (0, 0)
+    assert fine_tune.stability != first.candidates.stability[0]
