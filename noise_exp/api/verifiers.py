@@ -34,16 +34,26 @@ def _check_finite(name: str, values: Sequence[float]) -> None:
                             f"{len(values)}")
 
 
+def _scorer(verifier: Any, pixels: bool) -> Callable[..., Any]:
+    """The user's callable, or the named evaluator's `score` (images) or differentiable `score_pixels` (pixels)."""
+    if callable(verifier):
+        return verifier
+    from noise_exp.methods.verifier import load_verifier
+
+    evaluator = load_verifier(verifier, key="verifier")
+    if not pixels:
+        return lambda images, prompts: evaluator.score(images, prompts=prompts)
+    if not evaluator.differentiable:
+        from noise_exp.evaluators.base import differentiable_evaluators
+
+        raise NoiseExpError(f"verifier={verifier} is not differentiable (no score_pixels): reward_opt needs one of "
+                            f"{', '.join(differentiable_evaluators())} or a callable(pixels, prompts) -> rewards")
+    return evaluator.score_pixels
+
+
 def image_score(verifier: str | ImageScore) -> ImageScore:
     """An evaluator (`conf/evaluator/<name>.yaml`) by name, or the user's callable(images, prompts) -> scores."""
-    name = _name(verifier)
-    if callable(verifier):
-        score = verifier
-    else:
-        from noise_exp.methods.verifier import load_verifier
-
-        evaluator = load_verifier(verifier, key="verifier")
-        score = lambda images, prompts: evaluator.score(images, prompts=prompts)  # noqa: E731
+    name, score = _name(verifier), _scorer(verifier, pixels=False)
 
     def checked(images: list[Any], prompts: list[str]) -> list[float]:
         answer = _asked(name, score, images, prompts)
@@ -62,19 +72,7 @@ def image_score(verifier: str | ImageScore) -> ImageScore:
 
 def pixel_reward(verifier: str | PixelReward) -> PixelReward:
     """A differentiable reward of pixels: an evaluator's `score_pixels` by name, or the user's callable."""
-    name = _name(verifier)
-    if callable(verifier):
-        reward = verifier
-    else:
-        from noise_exp.methods.verifier import load_verifier
-
-        evaluator = load_verifier(verifier, key="verifier")
-        if not evaluator.differentiable:
-            from noise_exp.evaluators.base import differentiable_evaluators
-
-            raise NoiseExpError(f"verifier={verifier} is not differentiable (no score_pixels): reward_opt needs one "
-                                f"of {', '.join(differentiable_evaluators())} or a callable(pixels, prompts) -> rewards")
-        reward = evaluator.score_pixels
+    name, reward = _name(verifier), _scorer(verifier, pixels=True)
 
     def checked(pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         answer = _asked(name, reward, pixels, prompts)
