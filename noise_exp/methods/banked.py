@@ -100,9 +100,11 @@ def select_with_bank(seeds: Sequence[int], model: NoiseModel, cond: Conditioning
     todo = [s for s in seeds if s not in known]
     roundtrip = ModelRoundTrip(model, cond)
     recorder = RecordingRoundTrip(roundtrip, session, evaluators)
-    fresh = select_noise(todo, model.draw_noise, recorder, batch_size, get_similarity(similarity), on_batch,
-                         on_candidate) if todo else None
-    session.add(recorder.recorded)
+    try:
+        fresh = select_noise(todo, model.draw_noise, recorder, batch_size, get_similarity(similarity), on_batch,
+                             on_candidate) if todo else None
+    finally:  # an error or Ctrl-C midway keeps the candidates already computed
+        session.add(recorder.recorded)
     every = {**known, **{c.seed: c for c in recorder.recorded}}
     scores = torch.tensor([every[s].stability[similarity] for s in seeds], dtype=torch.float32)
 

@@ -25,7 +25,8 @@ def test_optimize_starts_from_the_seed_and_returns_what_nx_stability_measures(pi
     assert better.seed == 1 and steps == [0, 1, 2] and list(better.trace.step) == [0, 1, 2, 3]
     drawn = nx.select(pipe, PROMPT, num_seeds=1, seed_start=1, progress=False, **SETTINGS)
     assert better.original_stability == pytest.approx(drawn.stability, abs=1e-6)
-    assert nx.stability(pipe, PROMPT, better.latents, **SETTINGS) == pytest.approx(better.stability, abs=1e-5)
+    both = nx.stability(pipe, PROMPT, torch.cat([drawn.latents, better.latents]), **SETTINGS)  # a batch: a list
+    assert both == pytest.approx([drawn.stability, better.stability], abs=1e-5)
     assert better.latents.shape == drawn.latents.shape and better.norm_ratio != 1.0
     assert better.nfe == 4 * SETTINGS["num_inference_steps"] * 3  # 3 steps + the last iterate, 3 passes per step
     again = nx.optimize(pipe, PROMPT, latents=drawn.latents, steps=3, progress=False, **SETTINGS)
@@ -76,9 +77,16 @@ def test_progress_is_a_bar_on_stderr_unless_turned_off(pipes, capsys):
 
 
 def test_a_bank_folder_is_filled_then_reused(pipes, tmp_path):
+    def interrupt_at_seed_1(seed, stability):
+        if seed == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C after two candidates: they are kept in the bank
+        nx.select(pipes("sd"), PROMPT, num_seeds=3, batch_size=1, bank=tmp_path / "bank", progress=False,
+                  callback=interrupt_at_seed_1, **SETTINGS)
     first = nx.select(pipes("sd"), PROMPT, num_seeds=3, bank=tmp_path / "bank", progress=False, **SETTINGS)
     again = nx.select(pipes("sd"), PROMPT, num_seeds=3, bank=tmp_path / "bank", progress=False, **SETTINGS)
-    assert (first.reused, again.reused) == (0, 3)
+    assert (first.reused, again.reused) == (2, 3)
     assert (again.seed, again.stability) == (first.seed, first.stability) and torch.equal(again.latents, first.latents)
     assert again.nfe == 2 * 4 * 2  # only the kept stable and unstable seeds are denoised again
     assert list(again.candidates.stability) == pytest.approx(list(first.candidates.stability), abs=1e-7)
