@@ -37,3 +37,15 @@ def test_every_block_of_the_api_page_runs(capsys):
     assert namespace["image"].size == (128, 128)  # the tiny SDXL's default size
     assert namespace["fast"].candidates.stability.notna().sum() == 4  # shortlist=3 + unstable_shortlist=1
     assert [seed for seed, _ in namespace["seen"]] == [0, 1, 2, 3]
+
+
+def test_the_readme_links_the_page_with_its_three_line_example():
+    """README's example is the page's first (executed) example, call for call."""
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/api.md)" in readme
+    example = next(block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "import noise_exp" in block)
+    first = re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)[0]
+    calls = [line for line in example.splitlines() if line.strip()]
+    assert len(calls) == 3 and calls[0] in first
+    squeeze = lambda text: re.sub(r"\s+|#[^\n]*", "", text)  # noqa: E731
+    assert all(squeeze(call) in squeeze(first) for call in calls[1:])
