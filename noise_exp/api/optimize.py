@@ -16,7 +16,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler
 from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, optimize_noise, paper_equivalent_lr
-from noise_exp.methods.reward_opt import BACKWARD_COST, RewardOptConfig, optimize_reward, sampled_reward
+from noise_exp.methods.reward_opt import RewardOptConfig, counted_nfe, optimize_reward, sampled_reward
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.models.base import NoiseModel
 from noise_exp.params import choice_param, flag_param, integer_param, real_param
@@ -118,9 +118,7 @@ def reward_opt(pipe: Any, prompt: str, seed: int | None = None, *, verifier: str
         finally:
             bar.close()
         latents = to_pipe_latents(model, result.optimized_noise)
-    generation = passes.count / (2 * result.steps_run + 1)  # as method=reward_opt counts: (2n + 1) G forward
     trace = pd.DataFrame([(row.step, row.reward[0], row.lr) for row in result.trace], columns=["step", "reward", "lr"])
     return RewardOptimized(latents, seed, float(result.optimized_reward[0]), float(result.original_reward[0]),
-                           float(result.norm_ratio[0]), trace,
-                           int(round(passes.count + BACKWARD_COST * generation * result.steps_run)),
+                           float(result.norm_ratio[0]), trace, counted_nfe(passes.count, result.steps_run)[1],
                            time.perf_counter() - start)

@@ -42,6 +42,13 @@ def norm_penalty(noise: torch.Tensor) -> torch.Tensor:
     return 0.5 * radius**2 - (flat.shape[1] - 1) * torch.log(radius)
 
 
+def counted_nfe(forward: int, steps_run: int) -> tuple[float, int]:
+    """(G, the run's NFEs) from the forward passes counted over n gradient steps: (2n + 1) G forward (the reward
+    evaluations and the checkpoint recomputes), plus the n backward passes at BACKWARD_COST G each."""
+    generation = forward / (2 * steps_run + 1)
+    return generation, int(round(forward + BACKWARD_COST * generation * steps_run))
+
+
 def reward_opt_cost(steps_run: int, generation: float) -> float:
     """NFEs of reward optimization: (STEP_COST n + 1) G for n gradient steps and generations of G NFEs."""
     return (STEP_COST * steps_run + 1) * generation
@@ -209,13 +216,12 @@ class RewardOptimization(Method):
         with NetworkPasses(model.network) as passes:
             result = optimize_reward(model.draw_noise([seed]), reward_fn, config, on_step)
         seconds = time.perf_counter() - start
-        forward = passes.count  # G per reward evaluation and G per checkpoint recompute: (2n + 1) G, counted
-        generation = forward / (2 * result.steps_run + 1)
+        generation, nfe = counted_nfe(passes.count, result.steps_run)
         variants = [
             self.variant("original", seed, NO_STABILITY, result.original_noise[0], result.original_latents[0],
                     first_s[0], int(round(generation))),
             self.variant("reward_optimized", seed, NO_STABILITY, result.optimized_noise[0], result.optimized_latents[0],
-                    seconds, int(round(forward + BACKWARD_COST * generation * result.steps_run)),
+                    seconds, nfe,
                     float(result.norm_ratio[0])),
         ]
         trace = [(row.step, NO_STABILITY, row.lr, row.reward[0]) for row in result.trace]
