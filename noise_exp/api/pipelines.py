@@ -15,7 +15,7 @@ import torch
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.models.base import Conditioning, NoiseModel
-from noise_exp.params import integer_param
+from noise_exp.params import integer_param, real_param
 
 # pipeline class -> adapter class, most specific first (a user's subclass of a pipeline is that pipeline)
 ADAPTERS = (("StableDiffusionXLPipeline", "noise_exp.models.stable_diffusion", "StableDiffusionXLModel"),
@@ -56,9 +56,20 @@ def call_default(pipe: Any, name: str) -> Any:
     return None if parameter is None else parameter.default
 
 
+def check_sampling(sampling: Sampling) -> None:
+    """The given settings, checked under the names the user passed them by (the adapters say `model.<key>`)."""
+    for key, minimum in (("num_inference_steps", 1), ("height", 1), ("width", 1), ("max_sequence_length", 1)):
+        if getattr(sampling, key) is not None:
+            integer_param(key, getattr(sampling, key), minimum)
+    for key in ("guidance_scale", "inversion_guidance_scale"):
+        if getattr(sampling, key) is not None:
+            real_param(key, getattr(sampling, key), 0.0)
+
+
 def wrap(pipe: Any, sampling: Sampling) -> NoiseModel:
     """The adapter over `pipe` sampling as `pipe(prompt, **sampling)` would (steps, guidance, size)."""
     cls = adapter_class(pipe)
+    check_sampling(sampling)
     steps = sampling.num_inference_steps if sampling.num_inference_steps is not None else \
         call_default(pipe, "num_inference_steps")
     guidance = sampling.guidance_scale if sampling.guidance_scale is not None else call_default(pipe, "guidance_scale")

@@ -7,6 +7,9 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from noise_exp.errors import NoiseExpError
+from noise_exp.params import flag_param
+
 Callback = Callable[[int, float], None]
 
 
@@ -14,6 +17,9 @@ class Progress:
     """A tqdm bar over the candidates (off with `progress=False`) and the user's `callback(seed, value)`."""
 
     def __init__(self, total: int, desc: str, enabled: bool, callback: Callback | None, unit: str = "seed") -> None:
+        enabled = flag_param("progress", enabled)
+        if callback is not None and not callable(callback):
+            raise NoiseExpError(f"callback must be a callable({unit}, value), got {type(callback).__name__}")
         self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
         self.callback = callback
         self.unit = unit

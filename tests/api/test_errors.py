@@ -57,6 +57,14 @@ def test_an_unsupported_pipeline_is_named_with_the_supported_ones(pipes):
     (lambda pipe: nx.reward_opt(pipe, PROMPT, seed=0, steps=1, lr=-1, verifier=mean_pixel, **SETTINGS),
      "lr must be >= 0.0, got -1"),
     (lambda pipe: nx.reward_opt(pipe, PROMPT, seed=0, steps=0, verifier=mean_pixel, **SETTINGS), "steps must be >= 1"),
+    (lambda pipe: nx.select(pipe, PROMPT, num_seeds=1, **{**SETTINGS, "num_inference_steps": 0}),
+     "^num_inference_steps must be >= 1, got 0$"),
+    (lambda pipe: nx.stability(pipe, PROMPT, torch.zeros(1, 4, 16, 16), **{**SETTINGS, "guidance_scale": -1}),
+     "^guidance_scale must be >= 0.0, got -1$"),
+    (lambda pipe: nx.select(pipe, PROMPT, num_seeds=1, **{**SETTINGS, "height": 128.5}), "^height must be an integer"),
+    (lambda pipe: nx.select(pipe, PROMPT, num_seeds=1, progress="no", **SETTINGS), "progress must be true or false"),
+    (lambda pipe: nx.select(pipe, PROMPT, num_seeds=1, callback=3, **SETTINGS),
+     r"callback must be a callable\(seed, value\), got int"),
 ])
 def test_bad_input_is_one_clear_error(pipes, call, message):
     with pytest.raises(NoiseExpError, match=message):
