@@ -135,7 +135,8 @@ def test_the_settings_reach_the_round_trip(pipes):
 
 def test_an_lcm_style_unet_takes_its_guidance_as_an_embedding():
     """SDXL with a guidance-distilled UNet (time_cond_proj_dim set, as LCM / turbo-style distillations), in bfloat16:
-    one pass per step (no CFG batch), the guidance reaching the UNet as `timestep_cond`, and the pipeline's own draw."""
+    one pass per step (no CFG batch), the guidance reaching the UNet as `timestep_cond`, and the pipeline's own draw
+    at 64 x 32 (so that height and width swapped fail)."""
     import numpy as np
     from diffusers import UNet2DConditionModel
 
@@ -144,9 +145,10 @@ def test_an_lcm_style_unet_takes_its_guidance_as_an_embedding():
     unet = UNet2DConditionModel.from_config({**base.unet.config, "time_cond_proj_dim": 32})
     pipe = type(base)(**{**base.components, "unet": unet}).to(dtype=torch.bfloat16)
     pipe.set_progress_bar_config(disable=True)
-    settings = {"num_inference_steps": 2, "guidance_scale": 5.0, "height": 64, "width": 64}
+    settings = {"num_inference_steps": 2, "guidance_scale": 5.0, "height": 64, "width": 32}  # not square
     choice = nx.select(pipe, PROMPT, num_seeds=2, progress=False, **settings)
     assert choice.nfe == 2 * 2 * (1 + 1) and choice.latents.dtype == torch.bfloat16
+    assert choice.latents.shape == (1, 4, 8, 4)
     assert nx.stability(pipe, PROMPT, choice.latents, **{**settings, "guidance_scale": 1.5}) != choice.stability
     chosen = pipe(PROMPT, latents=choice.latents, output_type="np", **settings).images
     drawn = pipe(PROMPT, generator=torch.Generator("cpu").manual_seed(choice.seed), output_type="np", **settings).images
