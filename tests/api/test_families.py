@@ -59,3 +59,8 @@ def test_flux_schnell_without_a_guidance_input():
     chosen = image(pipe, settings, latents=choice.latents)
     np.testing.assert_array_equal(chosen, image(pipe, settings, generator=torch.Generator("cpu").manual_seed(choice.seed)))
     assert nx.stability(pipe, PROMPT, choice.latents, **settings) == pytest.approx(choice.stability, abs=1e-6)
+    # the stability is blind to how tokens map onto the grid; the decoded image is not
+    mean_pixel = lambda pixels, prompts: pixels.mean(dim=(1, 2, 3))  # noqa: E731
+    seeded, handed = (nx.reward_opt(pipe, PROMPT, steps=1, verifier=mean_pixel, progress=False, **source, **settings)
+                      for source in ({"seed": choice.seed}, {"latents": choice.latents}))
+    assert handed.original_reward == seeded.original_reward

@@ -55,6 +55,23 @@ def test_reward_opt_climbs_a_pixel_reward(pipes):
     assert result.latents.shape == (1, 4, 16, 16) and result.nfe == (4 * 2 + 1) * 4 * 2
 
 
+def test_reward_opt_keeps_the_best_iterate_unless_told_not_to(pipes):
+    """A reward that only the first evaluation (the starting noise) scores high: keep_best returns the start."""
+    def first_call_wins(pixels, prompts):
+        calls.append(1)
+        return pixels.mean(dim=(1, 2, 3)) * 1e-3 + (1.0 if len(calls) == 1 else 0.0)
+
+    settings = {**SETTINGS, "num_inference_steps": 1}
+    results = []
+    for keep_best in (True, False):
+        calls = []
+        results.append(nx.reward_opt(pipes("sd"), PROMPT, seed=0, steps=2, lr=50.0, keep_best=keep_best,
+                                     verifier=first_call_wins, progress=False, **settings))
+    best, last = results
+    assert best.reward == best.original_reward == best.trace.reward.max() and best.norm_ratio == 1.0
+    assert last.reward == last.trace.reward.iloc[-1] < last.original_reward and not torch.equal(last.latents, best.latents)
+
+
 def test_select_with_a_proxy_checks_only_its_short_list(pipes):
     choice = nx.select(pipes("sd"), PROMPT, num_seeds=6, proxy="partial:1", shortlist=2, unstable_shortlist=1,
                        progress=False, **SETTINGS)
