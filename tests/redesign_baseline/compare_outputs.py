@@ -8,7 +8,8 @@ Both sides are normalised the same way first:
 - `*.csv`: read with pandas (`keep_default_na=False`), timing and machine columns dropped (`TIMING`), rows sorted
   (key columns first), then `assert_frame_equal(check_exact=True)`: no tolerance, a mismatch is a finding.
 - `*.json`: the same keys dropped at any depth, plus what names the machine, the time or the command line
-  (`VOLATILE_KEYS`), then `==`.
+  (`VOLATILE_KEYS`); a `_target_` that the project's `LEGACY_TARGETS` moved (the map old run folders load
+  through) is read as its new name; then `==`.
 - `*.txt`: line by line, after dropping "in X.Xs".
 A capture folder's absolute path is written `<OUT>` everywhere. Exit 0 when every file is identical, 1 otherwise.
 """
@@ -22,6 +23,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
+from noise_exp.config import upgrade_target
 
 TIMING = ("time_s", "time_s_*", "seconds", "seconds*", "*_seconds", "peak_memory_mb", "written_at", "run", "device",
           "wall_s")
@@ -54,7 +57,8 @@ def read_csv(path: Path, root: Path) -> pd.DataFrame:
 
 def clean_json(value, root: str):
     if isinstance(value, dict):
-        return {k: clean_json(v, root) for k, v in value.items() if not dropped(k, VOLATILE_KEYS)}
+        return {k: upgrade_target(v) if k == "_target_" and isinstance(v, str) else clean_json(v, root)
+                for k, v in value.items() if not dropped(k, VOLATILE_KEYS)}
     if isinstance(value, list):
         return [clean_json(v, root) for v in value]
     return value.replace(root, "<OUT>") if isinstance(value, str) else value

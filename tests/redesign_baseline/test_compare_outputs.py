@@ -34,3 +34,13 @@ def test_a_changed_cell_differs_and_a_changed_time_does_not(tmp_path, capsys):
     (tmp_path / "changed" / "summary.json").unlink()
     assert compare_outputs.main([str(before), str(tmp_path / "changed")]) == 1
     assert "missing    summary.json" in capsys.readouterr().out
+
+
+def test_a_moved_target_is_its_new_name_and_any_other_change_differs():
+    """Old run folders load through LEGACY_TARGETS, so the comparer reads an old `_target_` as the new one."""
+    def config(target: str) -> dict:
+        return {"evaluator": [{"_target_": target, "device": "cpu"}]}
+
+    clean = lambda value: compare_outputs.clean_json(value, "/nowhere")  # noqa: E731
+    assert clean(config("evaluators.digits.DigitClassifier")) == clean(config("noise_exp.evaluators.digits.DigitClassifier"))
+    assert clean(config("evaluators.digits.DigitClassifier")) != clean(config("noise_exp.evaluators.digits.DigitRealism"))
