@@ -4,7 +4,6 @@ its row in the equal-compute study (`make compare`)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,10 +16,9 @@ from noise_exp.studies.compare import ladder_budgets, ladder_knobs, study_overri
 from noise_exp.report import write_report
 from noise_exp.runner import run_experiment
 from tests.conftest import compose_cfg
+from tests.extending import HERE, SEARCHPATH, named_in_project
 
-HERE = Path(__file__).parent
-REPO = HERE.parents[1]
-OVERRIDES = [f"hydra.searchpath=[file://{HERE / 'conf'}]", "method=select_median", "model=tiny_sd",
+OVERRIDES = [SEARCHPATH, "method=select_median", "model=tiny_sd",
              "dataset=drawbench", "dataset.limit=2", "save_noise=false"]
 
 
@@ -59,10 +57,7 @@ def test_a_method_added_as_one_module_and_one_yaml_is_saved_reported_and_paired(
     assert "Median-stability noise" in (fresh / "means.md").read_text()
     assert pd.read_csv(fresh / "winning_rates.csv").equals(rates)
     # nothing outside the test tree names the method, its class or its variant's label
-    named = [path for folder in ("noise_exp", "conf") for path in (REPO / folder).rglob("*")
-             if path.suffix in (".py", ".yaml")
-             and any(word in path.read_text() for word in ("select_median", "MedianSelection", "Median-stability"))]
-    assert named == []
+    assert named_in_project("select_median", "MedianSelection", "Median-stability") == []
 
 
 def test_a_method_with_an_at_budget_gets_its_jobs_and_row_in_the_compare_study(tmp_path, registry):
