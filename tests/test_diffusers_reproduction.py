@@ -1,4 +1,4 @@
-"""A chosen seed's latents equal plain diffusers' output (README "Seeds"), for every shipped model config's sampler.
+"""A chosen seed's latents equal plain diffusers' output (docs/CONVENTIONS.md "Seeds"), for every shipped model config's sampler.
 
 Each config's sampler settings (num_steps, timestep_spacing, guidance_scale) run on the tiny model of its pipeline
 family, in float32, against `pipe(prompt, ..., generator=Generator("cpu").manual_seed(seed), output_type="latent")`
@@ -66,7 +66,7 @@ def test_every_shipped_sampler_reproduces_in_plain_diffusers(family, num_steps, 
 
 @pytest.mark.parametrize("spacing,num_steps", [("linspace", 10), ("trailing", 30)])
 def test_spacings_where_ddim_step_skips_to_t_minus_1000_over_T_do_not_reproduce(spacing, num_steps):
-    """Documented in README "Seeds": DDIMScheduler.step lands on t - 1000//T, not on the next timestep."""
+    """Documented in docs/CONVENTIONS.md "Seeds": DDIMScheduler.step lands on t - 1000//T, not on the next timestep."""
     torch.set_num_threads(1)
     model = tiny_model("tiny_sd", num_steps, spacing, 5.0)
     timesteps = [int(t) for t in model.schedule.timesteps]

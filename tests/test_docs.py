@@ -40,3 +40,22 @@ def test_what_a_run_writes_names_every_declared_variant():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## What a run writes"):].split("\n## ")[0]
     assert [v for v in known_variants() if f"`{v}`" not in section] == []
+
+
+def test_what_a_run_writes_table_is_each_methods_declaration():
+    """Each row of README's variants table names methods and, for each, exactly its declared kept variants,
+    reference variants and comparisons; every method of conf/method has a row."""
+    from noise_exp.methods.registry import method_classes
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## What a run writes"):].split("\n## ")[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| `")]
+    table = {name: cells[1:] for cells in rows for name in re.findall(r"`(\w+)`", cells[0])}
+    declared = {}
+    for cls in method_classes():
+        declared[cls.name] = (
+            [v.name for v in cls.variants if v.role == "kept"], [v.name for v in cls.variants if v.role == "reference"],
+            [(c.a, c.b) for c in cls.comparisons])
+    shown = {name: (sorted(re.findall(r"`(\w+)`", kept)), sorted(re.findall(r"`(\w+)`", reference)),
+                    re.findall(r"`(\w+)` vs `(\w+)`", compares)) for name, (kept, reference, compares) in table.items()}
+    assert shown == {name: (sorted(kept), sorted(ref), pairs) for name, (kept, ref, pairs) in declared.items()}

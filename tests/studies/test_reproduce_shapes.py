@@ -44,7 +44,7 @@ def test_sign_test_agrees_with_scipy(wins, losses):
 def test_paper_equivalent_lr_is_the_projects_scaling_rule():
     lr = reproduce.paper_equivalent_lr
     assert lr(4 * 128 * 128, 100) == pytest.approx(100.0)  # the paper's setting
-    assert lr(4 * 64 * 64, 100) == pytest.approx(25.0)     # README: SDXL-turbo at 512 px
+    assert lr(4 * 64 * 64, 100) == pytest.approx(25.0)     # docs/CONVENTIONS.md: SDXL-turbo at 512 px
     assert lr(64, 100) == pytest.approx(0.09765625)        # docs/small_model.md: "lr 0.1 at d = 64"
     assert lr(256, 20) == pytest.approx(1.953125) and lr(1024, 20) == pytest.approx(7.8125)
 
