@@ -21,6 +21,25 @@ def test_the_readme_links_the_index():
     assert "(docs/index.md)" in (ROOT / "README.md").read_text()
 
 
+def heading_anchors(page) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings: lower case, punctuation but - and _ dropped, spaces as -."""
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in page.read_text().splitlines() if line.startswith("#")}
+
+
+def test_relative_links_of_the_readme_and_docs_point_at_files_and_headings_that_exist():
+    broken = []
+    for page in [ROOT / "README.md", ROOT / "weights" / "README.md", *DOCS.glob("*.md")]:
+        for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path, _, anchor = link.partition("#")
+            target = (page.parent / path) if path else page
+            if link.startswith(("http://", "https://")):
+                continue
+            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in heading_anchors(target)):
+                broken.append(f"{page.relative_to(ROOT)}: {link}")
+    assert broken == []
+
+
 def test_make_help_lists_every_phony_target():
     import os
     import subprocess
