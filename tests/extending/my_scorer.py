@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evaluators.base import Evaluator
+from noise_exp.evaluators.base import Evaluator
 
 
 def colourfulness(rgb: np.ndarray) -> float:
