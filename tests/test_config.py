@@ -89,7 +89,7 @@ def test_paper_experiments_run_on_the_flow_models(experiment, model):
 
 # --- model configs state only what differs from their base (conf/model_base/) -----------------------------------
 
-MODEL_SNAPSHOT = Path(__file__).parent / "data" / "model_configs.json"
+MODEL_SNAPSHOT = Path(__file__).parent / "testdata" / "model_configs.json"
 
 
 def composed_model(model: str) -> dict:
@@ -99,7 +99,7 @@ def composed_model(model: str) -> dict:
 
 def test_every_model_composes_to_its_recorded_config():
     """The configs were split into a base and what differs; the composed result is what each file said in full before
-    (tests/data/model_configs.json, written from the full files). A deliberate change updates that file:
+    (tests/testdata/model_configs.json, written from the full files). A deliberate change updates that file:
     `.venv/bin/python -m tests.test_config`."""
     recorded = json.loads(MODEL_SNAPSHOT.read_text())
     # a model removed is a finding; a model added is not recorded here (adding a family touches no test file)

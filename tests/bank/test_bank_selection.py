@@ -17,7 +17,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.registry import run_pairs
 from noise_exp.report import write_report
 from noise_exp.rundir.declaration import read_declaration
-from tests.bank.helpers import SCORERS, run_digits
+from tests.support.bank import SCORERS, run_digits
 from tests.conftest import compose_cfg
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,7 @@ import pytest
 from noise_exp.candidates import CandidateBank
 from noise_exp.bank.__main__ import main as bank_main
 from noise_exp.bank.stats import pooled_stats, prompt_stats
-from tests.bank.helpers import SCOPE, synthetic
+from tests.support.bank import SCOPE, synthetic
 
 SPREAD = math.sqrt(5 / 3)  # sample std of 1, 2, 3, 4
 

@@ -9,7 +9,7 @@ import pytest
 from noise_exp.candidates import CandidateBank
 from noise_exp.bank.decompose import (anova_mean_squares, decompose, mean_pairwise_spearman, variance_components,
                                       variance_shares)
-from tests.bank.helpers import SCOPE, synthetic
+from tests.support.bank import SCOPE, synthetic
 
 RNG = np.random.default_rng(0)
 PROMPT_EFFECT = RNG.normal(0, 1, size=(12, 1))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from human_eval_helpers import LiveServer, make_run
+from tests.human_eval.helpers import LiveServer, make_run
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from human_eval_helpers import LiveServer
 from noise_exp.human_eval.pairs import annotator_sequence, shown_order
 from noise_exp.report.human import human_report_markdown, human_winning_rates
 from noise_exp.rundir.votes import read_votes
+from tests.human_eval.helpers import LiveServer
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 

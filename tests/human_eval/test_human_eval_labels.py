@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from human_eval_helpers import LiveServer
 from noise_exp.human_eval.__main__ import main
 from noise_exp.human_eval.app import db_path
 from noise_exp.human_eval.audit import audit, audit_markdown
 from noise_exp.human_eval.labels import Label, LabelStore, label_rule, labelling_order, read_labels
 from noise_exp.report.tables import wilson_interval
 from noise_exp.rundir.votes import utc_now
-from test_human_eval_browser import CHROMIUM, browser_on, open_page, wait_for_change
+from tests.human_eval.helpers import LiveServer
+from tests.human_eval.test_human_eval_browser import CHROMIUM, browser_on, open_page, wait_for_change
 
 
 def wait_for_item_change(page, previous: str) -> str:

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from human_eval_helpers import make_run
 from noise_exp.errors import NoiseExpError
 from noise_exp.human_eval.pairs import (
     annotator_sequence,
@@ -17,6 +16,7 @@ from noise_exp.human_eval.pairs import (
     parse_comparisons,
     shown_order,
 )
+from tests.human_eval.helpers import make_run
 
 
 def test_run_folder_gives_conventional_pairs(run_folder: Path):

@@ -14,10 +14,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from human_eval_helpers import LiveServer, make_run
 from noise_exp.human_eval.__main__ import main
 from noise_exp.human_eval.pairs import annotator_sequence, image_for_side, shown_order
 from noise_exp.rundir.votes import DB_NAME, read_votes
+from tests.human_eval.helpers import LiveServer, make_run
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -164,7 +164,7 @@ def a_file(case: Path) -> Path:
 def synthetic_bank(case: Path) -> Path:
     """A bank of 2 prompts x 3 candidates written by the bank's own writer (stability only, no scores)."""
     from noise_exp.candidates import CandidateBank
-    from tests.bank.helpers import SCOPE, synthetic
+    from tests.support.bank import SCOPE, synthetic
 
     bank = CandidateBank(case / "bank", create=True)
     writer = bank.writer("fault-matrix")

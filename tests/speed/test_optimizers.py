@@ -6,7 +6,7 @@ import torch
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, anderson_step, optimize_noise
-from tests.test_optimization import _fixed_map, _hand_gradient
+from tests.methods.test_optimization import _fixed_map, _hand_gradient
 
 
 def _run(optimizer, steps=2, **settings):

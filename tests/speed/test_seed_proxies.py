@@ -13,7 +13,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.seed_proxies import NoiseProxy, low_frequency_energy, noise_norm, parse_any_proxy
 from noise_exp.methods.select_fast import shortlist_indices
-from tests.bank.helpers import run_digits
+from tests.support.bank import run_digits
 
 K = 6
 

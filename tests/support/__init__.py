@@ -1,1 +1,2 @@
-"""Fixtures shared by the tests: tiny scorer checkpoints (scorers) and synthetic run folders (runs)."""
+"""Helpers shared by several test folders: tiny scorer checkpoints (scorers), synthetic run folders (runs), synthetic
+candidates and banked digits runs (bank)."""

@@ -9,7 +9,7 @@ import torch
 from noise_exp.errors import NoiseExpError
 from noise_exp.runner import build
 from tests.conftest import compose_cfg
-from tests.flow.conftest import CPU_FLOAT32, with_settings
+from tests.models.flow_matching.conftest import CPU_FLOAT32, with_settings
 
 
 def build_error(overrides: list[str]) -> str:

@@ -13,14 +13,14 @@ import pytest
 
 from noise_exp.candidates import BankScope, CandidateBank, StoredCandidate, candidate_key
 from noise_exp.errors import NoiseExpError
-from tests.bank.helpers import SCOPE, synthetic
+from tests.support.bank import SCOPE, synthetic
 from tests.conftest import ROOT
 
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from noise_exp.candidates import CandidateBank
-    from tests.bank.helpers import SCOPE, synthetic
+    from tests.support.bank import SCOPE, synthetic
     bank, first, batches, size = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     writer = CandidateBank(bank, create=True).writer(run=f"writer-{first}")
     batch = 0

@@ -1,6 +1,6 @@
 """The converter on a tiny checkpoint in Stability's key layout: a loadable diffusers folder with the same weights.
 
-The UNet / VAE key names and shapes come from a tiny sgm model (tests/sv3d/data, dumped from Stability's
+The UNet / VAE key names and shapes come from a tiny sgm model (tests/models/sv3d/testdata, dumped from Stability's
 generative-models); the OpenCLIP visual tower is a tiny open_clip ViT, so its layout is the real one too.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from noise_exp.models.sv3d_convert import CLIP_VISUAL_PREFIX
 from noise_exp.similarity import stability
 from tests.conftest import compose_cfg, load_script
 
-KEYS = Path(__file__).parent / "data" / "sgm_tiny_sv3d_keys.json"
+KEYS = Path(__file__).parent / "testdata" / "sgm_tiny_sv3d_keys.json"
 OPEN_CLIP_TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8,
                                                   "head_width": 16, "mlp_ratio": 2.0},
                   "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}

@@ -11,7 +11,7 @@ from noise_exp.methods import NoiseOptimization, NoiseSelection
 from noise_exp.models.flow_matching import pack_latents, unpack_latents
 from noise_exp.similarity import stability
 from tests.conftest import CONF, compose_cfg
-from tests.flow.conftest import with_settings
+from tests.models.flow_matching.conftest import with_settings
 
 PROMPT = "a small house by a lake"
 SEEDS = (0, 7)

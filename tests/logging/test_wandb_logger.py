@@ -12,9 +12,9 @@ from PIL import Image
 
 from noise_exp.logging import NullLogger, RunLogger, WandbLogger
 from noise_exp.logging.wandb_logger import sweep_group
-from tests.wandb_files import isolate_wandb, logged, read_complete_log
+from tests.logging.wandb_files import isolate_wandb, logged, read_complete_log
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = {"model": {"name": "tiny_sdxl", "num_steps": 4}, "method": {"name": "optimize", "lr": 100.0},
           "out": Path("/tmp/x")}
 

@@ -1,4 +1,4 @@
-"""Synthetic candidates and small runs of the digits model with a bank, shared by the bank tests."""
+"""Synthetic candidates and small banked runs of the digits model (bank, candidates, speed, fault-matrix tests)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -10,14 +10,14 @@ import pytest
 
 from noise_exp.merge import main as merge_main
 from tests.conftest import ROOT
-from tests.wandb_files import logged_tables, offline_runs, run_record, summary_values
+from tests.logging.wandb_files import logged_tables, offline_runs, run_record, summary_values
 
 SETTINGS = [(2, 30), (2, 300), (3, 30), (3, 300)]  # (model.num_steps, method.lr)
 
 
 @pytest.fixture(autouse=True)
 def isolated_wandb(monkeypatch, tmp_path):
-    from tests.wandb_files import isolate_wandb
+    from tests.logging.wandb_files import isolate_wandb
 
     isolate_wandb(monkeypatch, tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -1,4 +1,4 @@
-"""Helpers for the human_eval tests (a uniquely named module: `conftest` may be ambiguous across test folders)."""
+"""Helpers of the human_eval tests: a synthetic run folder and the real server on a free port."""
 from __future__ import annotations
 
 import socket

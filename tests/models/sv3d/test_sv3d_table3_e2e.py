@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests.conftest import ROOT
 from tests.support.scorers import tiny_open_clip_config
-from tests.sv3d.conftest import FIXTURE_OBJECTS
+from tests.models.sv3d.conftest import FIXTURE_OBJECTS
 
 pytestmark = pytest.mark.slow
 VIEWS = 4

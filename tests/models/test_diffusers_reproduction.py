@@ -20,7 +20,7 @@ PROMPT = "a small house by a lake"
 SEEDS = (0, 7)
 TINY_OF_FAMILY = {"noise_exp.models.StableDiffusionXLModel.from_pretrained": "tiny_sdxl",
                   "noise_exp.models.StableDiffusionModel.from_pretrained": "tiny_sd"}
-# SV3D has no diffusers text-to-image pipeline; the flow-matching models are checked in tests/flow
+# SV3D has no diffusers text-to-image pipeline; the flow-matching models are checked in tests/models/flow_matching
 NO_DIFFUSERS_PIPELINE = {"noise_exp.models.sv3d.SV3DModel.from_pretrained",
                          "noise_exp.models.flow_matching.StableDiffusion3Model.from_pretrained",
                          "noise_exp.models.flow_matching.FluxModel.from_pretrained"}
