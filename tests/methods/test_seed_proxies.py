@@ -55,7 +55,7 @@ def _fast(*overrides):
 
 
 def test_prior_short_lists(digits_prior, digits):
-    from tests.speed.conftest import with_settings
+    from tests.methods.conftest import with_settings
 
     model = with_settings(digits, num_steps=2)
     cond = model.encode_prompt("a handwritten digit 7")

@@ -1,4 +1,4 @@
-"""The models the speed tests run: small_digits (trained, d = 64) and tiny_sd (random weights), built from conf/."""
+"""The models the methods tests run: small_digits (trained, d = 64) and tiny_sd (random weights), built from conf/."""
 from __future__ import annotations
 
 from typing import Callable

@@ -5,7 +5,7 @@ import torch
 from noise_exp.ddim import ddim_denoise_step, ddim_inversion_step, fixed_point_inversion_step
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
-from tests.speed.conftest import with_settings
+from tests.methods.conftest import with_settings
 
 
 def _relative_error(model, noise):
