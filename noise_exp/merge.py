@@ -18,14 +18,16 @@ from noise_exp.files import writable_folder
 from noise_exp.logging import RunLogger
 from noise_exp.report.sweep import add_tie_tolerance_option, check_unique_prompts, read_sweep_spec, sweep_settings
 from noise_exp.report.tables import RESERVED
+from noise_exp.rundir.metrics import record_directions, runs_directions
 from noise_exp.rundir.results import MERGED, RESULTS_FILE, find_runs, read_results, write_results
 
 
 def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | None = None,
                pool: bool = False, tie_tolerance: dict[str, float] | None = None) -> Path:
     """Concatenate the runs' results (with a `run` column and the sweep's setting columns), check each
-    (setting, dataset, prompt, variant) appears once unless `pool`, and write `<out>/results.csv` and the report
-    (one row per setting, or pooled). Returns the output folder."""
+    (setting, dataset, prompt, variant) appears once unless `pool`, and write `<out>/results.csv`, the runs'
+    metric directions (`<out>/metrics.json`) and the report (one row per setting, or pooled). Returns the output
+    folder."""
     folder = Path(folder)
     out_dir = Path(out_dir) if out_dir else folder / MERGED
     runs = find_runs(folder)
@@ -43,8 +45,10 @@ def merge_runs(folder: Path, out_dir: Path | None = None, tracker: RunLogger | N
     merged = pd.concat(frames, ignore_index=True)
     if not pool:
         check_unique_prompts(merged, settings.columns)
+    directions = runs_directions(runs)  # before anything is written: runs that disagree on a metric stop the merge
     out_dir.mkdir(parents=True, exist_ok=True)
     write_results(merged, out_dir)
+    record_directions(out_dir, directions)
     from noise_exp.report import write_report
 
     report = write_report(runs, out_dir / "report", pool=pool, tie_tolerance=tie_tolerance)

@@ -17,7 +17,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import AbstractSet, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,8 @@ from noise_exp.files import atomic_write_bytes
 from noise_exp.methods.registry import compare_baseline, compare_classes
 from noise_exp.report.figures import save_figure
 from noise_exp.report.sweep import tie_tolerances
-from noise_exp.report.tables import (METRIC_LABELS, count_pairs, metric_columns, tie_tolerance_of, ties_rule,
-                                     to_markdown)
+from noise_exp.report.tables import (LEGACY_LOWER_IS_BETTER, METRIC_LABELS, count_pairs, lower_is_better,
+                                     metric_columns, tie_tolerance_of, ties_rule, to_markdown)
 from noise_exp.rundir.results import find_runs, read_results
 
 SAW_STABILITY = "stability s(ε)"
@@ -111,11 +111,12 @@ def compared_rows(runs: Sequence[ComparedRun]) -> pd.DataFrame:
     return rows
 
 
-def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str, float] | None = None
-                  ) -> pd.DataFrame:
+def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str, float] | None = None,
+                  lower: AbstractSet[str] = LEGACY_LOWER_IS_BETTER) -> pd.DataFrame:
     """Per (budget, method): n, mean NFEs and seconds, and per scorer the mean, its bootstrap interval and the
     win rate against the declared baseline (`compare_baseline`: random) at the same budget with its Wilson interval
-    (a difference within `tie_tolerance_of(metric, tolerances)` is a tie, half a win)."""
+    (a difference within `tie_tolerance_of(metric, tolerances)` is a tie, half a win; for a metric in `lower`, the
+    runs' `lower_is_better`, lower wins)."""
     metrics = [m for m in metric_columns(rows) if m != "budget"]
     reference = compare_baseline()
     out = []
@@ -129,6 +130,8 @@ def compare_table(rows: pd.DataFrame, draws: int = 2000, tolerances: Mapping[str
             pairs = part[["dataset", "prompt_id", metric]].merge(baseline[["dataset", "prompt_id", metric]],
                                                                  on=["dataset", "prompt_id"], suffixes=("", "_random"))
             difference = (pairs[metric] - pairs[f"{metric}_random"]).dropna().to_numpy()
+            if metric in lower:
+                difference = -difference
             counts = count_pairs(difference, tie_tolerance_of(metric, tolerances))
             row[f"{metric}_win"] = counts.win_rate if method != reference else math.nan
             low, high = counts.interval if method != reference else (math.nan, math.nan)
@@ -202,7 +205,7 @@ def write_compare(folder: Path, out_dir: Path | None = None, draws: int = 2000) 
     runs = [read_compared_run(run) for run in find_runs(Path(folder))]
     held_out = sorted({name for run in runs for name in run.held_out})
     tolerances = tie_tolerances([run.path for run in runs])
-    table = compare_table(compared_rows(runs), draws, tolerances)
+    table = compare_table(compared_rows(runs), draws, tolerances, lower_is_better([run.path for run in runs]))
     out_dir = Path(out_dir) if out_dir else Path(folder) / "compare"
     metrics = [c for c in table.columns if f"{c}_win" in table.columns]
     markdown = ties_rule(tolerances, metrics) + "\n\n" + table_markdown(table, held_out)

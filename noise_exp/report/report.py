@@ -46,10 +46,11 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, max_grid_rows: int = 8
     means = tables.mean_table(frame, settings, tables.variant_order(declarations))
     comparisons = tables.comparisons_for(frame["variant"], declarations)
     tolerances = tie_tolerances(run_dirs, tie_tolerance)
-    rates = tables.winning_rates(frame, comparisons, settings=settings, tie_tolerance=tolerances)
+    lower = tables.lower_is_better(run_dirs)  # each metric's direction, as the runs recorded it (metrics.json)
+    rates = tables.winning_rates(frame, comparisons, settings=settings, tie_tolerance=tolerances, lower=lower)
     files: dict[str, Path] = {}
 
-    layout = tables.to_markdown(tables.paper_layout(means, settings, tables.labels_for(declarations)))
+    layout = tables.to_markdown(tables.paper_layout(means, settings, tables.labels_for(declarations), lower))
     files["means_csv"] = _write_text(out_dir / "means.csv", means.to_csv(index=False))
     files["means_md"] = _write_text(out_dir / "means.md", layout)
 

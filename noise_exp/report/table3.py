@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import AbstractSet, Any, Mapping, Sequence
 
 import pandas as pd
 from PIL import Image, ImageDraw
@@ -24,7 +24,8 @@ from PIL import Image, ImageDraw
 from noise_exp.errors import NoiseExpError
 from noise_exp.imaging import horizontal_strip, open_image, prepare_view, split_strip, stack_rows
 from noise_exp.methods.registry import variant_labels
-from noise_exp.report.tables import LOWER_IS_BETTER, METRIC_LABELS, to_markdown, variant_order
+from noise_exp.report.tables import LEGACY_LOWER_IS_BETTER, METRIC_LABELS, to_markdown, variant_order
+from noise_exp.rundir.metrics import evaluator_directions, record_directions
 from noise_exp.rundir.store import RunStore
 
 PAPER_METRICS = ("lpips", "ssim", "clip_s")
@@ -106,8 +107,10 @@ def object_means(objects: Sequence[ObjectViews], per_view: pd.DataFrame, metrics
     return merged[["prompt_id", "object", "variant", "seed", "stability", *metrics]]
 
 
-def table3(per_object: pd.DataFrame, metrics: Sequence[str], model: str) -> pd.DataFrame:
-    """Means over objects per variant, in the paper's layout: Model | Noise | LPIPS ↓ | SSIM | CLIP-S | ..."""
+def table3(per_object: pd.DataFrame, metrics: Sequence[str], model: str,
+           lower: AbstractSet[str] = LEGACY_LOWER_IS_BETTER) -> pd.DataFrame:
+    """Means over objects per variant, in the paper's layout: Model | Noise | LPIPS ↓ | SSIM | CLIP-S | ... (a metric
+    in `lower`, its evaluator's `higher_is_better` false, marked ↓, the others ↑)."""
     order = {v: i for i, v in enumerate(variant_order())}
     labels = variant_labels(paper=True)
     grouped = per_object.groupby("variant", sort=False)
@@ -117,7 +120,7 @@ def table3(per_object: pd.DataFrame, metrics: Sequence[str], model: str) -> pd.D
         group = grouped.get_group(variant)
         row = {"Model": model, "Noise": labels.get(variant, variant)}
         for metric in metrics:
-            label = METRIC_LABELS.get(metric, metric) + (" ↓" if metric in LOWER_IS_BETTER else " ↑")
+            label = METRIC_LABELS.get(metric, metric) + (" ↓" if metric in lower else " ↑")
             row[label] = float(group[metric].mean())
         row["Stability ↑"] = float(group["stability"].mean())
         row["Objects"] = int(len(group))
@@ -159,7 +162,10 @@ class OrbitReport:
         metrics = [m for m in PAPER_METRICS if m in evaluators] + [m for m in evaluators if m not in PAPER_METRICS]
         per_view = score_views(objects, {m: evaluators[m] for m in metrics})
         per_object = object_means(objects, per_view, metrics)
-        table = table3(per_object, metrics, self.model_label or model_name)
+        directions = evaluator_directions({m: evaluators[m] for m in metrics})
+        table = table3(per_object, metrics, self.model_label or model_name,
+                       {metric for metric, higher in directions.items() if not higher})
+        record_directions(run_dir, directions)
         out_dir.mkdir(parents=True, exist_ok=True)
         files = {"per_view_csv": out_dir / "per_view.csv", "per_object_csv": out_dir / "per_object.csv",
                  "table3_csv": out_dir / "table3.csv", "table3_md": out_dir / "table3.md"}

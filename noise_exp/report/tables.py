@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import AbstractSet, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.methods.declaration import Declaration
 from noise_exp.methods.registry import declared_pairs, known_variants, paper_classes, variant_labels
 from noise_exp.report.sweep import SweepSettings, check_unique_prompts, natural_key, sweep_settings
+from noise_exp.rundir.metrics import runs_directions
 from noise_exp.rundir.results import read_results
 
 # Variant names, labels, order and comparisons ("A vs B": the share of prompts on which A beats B,
@@ -31,7 +32,10 @@ METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "ima
 # metric of every report, whether or not evaluators ran.
 STABILITY = "stability"
 NFE = "unet_calls"  # the NFEs that produced a row: network passes per sample, CFG passes included
-LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
+# Which way a metric is better is recorded by the run folder when it is scored (metrics.json, from the evaluator's
+# `higher_is_better`; `lower_is_better`). The legacy fallback, only for folders scored before metrics.json existed:
+# these two lower, every other metric higher.
+LEGACY_LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
 BOOKKEEPING = frozenset({"dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise",
                          "time_s", "unet_calls", "reference", "run", "norm_ratio", "nfe", "peak_memory_mb"})
 RATE_COLUMNS = ["dataset", "a", "b", "metric", "n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
@@ -58,6 +62,14 @@ def load_runs(run_dirs: Sequence[Path], settings: SweepSettings | None = None) -
         merged["dataset"] = "all"
     merged["dataset"] = merged["dataset"].fillna("all").astype(str)
     return merged
+
+
+def lower_is_better(run_dirs: Iterable[Path | str]) -> frozenset[str]:
+    """The metrics the runs record as lower-is-better (metrics.json; two runs that disagree: NoiseExpError), plus
+    LEGACY_LOWER_IS_BETTER's names that no run records (folders scored before metrics.json existed)."""
+    directions = runs_directions(run_dirs)
+    recorded_lower = {metric for metric, higher in directions.items() if not higher}
+    return frozenset(recorded_lower | (LEGACY_LOWER_IS_BETTER - set(directions)))
 
 
 @dataclass
@@ -231,11 +243,15 @@ def ties_rule(tolerances: Mapping[str, float] | None, metrics: Sequence[str]) ->
 
 
 def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] | None = None,
-                  settings: Sequence[str] = (), tie_tolerance: Mapping[str, float] | None = None) -> pd.DataFrame:
+                  settings: Sequence[str] = (), tie_tolerance: Mapping[str, float] | None = None,
+                  lower: AbstractSet[str] | None = None) -> pd.DataFrame:
     """Per (setting columns..., dataset), comparison (default: the methods' declared ones) and metric (the
-    evaluators', then `stability`): the share of prompts on which A beats B (ties half; for LPIPS lower wins), with
-    a 95% Wilson interval. A pair whose scores differ by at most `tie_tolerance_of(metric, tie_tolerance)` is a tie."""
+    evaluators', then `stability`): the share of prompts on which A beats B (ties half; for a metric in `lower`
+    lower wins; default: `lower_is_better` of the runs in the frame's `run` column), with a 95% Wilson interval.
+    A pair whose scores differ by at most `tie_tolerance_of(metric, tie_tolerance)` is a tie."""
     comparisons = declared_pairs() if comparisons is None else comparisons
+    if lower is None:
+        lower = lower_is_better(frame["run"].unique() if "run" in frame.columns else ())
     rows = []
     tolerances = dict(tie_tolerance or {})
     metrics = measured_columns(frame)
@@ -247,7 +263,7 @@ def winning_rates(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str]] | 
             for metric in metrics:
                 pairs = paired_scores(subset, a, b, metric)
                 difference = (pairs["a"] - pairs["b"]).to_numpy()
-                if metric in LOWER_IS_BETTER:
+                if metric in lower:
                     difference = -difference
                 tolerance = tie_tolerance_of(metric, tolerances)
                 counts = count_pairs(difference, tolerance)
@@ -264,9 +280,11 @@ def labels_for(declarations: Sequence[Declaration | None] = ()) -> dict[str, str
     return {**declared, **variant_labels()}
 
 
-def paper_layout(means: pd.DataFrame, settings: Sequence[str] = (), labels: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """The means in the paper's layout, after the setting columns (Noise: the declared label, `labels_for`):
-    Dataset | Noise | HPS v2 | AES | PickScore | ImageReward | Average | Stability."""
+def paper_layout(means: pd.DataFrame, settings: Sequence[str] = (), labels: Mapping[str, str] | None = None,
+                 lower: AbstractSet[str] = LEGACY_LOWER_IS_BETTER) -> pd.DataFrame:
+    """The means in the paper's layout, after the setting columns (Noise: the declared label, `labels_for`; a metric
+    in `lower`, the runs' `lower_is_better`, marked ↓): Dataset | Noise | HPS v2 | AES | PickScore | ImageReward |
+    Average | Stability."""
     labels = labels_for() if labels is None else labels
     measured = [c for c in means.columns if c not in {*settings, "dataset", "variant", "n"}]
     table = means[list(settings)].copy()
@@ -274,7 +292,7 @@ def paper_layout(means: pd.DataFrame, settings: Sequence[str] = (), labels: Mapp
     table["Noise"] = [labels.get(v, v) for v in means["variant"]]
     for metric in measured:
         label = "Average" if metric == "average" else METRIC_LABELS.get(metric, metric)
-        if metric in LOWER_IS_BETTER:
+        if metric in lower:
             label += " ↓"
         table[label] = means[metric].to_numpy()
     return table

@@ -18,6 +18,7 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.evaluators.base import Evaluator
 from noise_exp.imaging import open_image
 from noise_exp.rundir.lock import RunLock
+from noise_exp.rundir.metrics import evaluator_directions, record_directions
 from noise_exp.rundir.results import RESULTS_FILE, read_results, write_results
 from noise_exp.rundir.store import RunStore
 
@@ -66,7 +67,8 @@ def score_items(run_dir: Path, items: Sequence[ScoreItem], evaluators: Mapping[s
 
 def score_records(store: RunStore, evaluators: Mapping[str, Evaluator], missing_only: bool = False) -> int:
     """Score the kept images of a run folder's records and store the scores in the records (so any rebuild of
-    results.csv keeps them); the caller holds the folder's lock and rebuilds the tables. Returns images scored."""
+    results.csv keeps them) and each evaluator's direction in metrics.json; the caller holds the folder's lock and
+    rebuilds the tables. Returns images scored."""
     targets = []  # (record, variant, evaluator names to compute)
     for record in store.records():
         for variant in record["variants"]:
@@ -84,11 +86,13 @@ def score_records(store: RunStore, evaluators: Mapping[str, Evaluator], missing_
             variant["scores"] = {**(variant.get("scores") or {}), **{n: float(scores[n][index]) for n in names}}
     for record in {id(r): r for r, _, _ in targets}.values():
         store.write_record(record)
+    record_directions(store.run_dir, evaluator_directions(evaluators))
     return len(targets)
 
 
 def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: bool = False) -> pd.DataFrame:
-    """Add (or overwrite) one float column per evaluator in `run_dir/results.csv`; returns the new frame.
+    """Add (or overwrite) one float column per evaluator in `run_dir/results.csv`, and its direction in
+    metrics.json (`noise_exp.rundir.metrics`); returns the new frame.
 
     A run folder with per-prompt records keeps the scores in them (under the folder's lock); a results.csv
     without records (a merged sweep, a table made elsewhere) is scored in place. The report is not touched: the
@@ -113,4 +117,5 @@ def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: 
             if not (missing_only and name in frame.columns):
                 frame[name] = values
         write_results(frame, run_dir)
+        record_directions(run_dir, evaluator_directions(evaluators))
     return read_results(run_dir)

@@ -1,6 +1,7 @@
 """The report on synthetic run folders: means, winning-rate arithmetic, CI, files, CLI."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -220,3 +221,40 @@ def test_grid_shows_images_of_at_least_256_px_sharp_with_stability_and_every_sco
     assert np.array_equal(np.asarray(grid.crop((pad, top, pad + 256, top + 256))), expected)
     under = np.asarray(grid.crop((pad, top + 256 + pad, pad + 256, top + 256 + pad + 6 * line)).convert("L"))
     assert (under < 100).sum() > 200  # six lines of text under the image
+
+
+def test_each_metric_counts_the_way_its_run_folder_records_and_runs_that_disagree_are_refused(run, tmp_path):
+    """metrics.json decides which way a metric wins and which column is marked ↓; a folder without it (scored
+    before it existed) counts lpips lower, every other metric higher; two runs recording one metric both ways stop
+    the report and the merge with one error naming both."""
+    from noise_exp.merge import merge_runs
+    from noise_exp.rundir.metrics import record_directions
+
+    assert not (run / "metrics.json").exists()  # an old folder: the legacy rule
+    old = write_report([run], tmp_path / "old")
+    assert rate(old.winning_rates, "drawbench", "stable", "unstable", "lpips").win_rate == pytest.approx(0.625)
+    assert "| HPS v2 | AES | PickScore | ImageReward | LPIPS ↓ |" in old.files["means_md"].read_text()
+    record_directions(run, {"hpsv2": False, "lpips": False})
+    new = write_report([run], tmp_path / "new")
+    # hpsv2 read lower-is-better: 1>0 loss, 2=2 tie, 3<5 win, 4>1 loss -> (1 + 0.5) / 4
+    row = rate(new.winning_rates, "drawbench", "stable", "unstable", "hpsv2")
+    assert (row.wins, row.ties, row.losses, row.win_rate) == (1, 1, 2, 0.375)
+    assert rate(new.winning_rates, "drawbench", "stable", "unstable", "lpips").win_rate == pytest.approx(0.625)
+    assert "| HPS v2 ↓ | AES | PickScore | ImageReward | LPIPS ↓ |" in new.files["means_md"].read_text()
+    assert rate(winning_rates(load_runs([run])), "drawbench", "stable", "unstable", "hpsv2").win_rate == 0.375
+
+    sweep = tmp_path / "sweep"
+    (sweep / "a").parent.mkdir()
+    run.rename(sweep / "a")
+    other = write_synthetic_run(sweep / "b", PROMPTS, ("stable", "unstable"), metrics={"hpsv2": metrics(HPS)})
+    record_directions(other, {"hpsv2": True})
+    disagree = r"a/metrics.json records hpsv2 as lower-is-better but .*b/metrics.json as higher-is-better"
+    with pytest.raises(NoiseExpError, match=disagree):
+        write_report([sweep / "a", other], tmp_path / "both", pool=True)
+    with pytest.raises(NoiseExpError, match=disagree):
+        merge_runs(sweep, pool=True)
+    assert not (sweep / "merged").exists()
+    record_directions(other, {"hpsv2": False})  # rescored the same way: the merge records the directions it read
+    merge_runs(sweep, pool=True)
+    assert json.loads((sweep / "merged" / "metrics.json").read_text()) == {
+        "hpsv2": {"higher_is_better": False}, "lpips": {"higher_is_better": False}}
