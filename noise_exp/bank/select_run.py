@@ -72,8 +72,9 @@ def check_images(mode: str) -> None:
 
 
 def _prepare(out: Path) -> None:
-    """The output folder, emptied of an earlier query's records, images, report and declaration."""
+    """The output folder, emptied of an earlier query's records, images, report, declaration and metric directions."""
     (out / "method.json").unlink(missing_ok=True)
+    (out / "metrics.json").unlink(missing_ok=True)  # a `noise_exp.score` of the earlier query's images
     for name in ("prompts", "images", "report"):
         shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """score_run and `python -m noise_exp.score` on a synthetic run folder with tiny scorers."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -43,7 +44,10 @@ def test_score_run_adds_columns_in_row_order_and_rewrites_atomically(run_dir, mo
 
     scored = score_run(run_dir, {"mean_pixel": MeanPixel(), "ssim": SSIM()})
 
-    assert len(replaced) == 1 and str(replaced[0][1]).endswith("results.csv")
+    # results.csv replaced once, then the scorers' directions merged into metrics.json
+    assert [os.path.basename(dst) for _, dst in replaced] == ["results.csv", "metrics.json"]
+    assert json.loads((run_dir / "metrics.json").read_text()) == {"mean_pixel": {"higher_is_better": True},
+                                                                  "ssim": {"higher_is_better": True}}
     assert not list(run_dir.glob(".results.*"))
     on_disk = pd.read_csv(run_dir / "results.csv")
     pd.testing.assert_frame_equal(on_disk, scored, check_dtype=False)

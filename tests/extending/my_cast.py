@@ -13,7 +13,7 @@ from noise_exp.evaluators.base import Evaluator
 
 
 def colour_cast(rgb: np.ndarray) -> float:
-    """C = sqrt(mean(rg)^2 + mean(yb)^2), rg = R - G, yb = (R + G) / 2 - B, in 0..255: 0 when the mean colour is grey."""
+    """C = sqrt(mean(rg)^2 + mean(yb)^2), rg = R - G, yb = (R + G) / 2 - B, in 0..255: 0 for a grey mean colour."""
     red, green, blue = (rgb[..., channel].astype(np.float64) for channel in range(3))
     return float(np.hypot((red - green).mean(), ((red + green) / 2 - blue).mean()))
 

@@ -258,3 +258,6 @@ def test_each_metric_counts_the_way_its_run_folder_records_and_runs_that_disagre
     merge_runs(sweep, pool=True)
     assert json.loads((sweep / "merged" / "metrics.json").read_text()) == {
         "hpsv2": {"higher_is_better": False}, "lpips": {"higher_is_better": False}}
+    (other / "metrics.json").write_text('{"hpsv2": {"higher_is_better": "no"}}')
+    with pytest.raises(NoiseExpError, match=r"b/metrics.json is not a record of metric directions"):
+        write_report([other], tmp_path / "broken")
