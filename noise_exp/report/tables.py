@@ -33,8 +33,8 @@ METRIC_LABELS = {"hpsv2": "HPS v2", "aes": "AES", "pickscore": "PickScore", "ima
 STABILITY = "stability"
 NFE = "unet_calls"  # the NFEs that produced a row: network passes per sample, CFG passes included
 # Which way a metric is better is recorded by the run folder when it is scored (metrics.json, from the evaluator's
-# `higher_is_better`; `lower_is_better`). The legacy fallback, only for folders scored before metrics.json existed:
-# these two lower, every other metric higher.
+# `higher_is_better`) and read by `lower_is_better`. The legacy fallback, only for folders scored before
+# metrics.json existed: these two lower, every other metric higher.
 LEGACY_LOWER_IS_BETTER = frozenset({"lpips", "lpips_vgg"})
 BOOKKEEPING = frozenset({"dataset", "prompt_id", "prompt", "variant", "seed", "stability", "image", "noise",
                          "time_s", "unet_calls", "reference", "run", "norm_ratio", "nfe", "peak_memory_mb"})
