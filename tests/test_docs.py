@@ -78,3 +78,18 @@ def test_what_a_run_writes_table_is_each_methods_declaration():
     shown = {name: (sorted(re.findall(r"`(\w+)`", kept)), sorted(re.findall(r"`(\w+)`", reference)),
                     re.findall(r"`(\w+)` vs `(\w+)`", compares)) for name, (kept, reference, compares) in table.items()}
     assert shown == {name: (sorted(kept), sorted(ref), pairs) for name, (kept, ref, pairs) in declared.items()}
+
+
+def test_code_and_test_files_the_docs_cite_exist():
+    """A module, script or test file named in the README, tests/README.md or docs/ exists: by its path, or, a bare
+    `test_*.py`, somewhere under tests/ (files moved by issue 21 left names behind)."""
+    pages = [ROOT / "README.md", ROOT / "tests" / "README.md", ROOT / "weights" / "README.md", *DOCS.glob("*.md")]
+    test_files = {path.name for path in (ROOT / "tests").rglob("test_*.py")}
+    missing = []
+    for page in pages:
+        text = page.read_text()
+        cited = re.findall(r"(?<![\w./-])((?:noise_exp|tests|scripts)/[\w./-]*\w)(?![\w<*])", text)
+        missing += [f"{page.relative_to(ROOT)}: {path}" for path in cited if not (ROOT / path).exists()]
+        missing += [f"{page.relative_to(ROOT)}: {name}" for name in re.findall(r"(?<![\w/.-])(test_\w+\.py)", text)
+                    if name not in test_files]
+    assert missing == []
