@@ -86,3 +86,12 @@ def test_the_command_exits_2_on_a_mistake(tmp_path):
                                                                                 "studies: compare, correlation, judge")
     assert done.stderr.count("\n") == 1 and not any(tmp_path.iterdir())
 
+
+
+def test_a_studys_help_names_its_knobs_and_the_whole_usage_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train_shapes", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_.value.code == 0
+    assert "with its config, conf/study/<name>.yaml; `quick=true` applies the yaml's `quick:` block first." in out
+    assert "train_shapes's knobs (conf/study/train_shapes.yaml): stages; no quick mode" in out
