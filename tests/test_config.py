@@ -117,16 +117,6 @@ def test_a_model_config_states_only_what_differs_from_its_base(model):
     assert not repeated, f"{model}.yaml repeats {repeated} from conf/{base}.yaml"
 
 
-# --- model builders -------------------------------------------------------------------------------------------
-
-def test_every_model_builder_follows_the_one_builder_pattern():
-    from noise_exp.builders.base import PipelineBuilder
-
-    builders = [OmegaConf.load(CONF / "model" / f"{model}.yaml").get("builder") for model in options("model")]
-    built = [instantiate(builder) for builder in builders if builder]
-    assert len(built) == 8 and all(isinstance(builder, PipelineBuilder) for builder in built)
-
-
 if __name__ == "__main__":
     MODEL_SNAPSHOT.write_text(json.dumps({m: composed_model(m) for m in options("model")}, indent=1, sort_keys=True))
     print(f"wrote {MODEL_SNAPSHOT}")

@@ -93,3 +93,12 @@ def test_code_and_test_files_the_docs_cite_exist():
         missing += [f"{page.relative_to(ROOT)}: {name}" for name in re.findall(r"(?<![\w/.-])(test_\w+\.py)", text)
                     if name not in test_files]
     assert missing == []
+
+
+def test_tests_mirror_the_packages_as_tests_readme_says():
+    """Every package of noise_exp is named in tests/README.md's table and has its tests in tests/<package>/."""
+    packages = sorted(path.parent.name for path in (ROOT / "noise_exp").glob("*/__init__.py"))
+    row = next(line for line in (ROOT / "tests" / "README.md").read_text().splitlines()
+               if line.startswith("| `noise_exp/<package>/`"))
+    assert [name for name in packages if name not in re.findall(r"\w+", row)] == []
+    assert [name for name in packages if not list((ROOT / "tests" / name).glob("test_*.py"))] == []
