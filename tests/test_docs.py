@@ -102,3 +102,14 @@ def test_tests_mirror_the_packages_as_tests_readme_says():
                if line.startswith("| `noise_exp/<package>/`"))
     assert [name for name in packages if name not in re.findall(r"\w+", row)] == []
     assert [name for name in packages if not list((ROOT / "tests" / name).glob("test_*.py"))] == []
+
+
+def test_the_readme_layout_names_every_top_level_folder_and_package():
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):].split("\n## ")[0]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    folders = {path.split("/")[0] for path in tracked.splitlines() if "/" in path and not path.startswith(".")}
+    packages = {path.parent.name for path in (ROOT / "noise_exp").glob("*/__init__.py")}
+    assert sorted(name for name in folders | packages if not re.search(rf"(?<![\w/]){name}/", layout)) == []
