@@ -81,9 +81,11 @@ def test_what_a_run_writes_table_is_each_methods_declaration():
 
 
 def test_code_and_test_files_the_docs_cite_exist():
-    """A module, script or test file named in the README, tests/README.md or docs/ exists: by its path, or, a bare
-    `test_*.py`, somewhere under tests/ (files moved by issue 21 left names behind)."""
-    pages = [ROOT / "README.md", ROOT / "tests" / "README.md", ROOT / "weights" / "README.md", *DOCS.glob("*.md")]
+    """A module, script or test file named in the README, tests/README.md, docs/, conf/'s comments, the Makefile or
+    noise_exp's docstrings exists: by its path, or, a bare `test_*.py`, somewhere under tests/ (files moved by issue
+    21 left names behind)."""
+    pages = [ROOT / "README.md", ROOT / "tests" / "README.md", ROOT / "weights" / "README.md", *DOCS.glob("*.md"),
+             ROOT / "Makefile", *sorted((ROOT / "conf").rglob("*.yaml")), *sorted((ROOT / "noise_exp").rglob("*.py"))]
     test_files = {path.name for path in (ROOT / "tests").rglob("test_*.py")}
     missing = []
     for page in pages:
