@@ -3,6 +3,7 @@ command line it records, committed files read from the repository root, and the 
 doc."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from pathlib import Path
@@ -55,10 +56,13 @@ def study_config(name: str, overrides: Sequence[str] = ()) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     module = study_module(name)
+    knobs = [field.name for field in dataclasses.fields(module.Config)]
     quick, changes = False, {}
     for key, value in parse_overrides(overrides):
         if key == QUICK:
             quick = flag_param(QUICK, value)
+        elif key.split(".")[0] not in knobs:
+            raise NoiseExpError(f"study {name}: unknown knob {key!r}; its knobs: {', '.join(knobs)}")
         else:
             changes[key] = value
     try:

@@ -47,7 +47,7 @@ def test_overrides_apply_after_the_quick_block():
 
 @pytest.mark.parametrize("argv, line", [
     (["nope"], "error: unknown study 'nope'; the studies: compare, correlation, judge, reproduce_shapes"),
-    (["speed", "bogus=1"], "error: study speed: Key 'bogus' not in 'Config'"),
+    (["speed", "bogus=1"], "error: study speed: unknown knob 'bogus'; its knobs: out, models, prompts, seeds,"),
     (["speed", "seeds=abc"], "error: study speed: Value 'abc' of type 'str' could not be converted to Integer"),
     (["speed", "seeds"], "error: 'seeds' is not a key=value override"),
     (["speed", "seeds=[1,"], "error: cannot parse the override 'seeds=[1,'"),
