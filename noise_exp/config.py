@@ -1,4 +1,5 @@
-"""OmegaConf resolvers used by the configs in `conf/` (registered when `noise_exp` is imported)."""
+"""The configs of `conf/` seen from code: their OmegaConf resolvers (registered when `noise_exp` is imported) and
+sweep folder names, composing them outside `run.py`, and the old `_target_`s of saved configs upgraded to today's."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,7 +81,7 @@ def upgrade_targets(node: Any) -> Any:
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str | None = "config") -> DictConfig:
-    """Compose `conf/` with Hydra overrides outside `run.py` (scripts, benchmark, tests), as `run.py` would."""
+    """Compose `conf/` with Hydra overrides outside `run.py` (studies, benchmark, tests), as `run.py` would."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
