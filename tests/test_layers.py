@@ -43,3 +43,11 @@ def test_every_module_of_noise_exp_has_a_layer():
     children |= {f"noise_exp.{path.parent.name}" for path in (ROOT / "noise_exp").glob("*/__init__.py")}
     assert children - named == set(), "give each new module of noise_exp a layer in pyproject.toml"
     assert named - children == set()
+
+
+def test_conventions_names_every_module_of_the_contract_in_its_layers_paragraph():
+    """docs/CONVENTIONS.md's "Layers" paragraph is the contract in words: it names every module the contract names."""
+    conventions = (ROOT / "docs" / "CONVENTIONS.md").read_text()
+    paragraph = conventions[conventions.index("## Layers"):].split("\n## ")[0]
+    named = {name.strip() for layer in layers_contract()["layers"] for name in layer.replace("|", ":").split(":")}
+    assert sorted(name for name in named if f"`{name.removeprefix('noise_exp.')}`" not in paragraph) == []
