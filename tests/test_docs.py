@@ -80,15 +80,37 @@ def test_what_a_run_writes_table_is_each_methods_declaration():
     assert shown == {name: (sorted(kept), sorted(ref), pairs) for name, (kept, ref, pairs) in declared.items()}
 
 
+def cited_in() -> list:
+    """The pages whose commands and paths are checked: README, docs/, conf/'s comments, the Makefile, docstrings."""
+    return [ROOT / "README.md", ROOT / "tests" / "README.md", ROOT / "weights" / "README.md", *DOCS.glob("*.md"),
+            ROOT / "Makefile", *sorted((ROOT / "conf").rglob("*.yaml")), *sorted((ROOT / "noise_exp").rglob("*.py"))]
+
+
+def test_make_targets_modules_and_studies_the_docs_run_exist():
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    targets = {name for line in makefile.splitlines() if re.match(r"[\w -]+:", line)
+               for name in line.split(":")[0].split()}
+    missing = []
+    for page in cited_in():
+        text = page.read_text()
+        missing += [f"{page.relative_to(ROOT)}: make {name}" for name in re.findall(r"`make ([\w-]+)", text)
+                    if name not in targets]
+        for module in re.findall(r"python -m (noise_exp(?:\.\w+)+)", text):
+            path = ROOT / module.replace(".", "/")
+            if not (path.with_suffix(".py").is_file() or (path / "__main__.py").is_file()):
+                missing.append(f"{page.relative_to(ROOT)}: python -m {module}")
+        missing += [f"{page.relative_to(ROOT)}: study {name}" for name in re.findall(r"noise_exp\.studies (\w+)", text)
+                    if not (ROOT / "noise_exp" / "studies" / f"{name}.py").is_file()]
+    assert missing == []
+
+
 def test_code_and_test_files_the_docs_cite_exist():
     """A module, script or test file named in the README, tests/README.md, docs/, conf/'s comments, the Makefile or
     noise_exp's docstrings exists: by its path, or, a bare `test_*.py`, somewhere under tests/ (files moved by issue
     21 left names behind)."""
-    pages = [ROOT / "README.md", ROOT / "tests" / "README.md", ROOT / "weights" / "README.md", *DOCS.glob("*.md"),
-             ROOT / "Makefile", *sorted((ROOT / "conf").rglob("*.yaml")), *sorted((ROOT / "noise_exp").rglob("*.py"))]
     test_files = {path.name for path in (ROOT / "tests").rglob("test_*.py")}
     missing = []
-    for page in pages:
+    for page in cited_in():
         text = page.read_text()
         cited = re.findall(r"(?<![\w./-])((?:noise_exp|tests|scripts)/[\w./-]*\w)(?![\w<*])", text)
         missing += [f"{page.relative_to(ROOT)}: {path}" for path in cited if not (ROOT / path).exists()]
