@@ -90,7 +90,7 @@ def score_records(store: RunStore, evaluators: Mapping[str, Evaluator], missing_
     return len(targets)
 
 
-def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: bool = False) -> pd.DataFrame:
+def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator]) -> pd.DataFrame:
     """Add (or overwrite) one float column per evaluator in `run_dir/results.csv`, and its direction in
     metrics.json (`noise_exp.rundir.metrics`); returns the new frame.
 
@@ -108,14 +108,13 @@ def score_run(run_dir: Path, evaluators: Mapping[str, Evaluator], missing_only: 
     store = RunStore(run_dir)
     if store.records():
         with RunLock(run_dir):
-            score_records(store, evaluators, missing_only)
+            score_records(store, evaluators)
             store.write_tables()
     else:
         items = [ScoreItem(_cell(row.image), str(row.prompt), _cell(getattr(row, "reference", "")))
                  for row in frame.itertuples(index=False)]
         for name, values in score_items(run_dir, items, evaluators).items():
-            if not (missing_only and name in frame.columns):
-                frame[name] = values
+            frame[name] = values
         write_results(frame, run_dir)
         record_directions(run_dir, evaluator_directions(evaluators))
     return read_results(run_dir)
