@@ -23,7 +23,6 @@ from noise_exp.errors import NoiseExpError
 from noise_exp.human_eval.pairs import _safe_image, run_results
 from noise_exp.rundir.votes import VoteStore
 
-LABELS = ("yes", "no", "unsure")
 
 PERCEPTION = (
     "A shape is what a person would call it at a glance (a square with slightly rounded corners is a square; one "
