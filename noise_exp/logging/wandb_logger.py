@@ -295,9 +295,12 @@ class WandbLogger:
                 number = None if key in ID_COLUMNS else _finite(value)
                 if number is not None:
                     sums.setdefault(f"{row.get('variant', 'all')}/{key}", []).append(number)
-        for prompt in dict.fromkeys(t.get("prompt_id") for t in self._trace):
-            values = [s for s in (_finite(t.get("stability")) for t in self._trace if t.get("prompt_id") == prompt)
-                      if s is not None]
+        per_prompt: dict[Any, list[float]] = {}  # one pass over the trace (it holds every step of every prompt)
+        for step in self._trace:
+            values, stability = per_prompt.setdefault(step.get("prompt_id"), []), _finite(step.get("stability"))
+            if stability is not None:
+                values.append(stability)
+        for values in per_prompt.values():
             if values:
                 for key, value in (("initial", values[0]), ("final", values[-1]), ("best", max(values))):
                     sums.setdefault(f"trace/{key}_stability", []).append(value)
