@@ -173,10 +173,10 @@ def tie_tolerances(run_dirs: Sequence[Path], overrides: Mapping[str, float] | No
 def tolerance_option(text: str) -> tuple[str, float]:
     """`--tie-tolerance digit_classifier=0.001` as (metric, tolerance); argparse turns a ValueError into usage."""
     metric, _, value = text.partition("=")
-    tolerance = float(value)
+    metric, tolerance = metric.strip(), float(value)
     if not metric or not math.isfinite(tolerance) or tolerance < 0:
         raise ValueError(text)
-    return metric.strip(), tolerance
+    return metric, tolerance
 
 
 def add_tie_tolerance_option(parser: argparse.ArgumentParser) -> None:
