@@ -27,6 +27,7 @@ from noise_exp.errors import exit_on_user_error
 from noise_exp.evaluators.shapes import judge
 from noise_exp.evaluators.shapes_reward import (VOCABULARY, WEIGHTS, RewardArchitecture, ShapesRewardNet,
                                                 images_to_pixels, tokenize)
+from noise_exp.files import atomic_write_bytes
 from noise_exp.training.common import record_files
 
 
@@ -154,13 +155,13 @@ def evaluate_reward(net: ShapesRewardNet, images: int, seed: int, level: float =
 
 # --- weights ------------------------------------------------------------------------------------------
 def save_reward(net: ShapesRewardNet, record: dict, folder: Path) -> Path:
-    from safetensors.torch import save_file
+    """Each file written atomically, model.safetensors last: its presence means the folder is complete."""
+    from safetensors.torch import save
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(asdict(net.arch), indent=1) + "\n")
-    for name, text in record_files(record).items():
-        (folder / name).write_text(text)
+    texts = {"config.json": json.dumps(asdict(net.arch), indent=1) + "\n", **record_files(record)}
+    for name, text in texts.items():
+        atomic_write_bytes(folder / name, text.encode())
+    atomic_write_bytes(folder / "model.safetensors", save({k: v.contiguous() for k, v in net.state_dict().items()}))
     return folder
 
 
