@@ -149,11 +149,12 @@ def configured_folder(model: str) -> Path:
     return Path(compose_config([f"model={model}"]).model.pretrained)
 
 
-def clear_for_training(out_dir: Path, force: bool) -> bool:
-    """True when a training script should train into `out_dir`: it holds no model yet, or `force` removes it."""
-    if (Path(out_dir) / "model_index.json").exists():
+def clear_for_training(out_dir: Path, force: bool, marker: str = "model_index.json") -> bool:
+    """True when a training script should train into `out_dir`: it holds no model yet (no `marker` file), or
+    `force` removes it."""
+    if (Path(out_dir) / marker).exists():
         if not force:
-            print(f"{out_dir} already exists; --force retrains it")
+            print(f"{out_dir} already holds a trained model; --force retrains it")
             return False
         shutil.rmtree(out_dir)
     return True

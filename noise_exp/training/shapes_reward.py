@@ -9,7 +9,6 @@ the held-out ranking accuracy and agreement with the judge on fresh clean and mo
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from noise_exp.evaluators.shapes import judge
 from noise_exp.evaluators.shapes_reward import (VOCABULARY, WEIGHTS, RewardArchitecture, ShapesRewardNet,
                                                 images_to_pixels, tokenize)
 from noise_exp.files import atomic_write_bytes
-from noise_exp.training.common import record_files
+from noise_exp.training.common import clear_for_training, record_files
 
 
 @dataclass(frozen=True)
@@ -175,11 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--force", action="store_true", help="retrain even if the folder holds weights")
     args = parser.parse_args(argv)
-    if (args.out / "model.safetensors").exists():
-        if not args.force:
-            print(f"{args.out} already holds weights; --force retrains them")
-            return 0
-        shutil.rmtree(args.out)
+    if not clear_for_training(args.out, args.force, marker="model.safetensors"):
+        return 0
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     net, record = train_reward(RewardTrainingConfig(seed=args.seed, steps=args.steps),
