@@ -10,6 +10,14 @@ import torch
 from noise_exp.models.loading import save_pipeline_atomically
 
 
+def sd1_ddim_scheduler():
+    """SD 1.x's DDIM scheduler (scaled-linear betas, leading spacing): the tiny SD models' and the trained worlds'."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+
+
 @dataclass
 class PipelineBuilder:
     """`builder(folder)` builds the model from `seed` and saves it into `folder` in one rename.

@@ -14,6 +14,7 @@ from typing import Any
 from noise_exp.builders.base import PipelineBuilder
 from noise_exp.builders.tiny_sd import CLIP_HIDDEN, tiny_clip_config
 from noise_exp.builders.tokenizers import clip_tokenizers
+
 LATENT_CHANNELS = 16  # SD3's and FLUX.1's VAEs have 16 latent channels
 T5_SPECIAL = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5's SentencePiece model
 
@@ -51,8 +52,8 @@ def tiny_flow_vae(sample_size: int, scaling_factor: float, shift_factor: float) 
     return AutoencoderKL(block_out_channels=[32, 32, 32, 32], in_channels=3, out_channels=3,
                          latent_channels=LATENT_CHANNELS, layers_per_block=1,
                          down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-                         norm_num_groups=32, sample_size=sample_size * 8, scaling_factor=scaling_factor, shift_factor=shift_factor,
-                         use_quant_conv=False, use_post_quant_conv=False)
+                         norm_num_groups=32, sample_size=sample_size * 8, scaling_factor=scaling_factor,
+                         shift_factor=shift_factor, use_quant_conv=False, use_post_quant_conv=False)
 
 
 @dataclass
@@ -73,7 +74,8 @@ class TinySD3Builder(PipelineBuilder):
         transformer = SD3Transformer2DModel(
             sample_size=self.sample_size, patch_size=2, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
             num_layers=2, attention_head_dim=16, num_attention_heads=2, joint_attention_dim=self.t5_dim,
-            caption_projection_dim=32, pooled_projection_dim=2 * CLIP_HIDDEN, pos_embed_max_size=self.pos_embed_max_size)
+            caption_projection_dim=32, pooled_projection_dim=2 * CLIP_HIDDEN,
+            pos_embed_max_size=self.pos_embed_max_size)
         return StableDiffusion3Pipeline(
             transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=self.shift),
             vae=tiny_flow_vae(self.sample_size, scaling_factor=1.5305, shift_factor=0.0609),  # SD3's VAE
@@ -106,6 +108,7 @@ class TinyFluxBuilder(PipelineBuilder):
                                                     base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
                                                     max_image_seq_len=4096)
         return FluxPipeline(
-            transformer=transformer, scheduler=scheduler, vae=tiny_flow_vae(16, scaling_factor=0.3611, shift_factor=0.1159),  # FLUX.1's VAE
+            transformer=transformer, scheduler=scheduler,
+            vae=tiny_flow_vae(16, scaling_factor=0.3611, shift_factor=0.1159),  # FLUX.1's VAE
             text_encoder=CLIPTextModel(tiny_clip_config()), tokenizer=tokenizer,
             text_encoder_2=tiny_t5_encoder(len(tokenizer_2), self.t5_dim), tokenizer_2=tokenizer_2), {}

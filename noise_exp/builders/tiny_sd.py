@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from noise_exp.builders.base import PipelineBuilder
+from noise_exp.builders.base import PipelineBuilder, sd1_ddim_scheduler
 from noise_exp.builders.tokenizers import clip_tokenizers
 
 CLIP_HIDDEN = 32
@@ -35,14 +35,12 @@ class TinySDBuilder(PipelineBuilder):
     time_cond_proj_dim: int | None = None  # set: a guidance-distilled (LCM-style) UNet that embeds w instead of CFG
 
     def build(self) -> tuple[Any, dict[str, str]]:
-        from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
-                               UNet2DConditionModel)
+        from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
         tokenizer, tokenizer_2 = clip_tokenizers()
         text_config = tiny_clip_config(self.hidden_size)
-        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                                  set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+        scheduler = sd1_ddim_scheduler()
         vae = AutoencoderKL(block_out_channels=[32, 64, 64, 64], in_channels=3, out_channels=3, latent_channels=4,
                             layers_per_block=1, down_block_types=["DownEncoderBlock2D"] * 4,
                             up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=32,

@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
+from noise_exp.builders.base import sd1_ddim_scheduler
 from noise_exp.models.loading import save_pipeline_atomically
 
 TRAINING_RECORD = "training.json"
@@ -29,14 +30,6 @@ class VAETraining(Protocol):
     vae_lr: float
     kl_weight: float
     batch_size: int
-
-
-def sd1_ddim_scheduler():
-    """SD 1.x's DDIM scheduler (scaled-linear betas, leading spacing), shared by the small trained models."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
 
 
 def sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler=None):
@@ -149,11 +142,12 @@ def configured_folder(model: str) -> Path:
     return Path(compose_config([f"model={model}"]).model.pretrained)
 
 
-def clear_for_training(out_dir: Path, force: bool) -> bool:
-    """True when a training script should train into `out_dir`: it holds no model yet, or `force` removes it."""
-    if (Path(out_dir) / "model_index.json").exists():
+def clear_for_training(out_dir: Path, force: bool, marker: str = "model_index.json") -> bool:
+    """True when a training script should train into `out_dir`: it holds no model yet (no `marker` file), or
+    `force` removes it."""
+    if (Path(out_dir) / marker).exists():
         if not force:
-            print(f"{out_dir} already exists; --force retrains it")
+            print(f"{out_dir} already holds a trained model; --force retrains it")
             return False
         shutil.rmtree(out_dir)
     return True

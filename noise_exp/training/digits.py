@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from noise_exp.builders.base import PipelineBuilder
+from noise_exp.builders.base import PipelineBuilder, sd1_ddim_scheduler
 from noise_exp.builders.tokenizers import word_tokenizer
 from noise_exp.cli import ArgumentParser
 from noise_exp.data.digits import (
@@ -39,8 +39,8 @@ from noise_exp.data.digits import (
 )
 from noise_exp.errors import exit_on_user_error
 from noise_exp.training.common import (LossCurve, clear_for_training, configured_folder, encode_prompts,
-                                       epsilon_loss, optimizer_step, record_files, save_trained, sd1_ddim_scheduler,
-                                       sd_pipeline, train_vae, update_ema, warmup_cosine_lr)
+                                       epsilon_loss, optimizer_step, record_files, save_trained, sd_pipeline,
+                                       train_vae, update_ema, warmup_cosine_lr)
 
 log = logging.getLogger(__name__)
 

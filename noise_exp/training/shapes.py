@@ -35,14 +35,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noise_exp.builders.base import PipelineBuilder
+from noise_exp.builders.base import PipelineBuilder, sd1_ddim_scheduler
 from noise_exp.builders.tokenizers import word_tokenizer
 from noise_exp.cli import ArgumentParser
 from noise_exp.data.shapes import COLORS, NUMBER_WORDS, PLURALS, RELATIONS, SHAPES
 from noise_exp.data.shapes_render import TrainingPair, training_pairs
 from noise_exp.errors import NoiseExpError, exit_on_user_error
 from noise_exp.training.common import (LossCurve, clear_for_training, configured_folder, epsilon_loss,
-                                       optimizer_step, record_files, save_trained, sd1_ddim_scheduler, sd_pipeline,
+                                       optimizer_step, record_files, save_trained, sd_pipeline,
                                        train_vae, update_ema, warmup_cosine_lr)
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ the held-out ranking accuracy and agreement with the judge on fresh clean and mo
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,8 @@ from noise_exp.errors import exit_on_user_error
 from noise_exp.evaluators.shapes import judge
 from noise_exp.evaluators.shapes_reward import (VOCABULARY, WEIGHTS, RewardArchitecture, ShapesRewardNet,
                                                 images_to_pixels, tokenize)
-from noise_exp.training.common import record_files
+from noise_exp.files import atomic_write_bytes
+from noise_exp.training.common import clear_for_training, record_files
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,13 @@ def evaluate_reward(net: ShapesRewardNet, images: int, seed: int, level: float =
 
 # --- weights ------------------------------------------------------------------------------------------
 def save_reward(net: ShapesRewardNet, record: dict, folder: Path) -> Path:
-    from safetensors.torch import save_file
+    """Each file written atomically, model.safetensors last: its presence means the folder is complete."""
+    from safetensors.torch import save
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(asdict(net.arch), indent=1) + "\n")
-    for name, text in record_files(record).items():
-        (folder / name).write_text(text)
+    texts = {"config.json": json.dumps(asdict(net.arch), indent=1) + "\n", **record_files(record)}
+    for name, text in texts.items():
+        atomic_write_bytes(folder / name, text.encode())
+    atomic_write_bytes(folder / "model.safetensors", save({k: v.contiguous() for k, v in net.state_dict().items()}))
     return folder
 
 
@@ -174,11 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--force", action="store_true", help="retrain even if the folder holds weights")
     args = parser.parse_args(argv)
-    if (args.out / "model.safetensors").exists():
-        if not args.force:
-            print(f"{args.out} already holds weights; --force retrains them")
-            return 0
-        shutil.rmtree(args.out)
+    if not clear_for_training(args.out, args.force, marker="model.safetensors"):
+        return 0
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     net, record = train_reward(RewardTrainingConfig(seed=args.seed, steps=args.steps),
