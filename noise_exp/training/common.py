@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from noise_exp.builders.base import sd1_ddim_scheduler
 from noise_exp.models.loading import save_pipeline_atomically
+from noise_exp.params import integer_param
 
 TRAINING_RECORD = "training.json"
 
@@ -164,3 +165,16 @@ def save_trained(pipe, record: dict, out_dir: Path, started: float, threads: int
 def training_id(folder: Path) -> str:
     """sha256(training.json)[:12]: names the trained weights a study used (the record changes with every retraining)."""
     return hashlib.sha256((Path(folder) / TRAINING_RECORD).read_bytes()).hexdigest()[:12]
+
+
+def use_threads(threads: int) -> int:
+    """Set torch's thread count for a training command (a one-line error for anything but a positive integer)."""
+    torch.set_num_threads(integer_param("--threads", threads, 1))
+    return threads
+
+
+def check_counts(**counts: int | None) -> None:
+    """Each given step / batch count a positive integer (None: the preset's), before any training starts."""
+    for name, value in counts.items():
+        if value is not None:
+            integer_param(f"--{name.replace('_', '-')}", value, 1)

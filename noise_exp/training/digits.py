@@ -38,9 +38,9 @@ from noise_exp.data.digits import (
     load_digit_splits,
 )
 from noise_exp.errors import exit_on_user_error
-from noise_exp.training.common import (LossCurve, clear_for_training, configured_folder, encode_prompts,
-                                       epsilon_loss, optimizer_step, record_files, save_trained, sd_pipeline,
-                                       train_vae, update_ema, warmup_cosine_lr)
+from noise_exp.training.common import (LossCurve, check_counts, clear_for_training, configured_folder,
+                                       encode_prompts, epsilon_loss, optimizer_step, record_files, save_trained,
+                                       sd_pipeline, train_vae, update_ema, use_threads, warmup_cosine_lr)
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unet-steps", type=int, default=DigitsTrainingConfig.unet_steps)
     parser.add_argument("--force", action="store_true", help="retrain even if the folder exists")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
+    check_counts(vae_steps=args.vae_steps, unet_steps=args.unet_steps)
     out = args.out or configured_folder("small_digits")
     if not clear_for_training(out, args.force):
         return 0

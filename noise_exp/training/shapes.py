@@ -41,9 +41,9 @@ from noise_exp.cli import ArgumentParser
 from noise_exp.data.shapes import COLORS, NUMBER_WORDS, PLURALS, RELATIONS, SHAPES
 from noise_exp.data.shapes_render import TrainingPair, training_pairs
 from noise_exp.errors import NoiseExpError, exit_on_user_error
-from noise_exp.training.common import (LossCurve, clear_for_training, configured_folder, epsilon_loss,
-                                       optimizer_step, record_files, save_trained, sd_pipeline,
-                                       train_vae, update_ema, warmup_cosine_lr)
+from noise_exp.training.common import (LossCurve, check_counts, clear_for_training, configured_folder, epsilon_loss,
+                                       optimizer_step, record_files, save_trained, sd_pipeline, train_vae,
+                                       update_ema, use_threads, warmup_cosine_lr)
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,8 @@ class Stage:
 
 def train_stage(stage: Stage) -> Path | None:
     """Train one stage into its folder (None when the folder exists and `force` is off)."""
-    torch.set_num_threads(stage.threads)
+    use_threads(stage.threads)
+    check_counts(steps=stage.steps, vae_steps=stage.vae_steps, stop_after=stage.stop_after, batch_size=stage.batch_size)
     out = stage.out or configured_folder(MODEL_OF_SIZE[stage.size])
     if stage.continue_from and Path(stage.continue_from).resolve() == Path(out).resolve():
         raise NoiseExpError(f"--continue-from {stage.continue_from} is the output folder too: pass --out elsewhere, "

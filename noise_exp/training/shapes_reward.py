@@ -27,7 +27,7 @@ from noise_exp.evaluators.shapes import judge
 from noise_exp.evaluators.shapes_reward import (VOCABULARY, WEIGHTS, RewardArchitecture, ShapesRewardNet,
                                                 images_to_pixels, tokenize)
 from noise_exp.files import atomic_write_bytes
-from noise_exp.training.common import clear_for_training, record_files
+from noise_exp.training.common import check_counts, clear_for_training, record_files, use_threads
 
 
 @dataclass(frozen=True)
@@ -174,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--force", action="store_true", help="retrain even if the folder holds weights")
     args = parser.parse_args(argv)
+    use_threads(args.threads)
+    check_counts(steps=args.steps)
     if not clear_for_training(args.out, args.force, marker="model.safetensors"):
         return 0
-    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     net, record = train_reward(RewardTrainingConfig(seed=args.seed, steps=args.steps),
                                report=lambda line: print(line, flush=True))

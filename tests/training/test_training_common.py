@@ -49,3 +49,19 @@ def test_a_stage_row_with_an_unknown_key_is_one_line(capsys):
     assert study(["train_shapes", "stages=[{size: 32, stepz: 3}]"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stage 1 of the table" in err and "stepz" in err, err
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("digits", ["--threads", "0"], "--threads must be >= 1, got 0"),
+    ("digits", ["--unet-steps", "-1"], "--unet-steps must be >= 1, got -1"),
+    ("shapes", ["--size", "32", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    ("shapes_reward", ["--threads", "-2"], "--threads must be >= 1, got -2"),
+])
+def test_bad_counts_are_one_line_before_any_training(module, argv, message, tmp_path, capsys):
+    from importlib import import_module
+
+    out = tmp_path / "out"
+    assert import_module(f"noise_exp.training.{module}").main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not out.exists()
