@@ -6,9 +6,14 @@ Hydra's and OmegaConf's own config errors are made one line by `config_error_mes
 """
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Any, Callable
+
+# errno values of a storage fault, shared with noise_exp.files.write_failure
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+PATH_FAULTS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
 
 
 class NoiseExpError(Exception):
@@ -49,12 +54,9 @@ def exit_on_user_error(main: Callable[..., int]) -> Callable[..., int]:
 def file_fault_message(error: OSError) -> str | None:
     """A file-system fault (full disk, read-only, missing or forbidden path, a file where a folder should be) as
     one line naming the file, or None for any other OSError."""
-    import errno
-
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if error.errno in NO_SPACE:
         return f"no space left on the device while writing {error.filename or 'a file'}"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT,
-                       errno.ENAMETOOLONG) and error.filename:
+    if error.errno in (*PATH_FAULTS, errno.ENOENT) and error.filename:
         return f"{error.filename}: {error.strerror}"
     return None
 

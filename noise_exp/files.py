@@ -1,10 +1,11 @@
 """Atomic file writes that respect the user's umask, and one-line messages for write failures."""
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
+
+from noise_exp.errors import NO_SPACE, PATH_FAULTS, NoiseExpError
 
 
 def _read_umask() -> int:
@@ -48,9 +49,9 @@ def write_failure(error: OSError, where: Path) -> str | None:
     """A one-line explanation of an OSError raised while writing under `where`, or None if it is not a
     storage fault (full disk, quota, read-only or forbidden folder, a file where a folder should be)."""
     target = error.filename or where
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if error.errno in NO_SPACE:
         return f"no space left on the device while writing {target}"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG):
+    if error.errno in PATH_FAULTS:
         return f"cannot write {target}: {error.strerror}"
     return None
 
@@ -58,8 +59,6 @@ def write_failure(error: OSError, where: Path) -> str | None:
 def writable_folder(path: Path, flag: str) -> Path:
     """`path` checked before any work to be a folder that exists or can be made and written (one line naming
     `flag`, e.g. --out, otherwise)."""
-    from noise_exp.errors import NoiseExpError
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NoiseExpError(f"{flag} {path} is a file, not a folder")
@@ -75,8 +74,6 @@ def writable_folder(path: Path, flag: str) -> Path:
 
 def writable_file(path: Path, flag: str) -> Path:
     """`path` checked before any work to be a file that can be written in an existing folder."""
-    from noise_exp.errors import NoiseExpError
-
     path = Path(path)
     if path.is_dir():
         raise NoiseExpError(f"{flag} {path} is a folder, not a file")

@@ -94,11 +94,12 @@ def _checked_args(args, out: Path) -> list:
     """The select/correlate arguments checked in one line each (select's rules parsed); raises NoiseExpError."""
     from noise_exp.candidates.rules import SIMILARITY_NAMES, parse_rule
     from noise_exp.errors import NoiseExpError
+    from noise_exp.params import integer_param
 
     for flag, value, least in (("--k", args.k, 1), ("--seed", args.seed, 0),
                                ("--bootstrap", getattr(args, "bootstrap", None), 1)):
-        if value is not None and value < least:
-            raise NoiseExpError(f"{flag} must be >= {least}, got {value}")
+        if value is not None:
+            integer_param(flag, value, least)
     if args.command == "correlate":
         from noise_exp.files import writable_folder
 

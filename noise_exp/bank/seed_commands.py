@@ -9,6 +9,7 @@ from pathlib import Path
 
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
+from noise_exp.params import integer_param
 
 SEED_COMMANDS = ("decompose", "prior")
 
@@ -36,10 +37,10 @@ def run_seed_command(args: argparse.Namespace) -> int:
     from noise_exp.bank.seed_table import seed_prior, seed_table
     from noise_exp.candidates.seed_prior import write_prior
 
-    if args.k is not None and args.k < 2:
-        raise NoiseExpError(f"--k must be >= 2, got {args.k}")
-    if args.command == "decompose" and args.bootstrap < 1:  # every argument before any candidate is read
-        raise NoiseExpError(f"--bootstrap must be >= 1, got {args.bootstrap}")
+    if args.k is not None:
+        integer_param("--k", args.k, 2)
+    if args.command == "decompose":  # every argument before any candidate is read
+        integer_param("--bootstrap", args.bootstrap, 1)
     candidates = load_candidates(args.source, args.scope, args.bank).first(args.k)
     table = seed_table(candidates, args.similarity)
     if args.command == "prior":
