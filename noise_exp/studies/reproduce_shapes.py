@@ -49,6 +49,7 @@ from noise_exp.files import atomic_write_bytes
 from noise_exp.methods.optimization import paper_equivalent_lr
 from noise_exp.report.tables import sign_test_p
 from noise_exp.studies.common import project_path, shown
+from noise_exp.studies.reproduce_small import SUMMARY_COLUMNS
 from noise_exp.training.common import training_id
 
 if TYPE_CHECKING:
@@ -180,8 +181,6 @@ def run_comparisons(run_dir: Path, count: int, model: str, dim: int, guidance: f
 DIGITS_DOC = "docs/small_model.md"
 DIGITS_DIM = 4 * 4 * 4
 PAIRS = {"selection": ("stable", "unstable"), "optimization": ("optimized", "original")}
-# The columns of make reproduce-small's summary.csv and of its committed copy, results/reference/reproduce_small.csv.
-REFERENCE_COLUMNS = ("table", "guidance", "metric", "n", "wins", "ties", "losses", "mean_a", "mean_b")
 
 
 def digits_comparisons(reference: Path) -> list[Comparison]:
@@ -196,8 +195,8 @@ def digits_comparisons(reference: Path) -> list[Comparison]:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise NoiseExpError(f"reference {path}: cannot read it as a reproduce_small summary.csv ({err})") from None
-    if list(frame.columns) != list(REFERENCE_COLUMNS) or not frame["table"].isin(list(PAIRS)).all():
-        raise NoiseExpError(f"reference {path}: not a reproduce_small summary.csv (columns {', '.join(REFERENCE_COLUMNS)}; "
+    if list(frame.columns) != list(SUMMARY_COLUMNS) or not frame["table"].isin(list(PAIRS)).all():
+        raise NoiseExpError(f"reference {path}: not a reproduce_small summary.csv (columns {', '.join(SUMMARY_COLUMNS)}; "
                             f"table selection or optimization)")
     rows = []
     for r in frame.itertuples(index=False):
