@@ -188,7 +188,7 @@ def digits_comparisons(reference: Path) -> list[Comparison]:
     Wilson interval and sign test recomputed; A is stable (selection) or optimized (optimization)."""
     import pandas as pd
 
-    from noise_exp.report.tables import wilson_interval
+    from noise_exp.report.tables import PairCounts
 
     path = project_path(reference)
     try:
@@ -200,11 +200,11 @@ def digits_comparisons(reference: Path) -> list[Comparison]:
                             f"table selection or optimization)")
     rows = []
     for r in frame.itertuples(index=False):
-        n, wins, ties, losses = int(r.n), int(r.wins), int(r.ties), int(r.losses)
-        low, high = wilson_interval(wins + ties / 2, n)
+        counts = PairCounts(int(r.wins), int(r.ties), int(r.losses))
         rows.append(Comparison("small_digits", DIGITS_DIM, float(r.guidance), r.table, *PAIRS[r.table], r.metric,
-                               "all", n, wins, ties, losses, float(r.mean_a), float(r.mean_b), (wins + ties / 2) / n,
-                               low, high, sign_test_p(wins, losses)))
+                               "all", counts.n, counts.wins, counts.ties, counts.losses, float(r.mean_a),
+                               float(r.mean_b), counts.win_rate, *counts.interval,
+                               sign_test_p(counts.wins, counts.losses)))
     return rows
 
 
