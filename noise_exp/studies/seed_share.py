@@ -267,14 +267,14 @@ def calibration_size(rows: dict[str, np.ndarray], calibration: list[str], exact:
 def end_to_end(name: str, spec: Spec, out: Path, tag: str, prior_file: Path, exact: np.ndarray, prior: np.ndarray,
                args) -> dict[str, Any]:
     """`method=select_fast method.proxy=prior:<file>` on the test prompts: its kept seeds against the query's."""
-    import pandas as pd
+    from noise_exp.rundir.results import read_results
 
     run_dir = out / f"select_fast_prior_{tag}"
     start = time.perf_counter()
     run_job(name, spec.test, out / "test.jsonl", run_dir, args, "method=select_fast", f"method.num_seeds={args.seeds}",
         f"method.batch_size={spec.batch_size}", f"method.proxy=prior:{prior_file}", f"method.shortlist={E2E_SHORTLIST}", "method.unstable_shortlist=1",
         "save_images=[stable]")
-    rows = pd.read_csv(run_dir / "results.csv")
+    rows = read_results(run_dir)
     stable = rows[rows["variant"] == "stable"].sort_values("prompt_id")
     seeds = [int(s) for s in stable["seed"]]
     expected = kept_seeds(prior, exact, E2E_SHORTLIST).tolist()
