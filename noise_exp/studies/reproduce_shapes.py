@@ -35,7 +35,9 @@ float noise for the judge's 0/1 and stability; `noise_exp.report.tables.tie_tole
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,9 +136,12 @@ def snapshot_weights(model: str, out: Path) -> Weights:
     if not (source / "training.json").is_file():
         raise NoiseExpError(f"{source} has no training.json: not a trained {model} folder (make train-shapes)")
     target = out / "weights" / source.name
-    if not (target / "training.json").is_file():
+    if not (target / "training.json").is_file():  # a copy is renamed in whole: a killed one leaves no training.json
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        shutil.copytree(source, partial, dirs_exist_ok=True)  # copies the source folder's mode over mkdtemp's 0700
+        os.replace(partial, target)
     elif training_id(target) != training_id(source):
         print(f"note: {model} resumes on its snapshot {shown(target)} (training.json {training_id(target)}); "
               f"{shown(source)} is now {training_id(source)}: use a new out= for it", flush=True)
@@ -314,8 +319,6 @@ def run_models(work: list[tuple[str, int, int]], config: Config, out: Path
 
 def run(config: Config, command: str) -> int:
     """Both analogues on each model (or, from_runs, a re-count of an earlier run's folders); writes the summary."""
-    import os
-
     work = check_config(config)
     torch.set_num_threads(config.threads)
     out = config.out.resolve()
