@@ -101,8 +101,6 @@ def study_overrides(budgets: Mapping[str, Budget], conf_dir: Path, classes: Sequ
             *knob_overrides(ladder_knobs(budgets, classes))]
 
 
-
-
 def model_costs(overrides: list[str]) -> tuple[int, int, int]:
     """(G, R, d): NFEs of one generation and of one round trip, and the latent size, of the configured model."""
     import torch
