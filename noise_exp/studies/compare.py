@@ -13,7 +13,6 @@ the quality-vs-NFE plot; with `doc` the table goes into that Markdown file betwe
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,8 +101,6 @@ def study_overrides(budgets: Mapping[str, Budget], conf_dir: Path, classes: Sequ
             *knob_overrides(ladder_knobs(budgets, classes))]
 
 
-
-
 def model_costs(overrides: list[str]) -> tuple[int, int, int]:
     """(G, R, d): NFEs of one generation and of one round trip, and the latent size, of the configured model."""
     import torch
@@ -172,7 +169,7 @@ def run(config: Config, command: str) -> int:
     print(result.markdown + f"\nsweep: {seconds:.0f}s\ntable: {result.files['md']}\nplot: {result.files['png']}")
     if config.doc:
         figure = config.doc.with_suffix(".png")
-        shutil.copyfile(result.files["png"], figure)
+        atomic_write_bytes(figure, result.files["png"].read_bytes())
         write_doc_block(config.doc, "compare", doc_block(figure, result.markdown, command, seconds, costs))
     return 0
 

@@ -35,7 +35,9 @@ float noise for the judge's 0/1 and stability; `noise_exp.report.tables.tie_tole
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ from noise_exp.files import atomic_write_bytes
 from noise_exp.methods.optimization import paper_equivalent_lr
 from noise_exp.report.tables import sign_test_p
 from noise_exp.studies.common import project_path, shown
+from noise_exp.studies.reproduce_small import SUMMARY_COLUMNS
 from noise_exp.training.common import training_id
 
 if TYPE_CHECKING:
@@ -133,9 +136,12 @@ def snapshot_weights(model: str, out: Path) -> Weights:
     if not (source / "training.json").is_file():
         raise NoiseExpError(f"{source} has no training.json: not a trained {model} folder (make train-shapes)")
     target = out / "weights" / source.name
-    if not (target / "training.json").is_file():
+    if not (target / "training.json").is_file():  # a copy is renamed in whole: a killed one leaves no training.json
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        shutil.copytree(source, partial, dirs_exist_ok=True)  # copies the source folder's mode over mkdtemp's 0700
+        os.replace(partial, target)
     elif training_id(target) != training_id(source):
         print(f"note: {model} resumes on its snapshot {shown(target)} (training.json {training_id(target)}); "
               f"{shown(source)} is now {training_id(source)}: use a new out= for it", flush=True)
@@ -180,8 +186,6 @@ def run_comparisons(run_dir: Path, count: int, model: str, dim: int, guidance: f
 DIGITS_DOC = "docs/small_model.md"
 DIGITS_DIM = 4 * 4 * 4
 PAIRS = {"selection": ("stable", "unstable"), "optimization": ("optimized", "original")}
-# The columns of make reproduce-small's summary.csv and of its committed copy, results/reference/reproduce_small.csv.
-REFERENCE_COLUMNS = ("table", "guidance", "metric", "n", "wins", "ties", "losses", "mean_a", "mean_b")
 
 
 def digits_comparisons(reference: Path) -> list[Comparison]:
@@ -189,23 +193,23 @@ def digits_comparisons(reference: Path) -> list[Comparison]:
     Wilson interval and sign test recomputed; A is stable (selection) or optimized (optimization)."""
     import pandas as pd
 
-    from noise_exp.report.tables import wilson_interval
+    from noise_exp.report.tables import PairCounts
 
     path = project_path(reference)
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise NoiseExpError(f"reference {path}: cannot read it as a reproduce_small summary.csv ({err})") from None
-    if list(frame.columns) != list(REFERENCE_COLUMNS) or not frame["table"].isin(list(PAIRS)).all():
-        raise NoiseExpError(f"reference {path}: not a reproduce_small summary.csv (columns {', '.join(REFERENCE_COLUMNS)}; "
+    if list(frame.columns) != list(SUMMARY_COLUMNS) or not frame["table"].isin(list(PAIRS)).all():
+        raise NoiseExpError(f"reference {path}: not a reproduce_small summary.csv (columns {', '.join(SUMMARY_COLUMNS)}; "
                             f"table selection or optimization)")
     rows = []
     for r in frame.itertuples(index=False):
-        n, wins, ties, losses = int(r.n), int(r.wins), int(r.ties), int(r.losses)
-        low, high = wilson_interval(wins + ties / 2, n)
+        counts = PairCounts(int(r.wins), int(r.ties), int(r.losses))
         rows.append(Comparison("small_digits", DIGITS_DIM, float(r.guidance), r.table, *PAIRS[r.table], r.metric,
-                               "all", n, wins, ties, losses, float(r.mean_a), float(r.mean_b), (wins + ties / 2) / n,
-                               low, high, sign_test_p(wins, losses)))
+                               "all", counts.n, counts.wins, counts.ties, counts.losses, float(r.mean_a),
+                               float(r.mean_b), counts.win_rate, *counts.interval,
+                               sign_test_p(counts.wins, counts.losses)))
     return rows
 
 
@@ -315,8 +319,6 @@ def run_models(work: list[tuple[str, int, int]], config: Config, out: Path
 
 def run(config: Config, command: str) -> int:
     """Both analogues on each model (or, from_runs, a re-count of an earlier run's folders); writes the summary."""
-    import os
-
     work = check_config(config)
     torch.set_num_threads(config.threads)
     out = config.out.resolve()

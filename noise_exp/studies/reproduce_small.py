@@ -37,7 +37,7 @@ from noise_exp.files import atomic_write_bytes
 
 EVALUATORS = "evaluator=[digit_classifier,digit_realism]"
 METRICS = ("digit_classifier", "digit_realism", "stability")
-# summary.csv's columns: those of results/reference/reproduce_small.csv (reproduce_shapes.REFERENCE_COLUMNS)
+# summary.csv's columns: also its committed copy's, results/reference/reproduce_small.csv (reproduce_shapes reads it)
 SUMMARY_COLUMNS = ("table", "guidance", "metric", "n", "wins", "ties", "losses", "mean_a", "mean_b")
 
 

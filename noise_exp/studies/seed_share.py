@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from noise_exp.bank.decompose import mean_pairwise_spearman
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
 
@@ -115,12 +116,6 @@ def select_run(model, spec: Spec, dataset, subset, run_dir, bank, guidance, judg
         "save_images=[stable]", *scoring)
 
 
-def spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
-
-
 def kept_seeds(proxy: np.ndarray, exact: np.ndarray, shortlist: int) -> np.ndarray:
     """Per test prompt, the position of the exact argmax among the proxy's best `shortlist` (ties: lower seed)."""
     from noise_exp.methods.select_fast import shortlist_indices
@@ -150,7 +145,7 @@ def selection_rows(exact: np.ndarray, judge: np.ndarray | None, proxies: dict[st
              "amortised_ratio": 0.0}]
     for name, (scores, one_off) in proxies.items():
         per_prompt = scores if scores.ndim == 2 else np.broadcast_to(scores, exact.shape)
-        rho = statistics.fmean(spearman(per_prompt[p], exact[p]) for p in range(prompts))
+        rho = statistics.fmean(mean_pairwise_spearman(np.stack([per_prompt[p], exact[p]])) for p in range(prompts))
         for m in shortlists:
             chosen = kept_seeds(per_prompt, exact, m)
             rows.append({"proxy": name, "M": m, "same_seed": float((chosen == best).mean()), "spearman": rho,
@@ -177,7 +172,8 @@ def norm_facts(seed_means: np.ndarray, norm: np.ndarray, dims: int) -> dict[str,
     slope, _ = np.polyfit(norm, seed_means, 1)
     return {"d": dims, "norm_relative_std": float(norm.std() / norm.mean()),
             "theory_relative_std": 1 / math.sqrt(2 * dims), "norm_std": float(norm.std()),
-            "spearman_norm": spearman(norm, seed_means), "r2_norm": float(np.corrcoef(norm, seed_means)[0, 1] ** 2),
+            "spearman_norm": mean_pairwise_spearman(np.stack([norm, seed_means])),
+            "r2_norm": float(np.corrcoef(norm, seed_means)[0, 1] ** 2),
             "slope_per_norm": float(slope), "slope_per_relative_norm": float(slope * math.sqrt(dims)),
             "seed_std": float(seed_means.std()), "seed_std_from_norm": float(abs(slope) * norm.std())}
 
@@ -247,7 +243,8 @@ def study_guidance(name: str, spec: Spec, model, guidance: float, config_guidanc
               "test_prompts": len(test_table.prompts), "all_prompts": len(everything.prompts), "seeds": k,
               "exact_nfes": float(test_table.nfe / exact.size), "judge": judge, "decomposition": decomposition,
               "selection": rows, "norm": norm_facts(seed_means, stats["norm"], int(model.draw_noise([0])[0].numel())),
-              "stat_spearman": {stat: spearman(values, seed_means) for stat, values in stats.items()},
+              "stat_spearman": {stat: mean_pairwise_spearman(np.stack([values, seed_means]))
+                                for stat, values in stats.items()},
               "argmax": shared_argmax(everything.values), "test_argmax": shared_argmax(exact),
               "calibration_size": calibration_size(all_rows, prior["prompts"], exact, test_table.prompts)}
     if guidance == config_guidance:
@@ -270,14 +267,14 @@ def calibration_size(rows: dict[str, np.ndarray], calibration: list[str], exact:
 def end_to_end(name: str, spec: Spec, out: Path, tag: str, prior_file: Path, exact: np.ndarray, prior: np.ndarray,
                args) -> dict[str, Any]:
     """`method=select_fast method.proxy=prior:<file>` on the test prompts: its kept seeds against the query's."""
-    import pandas as pd
+    from noise_exp.rundir.results import read_results
 
     run_dir = out / f"select_fast_prior_{tag}"
     start = time.perf_counter()
     run_job(name, spec.test, out / "test.jsonl", run_dir, args, "method=select_fast", f"method.num_seeds={args.seeds}",
         f"method.batch_size={spec.batch_size}", f"method.proxy=prior:{prior_file}", f"method.shortlist={E2E_SHORTLIST}", "method.unstable_shortlist=1",
         "save_images=[stable]")
-    rows = pd.read_csv(run_dir / "results.csv")
+    rows = read_results(run_dir)
     stable = rows[rows["variant"] == "stable"].sort_values("prompt_id")
     seeds = [int(s) for s in stable["seed"]]
     expected = kept_seeds(prior, exact, E2E_SHORTLIST).tolist()

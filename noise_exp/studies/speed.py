@@ -42,6 +42,7 @@ from typing import Any, Sequence
 
 import torch
 
+from noise_exp.bank.decompose import mean_pairwise_spearman
 from noise_exp.config import PROJECT_ROOT as ROOT
 from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes, writable_folder
@@ -71,13 +72,6 @@ class Config:
     parts: list[str]  # of PARTS
     optimizers: list[str]  # of OPTIMIZERS
     threads: int
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman's rho: the Pearson correlation of the ranks (no ties among float scores)."""
-    ranks = [torch.argsort(torch.argsort(x)).double() for x in (a, b)]
-    centred = [r - r.mean() for r in ranks]
-    return float((centred[0] * centred[1]).sum() / (centred[0].norm() * centred[1].norm()))
 
 
 @dataclass
@@ -164,7 +158,8 @@ def selection_rows(model_name: str, model, fixed_point, prompts: list[PromptCand
             SelectionRow(model_name, "random seed", 1, statistics.fmean(1.0 / len(p.exact) for p in prompts), 0.0,
                          statistics.fmean(float(p.judge.mean()) for p in prompts), 0.0, 0.0)]
     for name in proxies:
-        rho = statistics.fmean(spearman(p.proxies[name], p.exact) for p in prompts)
+        rho = statistics.fmean(mean_pairwise_spearman(torch.stack([p.proxies[name].double(), p.exact.double()]).numpy())
+                               for p in prompts)
         nfes = proxy_nfes(model, fixed_point, name)
         for m in shortlists:
             chosen = []
