@@ -52,7 +52,7 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
 def study_config(name: str, overrides: Sequence[str] = ()) -> Any:
     """The study's `Config`: conf/study/<name>.yaml, then its `quick:` block if `quick=true` is given, then the
     other overrides. An unknown key, a value of the wrong type or a missing one is a one-line error."""
-    from omegaconf import OmegaConf
+    from omegaconf import ListConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     module = study_module(name)
@@ -71,8 +71,13 @@ def study_config(name: str, overrides: Sequence[str] = ()) -> Any:
         if quick and quick_block is None:
             raise NoiseExpError(f"study {name} has no quick mode (conf/study/{name}.yaml has no `quick:` block)")
         config = OmegaConf.merge(OmegaConf.structured(module.Config), values, quick_block if quick else {})
+        # a list knob the yaml fills (models, sizes, guidance, ...) set to [] would run nothing and exit 0
+        filled = [key for key, value in config.items() if isinstance(value, ListConfig) and len(value)]
         for key, value in changes.items():
             config.merge_with(_nested(key, value))
+        empty = [key for key in filled if not len(config[key])]
+        if empty:
+            raise NoiseExpError(f"study {name}: {', '.join(empty)} needs at least one value")
         return OmegaConf.to_object(config)
     except OmegaConfBaseException as err:
         raise NoiseExpError(f"study {name}: {config_error_message(err)}") from None

@@ -122,6 +122,8 @@ def sweep_command(config: Config, costs: tuple[int, int, int], conf_dir: Path) -
     from noise_exp.methods.registry import REGISTRY
 
     classes = compare_classes()
+    if config.methods == []:
+        raise NoiseExpError("methods=[] compares nothing: name the methods, or methods=null for every one")
     if config.methods:
         names = list(config.methods)
         unknown = [name for name in names if name not in {cls.name for cls in classes}]

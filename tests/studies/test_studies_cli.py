@@ -95,3 +95,14 @@ def test_a_studys_help_names_its_knobs_and_the_whole_usage_line(capsys):
     assert exit_.value.code == 0
     assert "with its config, conf/study/<name>.yaml; `quick=true` applies the yaml's `quick:` block first." in out
     assert "train_shapes's knobs (conf/study/train_shapes.yaml): stages; no quick mode" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["correlation", "guidance=[]"], "study correlation: guidance needs at least one value"),
+    (["speed", "shortlists=[]"], "study speed: shortlists needs at least one value"),
+    (["train_shapes", "stages=[]"], "study train_shapes: stages needs at least one value"),
+])
+def test_an_emptied_list_knob_is_one_line_before_any_work(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
