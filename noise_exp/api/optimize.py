@@ -67,15 +67,10 @@ def optimize(pipe: Any, prompt: str, seed: int | None = None, *, latents: torch.
                                     optimizer=choice_param("optimizer", optimizer, OPTIMIZERS),
                                     keep_best=flag_param("keep_best", keep_best))
         bar = Progress(steps, "nx.optimize", progress, callback, unit="step")
-
-        def on_step(step: int, score: torch.Tensor) -> None:
-            bar.batch(1)
-            bar.candidate(step, float(score[0]))
-
         try:
             with NetworkPasses(model.network) as passes:
                 result = optimize_noise(noise, [-1 if seed is None else seed], ModelRoundTrip(model, cond), config,
-                                        get_similarity(similarity), on_step)
+                                        get_similarity(similarity), bar.step)
         finally:
             bar.close()
         latents = to_pipe_latents(model, result.optimized_noise)
@@ -107,14 +102,9 @@ def reward_opt(pipe: Any, prompt: str, seed: int | None = None, *, verifier: str
                                  keep_best=flag_param("keep_best", keep_best))
         reward_fn = sampled_reward(DifferentiableSampler(model, cond, "nx.reward_opt"), reward)
         bar = Progress(config.steps + 1, "nx.reward_opt", progress, callback, unit="step")
-
-        def on_step(step: int, value: torch.Tensor) -> None:
-            bar.batch(1)
-            bar.candidate(step, float(value[0]))
-
         try:
             with NetworkPasses(model.network) as passes:
-                result = optimize_reward(noise, reward_fn, config, on_step)
+                result = optimize_reward(noise, reward_fn, config, bar.step)
         finally:
             bar.close()
         latents = to_pipe_latents(model, result.optimized_noise)
