@@ -15,6 +15,7 @@ from noise_exp.api.verifiers import PixelReward, pixel_reward
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler
+from noise_exp.methods.method import trace_rows
 from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, optimize_noise, paper_equivalent_lr
 from noise_exp.methods.reward_opt import RewardOptConfig, counted_nfe, optimize_reward, sampled_reward
 from noise_exp.methods.roundtrip import ModelRoundTrip
@@ -74,8 +75,7 @@ def optimize(pipe: Any, prompt: str, seed: int | None = None, *, latents: torch.
         finally:
             bar.close()
         latents = to_pipe_latents(model, result.optimized_noise)
-    trace = pd.DataFrame([(row.step, row.stability[0], row.lr) for row in result.trace],
-                         columns=["step", "stability", "lr"])
+    trace = pd.DataFrame(trace_rows(result), columns=["step", "stability", "lr"])
     return Optimized(latents, seed, float(result.optimized_stability[0]), float(result.original_stability[0]),
                      float(result.norm_ratio[0]), trace, passes.count, time.perf_counter() - start)
 
