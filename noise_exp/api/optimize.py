@@ -20,16 +20,8 @@ from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, optim
 from noise_exp.methods.reward_opt import RewardOptConfig, counted_nfe, optimize_reward, sampled_reward
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.models.base import NoiseModel
-from noise_exp.params import choice_param, flag_param, integer_param, real_param
+from noise_exp.params import choice_param, flag_param, integer_param, positive_param, real_param
 from noise_exp.similarity import get_similarity
-
-
-def positive_param(key: str, value: Any) -> float:
-    """A finite number > 0 (a step size of 0 would hand back the starting noise as "optimized")."""
-    value = real_param(key, value, 0.0)
-    if value == 0.0:
-        raise NoiseExpError(f"{key} must be > 0, got {value!r}")
-    return value
 
 
 def start_noise(model: NoiseModel, seed: int | None, latents: torch.Tensor | None) -> tuple[torch.Tensor, int | None]:
