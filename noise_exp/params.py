@@ -27,6 +27,14 @@ def real_param(key: str, value: Any, minimum: float, below: float = math.inf) ->
     return float(value)
 
 
+def positive_param(key: str, value: Any) -> float:
+    """`value` as a finite float > 0 (a step size of 0 would hand back the starting noise as "optimized")."""
+    value = real_param(key, value, 0.0)
+    if value == 0.0:
+        raise NoiseExpError(f"{key} must be > 0, got {value!r}")
+    return value
+
+
 def flag_param(key: str, value: Any) -> bool:
     """`value` if it is true or false, or a one-line error naming the config key."""
     if not isinstance(value, bool):

@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from noise_exp.benchmark import timed
 from noise_exp.cli import ArgumentParser
 from noise_exp.errors import exit_on_user_error
 from noise_exp.params import integer_param, real_param
 
 PROMPT = "a red circle left of a blue square"
-
-
-def timed(run: Callable[[], Any]) -> tuple[float, Any]:
-    """The wall time of one call, and its result."""
-    start = time.perf_counter()
-    result = run()
-    return time.perf_counter() - start, result
 
 
 def listed(times: list[float]) -> str:
@@ -125,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
     api_times, runner_times, loop_times = [], [], []
     for _ in range(args.repeats):  # interleaved, so that a burst of load on a shared machine hits all three alike
-        seconds, choice = timed(lambda: nx.select(pipe, PROMPT, num_seeds=args.seeds, batch_size=args.batch_size,
-                                                  progress=False, **settings))
+        choice, seconds = timed(lambda: nx.select(pipe, PROMPT, num_seeds=args.seeds, batch_size=args.batch_size,
+                                                  progress=False, **settings), pipe.device)
         api_times.append(seconds)
         stable = runner_selection(folder, args.seeds, args.steps, args.guidance, args.batch_size)
         runner_times.append(float(stable["time_s"]))
-        seconds, loop_scores = timed(lambda: plain_loop(pipe, PROMPT, seeds, args.steps, args.guidance))
+        loop_scores, seconds = timed(lambda: plain_loop(pipe, PROMPT, seeds, args.steps, args.guidance), pipe.device)
         loop_times.append(seconds)
     api_s, runner_s, loop_s = (statistics.median(times) for times in (api_times, runner_times, loop_times))
     loop_seed = seeds[max(range(len(seeds)), key=loop_scores.__getitem__)]

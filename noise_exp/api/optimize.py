@@ -15,20 +15,13 @@ from noise_exp.api.verifiers import PixelReward, pixel_reward
 from noise_exp.errors import NoiseExpError
 from noise_exp.methods.compute import NetworkPasses
 from noise_exp.methods.differentiable import DifferentiableSampler
+from noise_exp.methods.method import trace_rows
 from noise_exp.methods.optimization import OPTIMIZERS, OptimizationConfig, optimize_noise, paper_equivalent_lr
 from noise_exp.methods.reward_opt import RewardOptConfig, counted_nfe, optimize_reward, sampled_reward
 from noise_exp.methods.roundtrip import ModelRoundTrip
 from noise_exp.models.base import NoiseModel
-from noise_exp.params import choice_param, flag_param, integer_param, real_param
+from noise_exp.params import choice_param, flag_param, integer_param, positive_param, real_param
 from noise_exp.similarity import get_similarity
-
-
-def positive_param(key: str, value: Any) -> float:
-    """A finite number > 0 (a step size of 0 would hand back the starting noise as "optimized")."""
-    value = real_param(key, value, 0.0)
-    if value == 0.0:
-        raise NoiseExpError(f"{key} must be > 0, got {value!r}")
-    return value
 
 
 def start_noise(model: NoiseModel, seed: int | None, latents: torch.Tensor | None) -> tuple[torch.Tensor, int | None]:
@@ -67,20 +60,14 @@ def optimize(pipe: Any, prompt: str, seed: int | None = None, *, latents: torch.
                                     optimizer=choice_param("optimizer", optimizer, OPTIMIZERS),
                                     keep_best=flag_param("keep_best", keep_best))
         bar = Progress(steps, "nx.optimize", progress, callback, unit="step")
-
-        def on_step(step: int, score: torch.Tensor) -> None:
-            bar.batch(1)
-            bar.candidate(step, float(score[0]))
-
         try:
             with NetworkPasses(model.network) as passes:
                 result = optimize_noise(noise, [-1 if seed is None else seed], ModelRoundTrip(model, cond), config,
-                                        get_similarity(similarity), on_step)
+                                        get_similarity(similarity), bar.step)
         finally:
             bar.close()
         latents = to_pipe_latents(model, result.optimized_noise)
-    trace = pd.DataFrame([(row.step, row.stability[0], row.lr) for row in result.trace],
-                         columns=["step", "stability", "lr"])
+    trace = pd.DataFrame(trace_rows(result), columns=["step", "stability", "lr"])
     return Optimized(latents, seed, float(result.optimized_stability[0]), float(result.original_stability[0]),
                      float(result.norm_ratio[0]), trace, passes.count, time.perf_counter() - start)
 
@@ -107,14 +94,9 @@ def reward_opt(pipe: Any, prompt: str, seed: int | None = None, *, verifier: str
                                  keep_best=flag_param("keep_best", keep_best))
         reward_fn = sampled_reward(DifferentiableSampler(model, cond, "nx.reward_opt"), reward)
         bar = Progress(config.steps + 1, "nx.reward_opt", progress, callback, unit="step")
-
-        def on_step(step: int, value: torch.Tensor) -> None:
-            bar.batch(1)
-            bar.candidate(step, float(value[0]))
-
         try:
             with NetworkPasses(model.network) as passes:
-                result = optimize_reward(noise, reward_fn, config, on_step)
+                result = optimize_reward(noise, reward_fn, config, bar.step)
         finally:
             bar.close()
         latents = to_pipe_latents(model, result.optimized_noise)

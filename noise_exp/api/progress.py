@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
@@ -34,6 +34,11 @@ class Progress:
             self.bar.set_postfix_str(f"best={value:.4f} ({self.unit} {seed})", refresh=False)
         if self.callback is not None:
             self.callback(seed, value)
+
+    def step(self, step: int, value: Any) -> None:
+        """One optimization step done; `value` holds the step's score of the one noise ([1] tensor)."""
+        self.batch(1)
+        self.candidate(step, float(value[0]))
 
     def close(self) -> None:
         self.bar.close()

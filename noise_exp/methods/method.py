@@ -258,7 +258,7 @@ class NoiseOptimization(Method):
             self.variant("optimized", seed, float(result.optimized_stability[0]), result.optimized_noise[0],
                     result.optimized_latents[0], seconds, (result.steps_run + 1) * calls, float(result.norm_ratio[0])),
         ]
-        return MethodOutput(variants=variants, trace=_trace_rows(result))
+        return MethodOutput(variants=variants, trace=trace_rows(result))
 
 
 class SelectThenOptimize(Method):
@@ -296,7 +296,7 @@ class SelectThenOptimize(Method):
                                 select_calls + (optimized.steps_run + 1) * model.unet_calls_per_roundtrip,
                                 float(optimized.norm_ratio[0])))
         return MethodOutput(variants=variants, selection_scores=list(zip(selected.seeds, selected.scores.tolist())),
-                            trace=_trace_rows(optimized))
+                            trace=trace_rows(optimized))
 
 
 class Baseline(Method):
@@ -327,7 +327,8 @@ def selection_variants(method: Method, result: SelectionResult, seconds: float, 
             for kind, c in (("stable", result.stable), ("unstable", result.unstable))]
 
 
-def _trace_rows(result: OptimizationResult) -> list[tuple[int, float, float]]:
+def trace_rows(result: OptimizationResult) -> list[tuple[int, float, float]]:
+    """(step, stability, lr) of each step of a one-noise Algorithm 2 (the run's trace, nx.optimize's `trace`)."""
     return [(row.step, row.stability[0], row.lr) for row in result.trace]
 
 

@@ -104,10 +104,6 @@ class FastSelection(NoiseSelection):
         proxy_calls = 0 if result.proxy_scores is None else self.num_seeds * scorer.unet_calls
         return proxy_calls + len(result.exact.seeds) * model.unet_calls_per_roundtrip
 
-    def check_cost(self, model: NoiseModel, scorer: ProxyScorer) -> None:
-        """A proxy that would run must make the prompt cheaper than exact selection (K x exact NFEs)."""
-        check_proxy_cost(self.proxy, self.num_seeds, self.shortlist + self.unstable_shortlist, model, scorer)
-
     def run(self, model: NoiseModel, cond: Conditioning, prompt_index: int, progress: Progress | None = None) -> MethodOutput:
         done = [0]
 
@@ -118,7 +114,7 @@ class FastSelection(NoiseSelection):
 
         start = time.perf_counter()
         scorer = build_scorer(self.proxy, model, cond, self.similarity)
-        self.check_cost(model, scorer)
+        check_proxy_cost(self.proxy, self.num_seeds, self.shortlist + self.unstable_shortlist, model, scorer)
         result = select_fast_noise(self.candidate_seeds(prompt_index), model.draw_noise, scorer,
                                    ModelRoundTrip(model, cond), self.shortlist, self.unstable_shortlist,
                                    self.batch_size, self.similarity, on_batch)
