@@ -23,3 +23,11 @@ def test_the_functions_are_the_librarys_even_after_the_equations_are_imported():
     assert (nx.select, nx.optimize, nx.best_of_n, nx.reward_opt, nx.stability) == (
         api.select, api.optimize, api.best_of_n, api.reward_opt, api.stability)
     assert noise_exp.similarity.stability.__doc__.startswith("Eq. (3)")
+
+
+def test_the_package_re_exports_exactly_the_librarys_names():
+    """noise_exp/__init__ lists the names it forwards (to stay torch-free); the list can't drift from api.__all__."""
+    import noise_exp as nx
+    from noise_exp import api
+
+    assert sorted(nx._API) == sorted(api.__all__)
