@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from noise_exp.config import PROJECT_ROOT as ROOT
-from noise_exp.errors import NoiseExpError
+from noise_exp.errors import NoiseExpError, config_error_message
 from noise_exp.files import atomic_write_bytes, writable_file, writable_folder
 from noise_exp.methods.declaration import Budget
 from noise_exp.methods.registry import compare_classes
@@ -104,13 +104,18 @@ def study_overrides(budgets: Mapping[str, Budget], conf_dir: Path, classes: Sequ
 def model_costs(overrides: list[str]) -> tuple[int, int, int]:
     """(G, R, d): NFEs of one generation and of one round trip, and the latent size, of the configured model."""
     import torch
+    from hydra.errors import HydraException
     from hydra.utils import instantiate
+    from omegaconf.errors import OmegaConfBaseException
 
     from noise_exp.config import compose_config
     from noise_exp.methods.differentiable import generation_nfe
 
     torch.set_num_threads(1)
-    cfg = compose_config(["experiment=compare_methods", *overrides])
+    try:
+        cfg = compose_config(["experiment=compare_methods", *overrides])
+    except (HydraException, OmegaConfBaseException) as err:  # an unknown model or scorer, before the sweep starts
+        raise NoiseExpError(config_error_message(err)) from None
     model = instantiate(cfg.model)
     cond = model.encode_prompt("")
     return generation_nfe(model, cond), model.unet_calls_per_roundtrip, int(model.draw_noise([0]).numel())
@@ -158,7 +163,7 @@ def run(config: Config, command: str) -> int:
 
     config.out = config.out.resolve()  # the sweep runs from the repository root
 
-    costs = model_costs([f"model={config.model}"])
+    costs = model_costs([f"model={config.model}", f"evaluator=[{config.verifier},{config.judge}]"])
     with tempfile.TemporaryDirectory(prefix="compare_conf_") as conf_dir:
         sweep = sweep_command(config, costs, Path(conf_dir))
         print(" ".join(sweep), flush=True)
