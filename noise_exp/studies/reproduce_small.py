@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from noise_exp.config import compose_config
+from noise_exp.errors import NoiseExpError
 from noise_exp.files import atomic_write_bytes
 
 EVALUATORS = "evaluator=[digit_classifier,digit_realism]"
@@ -124,6 +125,8 @@ def run(config: Config, command: str) -> int:
         integer_param(key, getattr(config, key), 0)
     for key in ("num_seeds", "steps", "threads"):
         integer_param(key, getattr(config, key), 1)
+    if config.optimize_prompts > 100:  # conf/dataset/digits.yaml: ids 0..99
+        raise NoiseExpError(f"optimize_prompts must be <= 100 (the digits prompts), got {config.optimize_prompts}")
     real_param("lr", config.lr, 0.0)
     writable_folder(config.out, "out")
     torch.set_num_threads(config.threads)
