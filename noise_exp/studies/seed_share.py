@@ -372,10 +372,19 @@ def format_tables(results: list[dict[str, Any]]) -> str:
 
 def run(config: Config, command: str) -> int:
     """Each model's decomposition, prior and proxies; results.json and table.md rewritten after each model."""
+    from noise_exp.config import CONF_DIR
     from noise_exp.files import writable_folder
+    from noise_exp.params import integer_param
 
     if config.seeds < 2 or min(config.shortlists, default=0) < 1 or (config.calibration or 1) < 1 or (config.test or 1) < 1:
         raise NoiseExpError("seeds must be >= 2, shortlists (at least one), calibration and test >= 1")
+    integer_param("bootstrap", config.bootstrap, 1)
+    integer_param("threads", config.threads, 1)
+    known = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
+    unknown = [name for name in config.models if name not in known]
+    if unknown or not config.models:
+        raise NoiseExpError(f"models: {', '.join(unknown) + ' is not a model config' if unknown else 'none'}; "
+                            f"choose among {', '.join(known)}")
     writable_folder(config.out, "out")
     torch.set_num_threads(config.threads)
     config.out = config.out.resolve()  # the prior's path is part of the select_fast run's settings: one spelling
