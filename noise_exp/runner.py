@@ -82,6 +82,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                             "to score, e.g. save_images=[stable,unstable]")
     _check_candidate_scoring(cfg, method, evaluators)
     _check_prompts(prompts, method, evaluators)
+    tolerances = (cfg.get("report") or {}).get("tie_tolerance")
+    if tolerances is not None:  # checked now, not by the report after the last prompt
+        from noise_exp.report.sweep import tolerance_table
+
+        tolerance_table(tolerances, "the config")
     store = RunStore(run_dir, save_noise=bool(cfg.get("save_noise", True)))
     with _writable(run_dir, store), RunLock(run_dir):
         bank = _candidate_bank(cfg)

@@ -147,6 +147,14 @@ def _read_job(run_dir: Path) -> _Job:
                 {str(k).replace("/", "."): v for k, v in choices.items()})
 
 
+def tolerance_table(node: Any, where: object) -> dict[str, float]:
+    """A `report.tie_tolerance` node as {metric: tolerance >= 0}, or a one-line error naming `where` it came from."""
+    if not isinstance(node, Mapping):
+        raise NoiseExpError(f"report.tie_tolerance of {where} must map metrics to tolerances, got {node!r}")
+    return {str(metric): real_param(f"report.tie_tolerance.{metric} of {where}", value, 0.0)
+            for metric, value in node.items()}
+
+
 def tie_tolerances(run_dirs: Sequence[Path], overrides: Mapping[str, float] | None = None) -> dict[str, float]:
     """{metric: tolerance} for winning rates: `report.tie_tolerance` of the runs' `.hydra/config.yaml`
     (conf/config.yaml's for runs without one), `overrides` on top. Runs that disagree on a metric not in `overrides`
@@ -156,11 +164,8 @@ def tie_tolerances(run_dirs: Sequence[Path], overrides: Mapping[str, float] | No
     for run_dir in run_dirs:
         config = _read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
         node = (config.get("report") or {}).get("tie_tolerance") if isinstance(config, Mapping) else None
-        if node is not None and not isinstance(node, Mapping):
-            raise NoiseExpError(f"report.tie_tolerance of {run_dir} must map metrics to tolerances, got {node!r}")
-        for metric, value in (default if node is None else node).items():
-            tolerance = real_param(f"report.tie_tolerance.{metric} of {run_dir}", value, 0.0)
-            found.setdefault(str(metric), {}).setdefault(tolerance, Path(run_dir))
+        for metric, tolerance in tolerance_table(default if node is None else node, run_dir).items():
+            found.setdefault(metric, {}).setdefault(tolerance, Path(run_dir))
     overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
     for metric, values in found.items():
         if len(values) > 1 and metric not in overrides:
