@@ -374,7 +374,7 @@ FAULTS: list[Fault] = [
     Fault("compare: unknown verifier", module="noise_exp.studies", batched=True,
           message="Could not load 'evaluator/bogus'",
           prepare=lambda case: ["compare", "verifier=bogus", f"out={case / 'out'}"], check=no_out_folder),
-    Fault("correlation: guidance=[]", module="noise_exp.studies", batched=True, message="guidance: no scale given",
+    Fault("correlation: guidance=[]", module="noise_exp.studies", batched=True, message="guidance needs at least one value",
           prepare=lambda case: ["correlation", "guidance=[]", f"out={case / 'out'}"], check=no_out_folder),
     Fault("reproduce_small: optimize_prompts=101", module="noise_exp.studies", batched=True,
           message=r"optimize_prompts must be <= 100 \(the digits prompts\), got 101",
